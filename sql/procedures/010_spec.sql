@@ -1,0 +1,223 @@
+-- Build spec validation and the build key. They live in SQL so that psql, the
+-- api and the worker can never disagree about what a spec means or which key
+-- it has: every caller goes through cbs.canonical_spec() and cbs.build_key().
+-- Bad specs raise SQLSTATE 22023 (invalid_parameter_value) or 23505 (duplicate
+-- plugin), with a message that starts with the offending field.
+
+-- Why a module path is unacceptable by Go's module path rules, or NULL when it is fine.
+CREATE OR REPLACE FUNCTION cbs.module_path_problem(path text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    elems text[];
+    elem  text;
+    major text;
+BEGIN
+    IF path IS NULL OR path = '' THEN
+        RETURN 'is empty';
+    END IF;
+    IF length(path) > 300 THEN
+        RETURN 'is longer than 300 characters';
+    END IF;
+    IF path !~ '^[A-Za-z0-9._~/-]+$' THEN
+        RETURN 'may contain only letters, digits, ''/'', ''-'', ''.'', ''_'' and ''~''';
+    END IF;
+    elems := string_to_array(path, '/');
+    FOREACH elem IN ARRAY elems LOOP
+        IF elem = '' THEN
+            RETURN 'has an empty path element';
+        END IF;
+        IF left(elem, 1) = '.' OR right(elem, 1) = '.' THEN
+            RETURN format('has a path element %L that begins or ends with a dot', elem);
+        END IF;
+    END LOOP;
+    IF elems[1] !~ '^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$' THEN
+        RETURN format('must begin with a lowercase domain name (like github.com), not %L', elems[1]);
+    END IF;
+    -- A trailing /vN is a major version suffix: N >= 2, no leading zero, no dots.
+    major := substring(path FROM '/v[0-9.]+$');
+    IF major IS NOT NULL AND path NOT LIKE 'gopkg.in/%'
+       AND (major !~ '^/v[1-9][0-9]*$' OR major = '/v1') THEN
+        RETURN format('has an invalid major version suffix %L (must be /v2 or higher)', major);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION cbs.module_path_problem(text) IS
+    'Why a module path breaks Go''s module path rules, or NULL when it is valid.';
+
+-- Semantic version or Go pseudo-version, with the optional +incompatible.
+CREATE OR REPLACE FUNCTION cbs.is_absolute_version(version text)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT version IS NOT NULL AND length(version) <= 128 AND version ~
+        '^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+incompatible)?$'
+$$;
+
+-- Why a version cannot be used for a module, or NULL when it can: it must be absolute and
+-- match the module path's major version suffix (Go's import compatibility rule).
+CREATE OR REPLACE FUNCTION cbs.module_version_problem(path text, version text)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    suffix_major text := substring(path FROM '/v([0-9]+)$');
+    version_major text := substring(version FROM '^v([0-9]+)\.');
+BEGIN
+    IF version IS NULL OR version = '' THEN
+        RETURN 'is missing (it must be resolved to an absolute version first)';
+    END IF;
+    IF NOT cbs.is_absolute_version(version) THEN
+        RETURN format('%L is not an absolute version (a semver tag like v1.2.3 or a pseudo-version)', version);
+    END IF;
+    IF path LIKE 'gopkg.in/%' THEN
+        RETURN NULL;
+    END IF;
+    IF suffix_major IS NOT NULL THEN
+        IF version_major <> suffix_major OR version LIKE '%+incompatible' THEN
+            RETURN format('%L does not match the module''s major version suffix /v%s', version, suffix_major);
+        END IF;
+    ELSIF version_major::int > 1 AND version NOT LIKE '%+incompatible' THEN
+        RETURN format('%L has major version %s but the module path has no /v%s suffix', version, version_major, version_major);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION cbs.raise_bad_spec(field text, problem text, code text DEFAULT '22023')
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = code, MESSAGE = field || ' ' || problem;
+END;
+$$;
+
+-- Validates a spec and returns its canonical form: known keys only, plugins sorted by
+-- module, replacements sorted by old path, arm only (and always) for arch=arm.
+CREATE OR REPLACE FUNCTION cbs.canonical_spec(spec jsonb)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    unknown   text;
+    caddy     text;
+    v_os      text;
+    v_arch    text;
+    v_arm     text;
+    item      jsonb;
+    idx       int := 0;
+    problem   text;
+    plugins   jsonb := '[]'::jsonb;
+    repls     jsonb := '[]'::jsonb;
+    canonical jsonb;
+BEGIN
+    IF spec IS NULL OR jsonb_typeof(spec) <> 'object' THEN
+        PERFORM cbs.raise_bad_spec('spec', 'must be a JSON object');
+    END IF;
+    SELECT k INTO unknown FROM jsonb_object_keys(spec) AS k
+     WHERE k NOT IN ('caddy_version', 'plugins', 'replacements', 'os', 'arch', 'arm')
+     ORDER BY k LIMIT 1;
+    IF unknown IS NOT NULL THEN
+        PERFORM cbs.raise_bad_spec(unknown, 'is not a known spec field');
+    END IF;
+
+    caddy := spec->>'caddy_version';
+    problem := cbs.module_version_problem('github.com/caddyserver/caddy/v2', caddy);
+    IF problem IS NOT NULL THEN
+        PERFORM cbs.raise_bad_spec('caddy_version', problem);
+    END IF;
+
+    v_os := spec->>'os';
+    v_arch := spec->>'arch';
+    IF v_os IS NULL OR v_arch IS NULL THEN
+        PERFORM cbs.raise_bad_spec(CASE WHEN v_os IS NULL THEN 'os' ELSE 'arch' END, 'is missing');
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM cbs.targets t WHERE t.os = v_os AND t.arch = v_arch) THEN
+        IF NOT EXISTS (SELECT 1 FROM cbs.targets t WHERE t.os = v_os) THEN
+            PERFORM cbs.raise_bad_spec('os', format('%L is not a supported operating system', v_os));
+        END IF;
+        PERFORM cbs.raise_bad_spec('arch', format('%L is not a supported architecture for os %L', v_arch, v_os));
+    END IF;
+    v_arm := spec->>'arm';
+    IF v_arch = 'arm' THEN
+        v_arm := coalesce(nullif(v_arm, ''), '7');
+        IF v_arm NOT IN ('5', '6', '7') THEN
+            PERFORM cbs.raise_bad_spec('arm', format('%L is not a supported ARM version (5, 6 or 7)', v_arm));
+        END IF;
+    ELSIF v_arm IS NOT NULL AND v_arm <> '' THEN
+        PERFORM cbs.raise_bad_spec('arm', format('is only allowed with arch=arm, not arch=%L', v_arch));
+    END IF;
+
+    IF spec ? 'plugins' AND jsonb_typeof(spec->'plugins') NOT IN ('array', 'null') THEN
+        PERFORM cbs.raise_bad_spec('plugins', 'must be an array');
+    END IF;
+    FOR item IN SELECT value FROM jsonb_array_elements(coalesce(nullif(spec->'plugins', 'null'), '[]')) LOOP
+        IF jsonb_typeof(item) <> 'object' OR EXISTS (
+            SELECT 1 FROM jsonb_object_keys(item) k WHERE k NOT IN ('module', 'version')) THEN
+            PERFORM cbs.raise_bad_spec(format('plugins[%s]', idx), 'must be an object with module and version');
+        END IF;
+        problem := cbs.module_path_problem(item->>'module');
+        IF problem IS NOT NULL THEN
+            PERFORM cbs.raise_bad_spec(format('plugins[%s].module %L', idx, item->>'module'), problem);
+        END IF;
+        IF (item->>'module') = 'github.com/caddyserver/caddy/v2' THEN
+            PERFORM cbs.raise_bad_spec(format('plugins[%s].module', idx), 'is Caddy itself; use caddy_version');
+        END IF;
+        IF plugins @> jsonb_build_array(jsonb_build_object('module', item->>'module')) THEN
+            PERFORM cbs.raise_bad_spec(format('plugins[%s].module %L', idx, item->>'module'), 'is listed twice', '23505');
+        END IF;
+        problem := cbs.module_version_problem(item->>'module', item->>'version');
+        IF problem IS NOT NULL THEN
+            PERFORM cbs.raise_bad_spec(format('plugins[%s].version of %s', idx, item->>'module'), problem);
+        END IF;
+        plugins := plugins || jsonb_build_array(jsonb_build_object('module', item->>'module', 'version', item->>'version'));
+        idx := idx + 1;
+    END LOOP;
+
+    IF spec ? 'replacements' AND jsonb_typeof(spec->'replacements') NOT IN ('array', 'null') THEN
+        PERFORM cbs.raise_bad_spec('replacements', 'must be an array');
+    END IF;
+    idx := 0;
+    FOR item IN SELECT value FROM jsonb_array_elements(coalesce(nullif(spec->'replacements', 'null'), '[]')) LOOP
+        IF jsonb_typeof(item) <> 'object' OR EXISTS (
+            SELECT 1 FROM jsonb_object_keys(item) k WHERE k NOT IN ('old', 'new', 'version')) THEN
+            PERFORM cbs.raise_bad_spec(format('replacements[%s]', idx), 'must be an object with old, new and version');
+        END IF;
+        problem := cbs.module_path_problem(item->>'old');
+        IF problem IS NOT NULL THEN
+            PERFORM cbs.raise_bad_spec(format('replacements[%s].old %L', idx, item->>'old'), problem);
+        END IF;
+        problem := cbs.module_path_problem(item->>'new');
+        IF problem IS NOT NULL THEN
+            PERFORM cbs.raise_bad_spec(format('replacements[%s].new %L', idx, item->>'new'), problem);
+        END IF;
+        IF repls @> jsonb_build_array(jsonb_build_object('old', item->>'old')) THEN
+            PERFORM cbs.raise_bad_spec(format('replacements[%s].old %L', idx, item->>'old'), 'is replaced twice', '23505');
+        END IF;
+        problem := cbs.module_version_problem(item->>'new', item->>'version');
+        IF problem IS NOT NULL THEN
+            PERFORM cbs.raise_bad_spec(format('replacements[%s].version of %s', idx, item->>'new'), problem);
+        END IF;
+        repls := repls || jsonb_build_array(jsonb_build_object(
+            'old', item->>'old', 'new', item->>'new', 'version', item->>'version'));
+        idx := idx + 1;
+    END LOOP;
+
+    SELECT coalesce(jsonb_agg(p ORDER BY p->>'module' COLLATE "C"), '[]') INTO plugins
+      FROM jsonb_array_elements(plugins) p;
+    SELECT coalesce(jsonb_agg(r ORDER BY r->>'old' COLLATE "C"), '[]') INTO repls
+      FROM jsonb_array_elements(repls) r;
+
+    canonical := jsonb_build_object(
+        'caddy_version', caddy, 'plugins', plugins, 'replacements', repls,
+        'os', v_os, 'arch', v_arch);
+    IF v_arch = 'arm' THEN
+        canonical := canonical || jsonb_build_object('arm', v_arm);
+    END IF;
+    RETURN canonical;
+END;
+$$;
+COMMENT ON FUNCTION cbs.canonical_spec(jsonb) IS
+    'Validates a build spec and returns its canonical form; raises 22023/23505 on a bad spec.';
+
+-- jsonb's text form is deterministic (keys ordered, fixed spacing), so hashing the
+-- canonical spec's text gives one key per build, whatever the input's order or layout.
+CREATE OR REPLACE FUNCTION cbs.build_key(spec jsonb)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT encode(sha256(convert_to(cbs.canonical_spec(spec)::text, 'UTF8')), 'hex')
+$$;
+COMMENT ON FUNCTION cbs.build_key(jsonb) IS
+    'Lowercase hex sha256 of the canonical spec: the build''s identity and dedup key.';

@@ -1,0 +1,14 @@
+-- Bookkeeping of cbs.build_attempts, shared by every function that ends an attempt.
+
+CREATE OR REPLACE FUNCTION cbs.close_attempt(build_key text, outcome text, error text DEFAULT NULL)
+RETURNS void LANGUAGE sql AS $$
+    UPDATE cbs.build_attempts a
+       SET finished_at = now(), outcome = close_attempt.outcome, error = close_attempt.error
+     WHERE a.build_key = close_attempt.build_key AND a.finished_at IS NULL
+$$;
+
+-- Retry delay after the given (1-based) failed attempt: 5 s, 10 s, 20 s, ... capped at 5 min.
+CREATE OR REPLACE FUNCTION cbs.retry_backoff(attempt int)
+RETURNS interval LANGUAGE sql IMMUTABLE AS $$
+    SELECT least(interval '5 seconds' * power(2, greatest(attempt, 1) - 1), interval '5 minutes')
+$$;

@@ -1,0 +1,1 @@
+SELECT cbs.build_key($1::jsonb)

@@ -1,0 +1,1 @@
+SELECT * FROM cbs.cancel_build($1::text, $2::text)

@@ -1,0 +1,2 @@
+-- Reads are allowed straight from the table; writes never are.
+SELECT * FROM cbs.builds WHERE build_key = $1::text

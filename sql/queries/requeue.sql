@@ -1,0 +1,1 @@
+SELECT * FROM cbs.requeue($1::text)

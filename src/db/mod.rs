@@ -1,0 +1,23 @@
+//! Everything that talks to Postgres: the pool, the migration runner, typed
+//! wrappers around the `cbs.*` queue functions, and the per-process LISTEN
+//! connection. Other modules never write SQL of their own.
+
+mod builds;
+mod error;
+mod listener;
+mod migrate;
+mod pool;
+
+pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
+pub use error::DbError;
+pub use listener::{BuildWatch, Channel, Listener, ListenerEvent};
+pub use migrate::{migrate, schema_fingerprint, MigrateError, SchemaReport};
+pub use pool::{connect_pool, DbPool};
+
+/// The text of a statement in `sql/queries/`, checked at compile time.
+macro_rules! query {
+    ($name:literal) => {
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/queries/", $name, ".sql"))
+    };
+}
+pub(crate) use query;
