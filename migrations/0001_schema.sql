@@ -50,7 +50,7 @@ CREATE TABLE cbs.builds (
 );
 
 -- claim_builds: oldest runnable queued build first.
-CREATE INDEX builds_queued_idx ON cbs.builds (created_at) WHERE status = 'queued';
+CREATE INDEX builds_queued_idx ON cbs.builds (created_at, build_key) WHERE status = 'queued';
 -- heartbeat / release_worker / rescue_expired.
 CREATE INDEX builds_building_worker_idx ON cbs.builds (worker_id) WHERE status = 'building';
 CREATE INDEX builds_building_lease_idx ON cbs.builds (lease_expires_at) WHERE status = 'building';

@@ -1,10 +1,13 @@
 -- Bookkeeping of cbs.build_attempts, shared by every function that ends an attempt.
+-- PL/pgSQL rather than SQL on the hot path: its plans are cached per session.
 
 CREATE OR REPLACE FUNCTION cbs.close_attempt(build_key text, outcome text, error text DEFAULT NULL)
-RETURNS void LANGUAGE sql AS $$
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
     UPDATE cbs.build_attempts a
        SET finished_at = now(), outcome = close_attempt.outcome, error = close_attempt.error
-     WHERE a.build_key = close_attempt.build_key AND a.finished_at IS NULL
+     WHERE a.build_key = close_attempt.build_key AND a.finished_at IS NULL;
+END;
 $$;
 
 -- Retry delay after the given (1-based) failed attempt: 5 s, 10 s, 20 s, ... capped at 5 min.

@@ -1,0 +1,60 @@
+//! The migration runner: idempotent, safe when started twice at once, and
+//! refusing databases whose applied migrations were edited or are newer.
+
+mod common;
+
+use caddy_build_server::db::{migrate, MigrateError};
+use common::{admin_client, config_for, TestDb};
+
+async fn empty_database() -> String {
+    let name = format!("cbs_m_{}_{}", std::process::id(), rand_id());
+    admin_client().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    name
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed) * 1_000_000
+        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_micros() as u64
+}
+
+#[tokio::test]
+async fn two_concurrent_runs_on_a_fresh_database_both_succeed() {
+    let cfg = config_for(&empty_database().await);
+    let (a, b) = tokio::join!(migrate(&cfg), migrate(&cfg));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.applied.len() + b.applied.len(), a.applied.len().max(b.applied.len()), "each file applied once");
+    let again = migrate(&cfg).await.unwrap();
+    assert!(again.applied.is_empty());
+    assert!(again.already_applied >= 1);
+    assert!(again.procedures >= 1);
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("UPDATE cbs.schema_migrations SET checksum = 'deadbeef' WHERE version = 1")
+        .await
+        .unwrap();
+    match migrate(&db.config).await {
+        Err(e @ MigrateError::Edited { .. }) => assert!(e.to_string().contains("0001_schema.sql"), "{e}"),
+        other => panic!("expected Edited, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute("INSERT INTO cbs.schema_migrations (version, name, checksum) VALUES (9999, '9999_future.sql', 'x')")
+        .await
+        .unwrap();
+    match migrate(&db.config).await {
+        Err(e @ MigrateError::NewerSchema { .. }) => assert!(e.to_string().contains("9999_future.sql"), "{e}"),
+        other => panic!("expected NewerSchema, got {other:?}"),
+    }
+}
