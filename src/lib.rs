@@ -2,6 +2,12 @@
 //! Postgres is the queue (see `sql/procedures/`); the api, worker and janitor
 //! components are thin clients of it, woken by LISTEN/NOTIFY.
 
+pub mod api;
 pub mod config;
 pub mod db;
+pub mod janitor;
+pub mod shutdown;
+pub mod spec;
+pub mod storage;
 pub mod telemetry;
+pub mod worker;

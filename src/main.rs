@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use caddy_build_server::{config::Config, db, telemetry};
+use caddy_build_server::{api, config::Config, db, janitor, shutdown, telemetry, worker};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -21,6 +22,14 @@ struct Cli {
 enum Command {
     /// Apply schema migrations and (re)install the SQL procedures, then exit.
     Migrate,
+    /// Serve the HTTP API (REST, compat download, metrics).
+    Api,
+    /// Claim queued builds and run them in Docker.
+    Worker,
+    /// Apply migrations, then run the scheduled policy jobs.
+    Janitor,
+    /// Api, worker and janitor in one process: the single-machine setup.
+    All,
 }
 
 #[tokio::main]
@@ -36,8 +45,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref()).context("invalid configuration")?;
+    let config = Arc::new(Config::load(cli.config.as_deref()).context("invalid configuration")?);
     telemetry::init(&config.log);
+    let stop = shutdown::on_signals();
     match cli.command {
         Command::Migrate => {
             let report = db::migrate(&config.database).await?;
@@ -47,6 +57,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 procedures = report.procedures,
                 "schema is current"
             );
+        }
+        Command::Api => api::run(config, stop).await?,
+        Command::Worker => worker::run(config, stop).await?,
+        Command::Janitor => janitor::run(config, stop).await?,
+        Command::All => {
+            let (a, w, j) = tokio::join!(
+                api::run(config.clone(), stop.clone()),
+                worker::run(config.clone(), stop.clone()),
+                janitor::run(config, stop.clone()),
+            );
+            a.context("api")?;
+            w.context("worker")?;
+            j.context("janitor")?;
         }
     }
     Ok(())

@@ -23,11 +23,265 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub api: ApiConfig,
+    pub worker: WorkerConfig,
+    pub storage: StorageConfig,
+    pub signing: SigningConfig,
+    /// Module proxies, comma-separated like GOPROXY, tried in order (version
+    /// resolution in the api, module downloads in the worker's resolve step).
+    pub go_proxy: String,
+    /// GOSUMDB for the resolve step (`off` disables checksum verification).
+    pub go_sumdb: String,
+    /// GOPRIVATE: module path patterns fetched without the checksum database.
+    pub go_private: String,
+    /// GONOSUMDB: module path patterns not checked against the checksum database.
+    pub go_nosumdb: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+            api: ApiConfig::default(),
+            worker: WorkerConfig::default(),
+            storage: StorageConfig::default(),
+            signing: SigningConfig::default(),
+            go_proxy: "https://proxy.golang.org".into(),
+            go_sumdb: "sum.golang.org".into(),
+            go_private: String::new(),
+            go_nosumdb: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `host:port` or `:port` (all interfaces).
+    pub listen: String,
+    /// Base URL for links in responses; empty: derived from the request's Host.
+    pub public_url: String,
+    /// Largest accepted number of plugins in one build.
+    pub max_plugins: usize,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long a compat download waits for its build before answering 504.
+    #[serde(with = "humantime_serde")]
+    pub compat_wait_limit: Duration,
+    /// Upper bound of `?wait=` on `GET /api/builds/{key}`.
+    #[serde(with = "humantime_serde")]
+    pub max_long_poll: Duration,
+    /// How long resolved module versions are cached.
+    #[serde(with = "humantime_serde")]
+    pub version_cache_ttl: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: ":8234".into(),
+            public_url: String::new(),
+            max_plugins: 50,
+            max_body_bytes: 64 * 1024,
+            compat_wait_limit: Duration::from_secs(20 * 60),
+            max_long_poll: Duration::from_secs(120),
+            version_cache_ttl: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Unique per worker process; empty: `<hostname>-<pid>`.
+    pub id: String,
+    /// Builds run at once by this worker.
+    pub max_jobs: usize,
+    /// Builder image with Go, a CA bundle and /bin/sh (`make builder-image` makes the default).
+    pub image: String,
+    /// Docker endpoint; empty: DOCKER_HOST or the local socket.
+    pub docker_host: String,
+    /// Where per-build work directories are created (bind-mounted into the containers).
+    pub work_dir: String,
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Fallback wake-up when no notification arrives (notifications are the normal path).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// On SIGTERM: how long running builds may finish before they are released.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    pub limits: SandboxLimits,
+    pub timeouts: StepTimeouts,
+    /// Named Docker volumes shared by all builds.
+    pub gomod_cache_volume: String,
+    pub gobuild_cache_volume: String,
+    pub preemption: PreemptionConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            max_jobs: 2,
+            image: "caddy-builder:local".into(),
+            docker_host: String::new(),
+            work_dir: std::env::temp_dir().join("cbs-work").display().to_string(),
+            lease: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(15),
+            poll_interval: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(5 * 60),
+            limits: SandboxLimits::default(),
+            timeouts: StepTimeouts::default(),
+            gomod_cache_volume: "cbs-gomod".into(),
+            gobuild_cache_volume: "cbs-gobuild".into(),
+            preemption: PreemptionConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxLimits {
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    /// Size of the writable /tmp inside build containers.
+    pub tmpfs_mb: u64,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self { memory_mb: 4096, cpus: 2.0, pids: 1024, tmpfs_mb: 2048 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepTimeouts {
+    #[serde(with = "humantime_serde")]
+    pub resolve: Duration,
+    #[serde(with = "humantime_serde")]
+    pub build: Duration,
+    #[serde(with = "humantime_serde")]
+    pub verify: Duration,
+}
+
+impl Default for StepTimeouts {
+    fn default() -> Self {
+        Self {
+            resolve: Duration::from_secs(10 * 60),
+            build: Duration::from_secs(15 * 60),
+            verify: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    #[default]
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// Root directory of the local backend.
+    pub path: String,
+    pub s3: S3Config,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { backend: StorageBackend::Local, path: ".data/artifacts".into(), s3: S3Config::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    /// Custom endpoint (MinIO and friends); empty: AWS for `region`.
+    pub endpoint: String,
+    /// Path-style URLs (`endpoint/bucket/key`), which MinIO needs.
+    pub path_style: bool,
+    pub access_key: String,
+    pub secret_key: String,
+    /// Compat and download endpoints answer 302 to a presigned URL instead of streaming.
+    pub redirect: bool,
+    /// How long a presigned URL stays valid.
+    #[serde(with = "humantime_serde")]
+    pub presign_ttl: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            endpoint: String::new(),
+            path_style: true,
+            access_key: String::new(),
+            secret_key: String::new(),
+            redirect: false,
+            presign_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// minisign secret key file (unencrypted); generated on first start when absent.
+    pub secret_key_path: String,
+    /// Where the matching public key is written and read from.
+    pub public_key_path: String,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        Self { secret_key_path: ".data/minisign.key".into(), public_key_path: ".data/minisign.pub".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PreemptionProvider {
+    #[default]
+    None,
+    Gce,
+    Aws,
+    Azure,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PreemptionConfig {
+    /// Which cloud's metadata service to ask whether this machine is about to go away.
+    pub provider: PreemptionProvider,
+    /// How often to ask.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Metadata service base URL; empty: the provider's well-known address.
+    pub endpoint: String,
+}
+
+impl Default for PreemptionConfig {
+    fn default() -> Self {
+        Self { provider: PreemptionProvider::None, poll_interval: Duration::from_secs(5), endpoint: String::new() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +331,26 @@ impl Default for LogConfig {
     }
 }
 
+impl ApiConfig {
+    /// The socket address to bind; `:8234` means all interfaces.
+    pub fn listen_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
+        let text = if self.listen.starts_with(':') { format!("0.0.0.0{}", self.listen) } else { self.listen.clone() };
+        text.parse().map_err(|e| invalid("api.listen", format!("{:?} is not host:port or :port ({e})", self.listen)))
+    }
+}
+
+impl WorkerConfig {
+    /// This worker's id: configured, or `<hostname>-<pid>`.
+    pub fn worker_id(&self) -> String {
+        if !self.id.is_empty() {
+            return self.id.clone();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        let host = if host.is_empty() { "worker".to_string() } else { host };
+        format!("{host}-{}", std::process::id())
+    }
+}
+
 impl Config {
     /// Loads `$CONFIG_PATH`, else `config.yml` if present, else the defaults.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
@@ -121,6 +395,39 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("is not a valid filter: {e}")))?;
+        self.api.listen_addr()?;
+        if self.api.max_plugins == 0 {
+            return Err(invalid("api.max_plugins", "must be at least 1"));
+        }
+        if self.api.max_body_bytes < 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
+        }
+        if self.go_proxy.split(',').all(|p| p.trim().is_empty() || p.trim() == "off" || p.trim() == "direct") {
+            return Err(invalid("go_proxy", "must name at least one module proxy URL"));
+        }
+        for p in self.go_proxy.split(',').map(str::trim).filter(|p| !["", "off", "direct"].contains(p)) {
+            if !(p.starts_with("http://") || p.starts_with("https://")) {
+                return Err(invalid("go_proxy", format!("{p:?} is not an http(s) URL")));
+            }
+        }
+        if self.worker.max_jobs == 0 {
+            return Err(invalid("worker.max_jobs", "must be at least 1"));
+        }
+        if self.worker.image.trim().is_empty() {
+            return Err(invalid("worker.image", "must not be empty"));
+        }
+        if self.worker.heartbeat_interval >= self.worker.lease {
+            return Err(invalid("worker.heartbeat_interval", "must be shorter than worker.lease"));
+        }
+        if self.worker.limits.memory_mb < 256 {
+            return Err(invalid("worker.limits.memory_mb", "must be at least 256"));
+        }
+        if self.worker.limits.cpus <= 0.0 {
+            return Err(invalid("worker.limits.cpus", "must be positive"));
+        }
+        if self.storage.backend == StorageBackend::Local && self.storage.path.trim().is_empty() {
+            return Err(invalid("storage.path", "must not be empty for the local backend"));
+        }
         Ok(())
     }
 }
@@ -146,6 +453,18 @@ mod tests {
         assert!(e.contains("database.pool_size"), "{e}");
         let e = Config::from_yaml("database:\n  connect_timeout: soon\n").unwrap_err().to_string();
         assert!(e.contains("database.connect_timeout"), "{e}");
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let c = Config::from_yaml("api:\n  listen: \":9000\"\n").unwrap();
+        assert_eq!(c.api.listen_addr().unwrap().port(), 9000);
+        let e = Config::from_yaml("api:\n  listen: nowhere\n").unwrap_err().to_string();
+        assert!(e.contains("api.listen"), "{e}");
+        let e = Config::from_yaml("go_proxy: ftp://x\n").unwrap_err().to_string();
+        assert!(e.contains("go_proxy"), "{e}");
+        let e = Config::from_yaml("worker:\n  lease: 10s\n  heartbeat_interval: 20s\n").unwrap_err().to_string();
+        assert!(e.contains("worker.heartbeat_interval"), "{e}");
     }
 
     #[test]

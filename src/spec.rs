@@ -1,0 +1,48 @@
+//! The build spec as Rust sees it: what the api hands to `cbs.submit_build` and
+//! what a worker reads back from a claimed build. Validation and the canonical
+//! form belong to SQL (`cbs.canonical_spec`); these types only give it a shape.
+
+use serde::{Deserialize, Serialize};
+
+/// Caddy's own module path; plugins are added to a main package importing it.
+pub const CADDY_MODULE: &str = "github.com/caddyserver/caddy/v2";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plugin {
+    pub module: String,
+    /// Absolute once it reaches SQL; `latest`/empty are resolved by the api first.
+    #[serde(default)]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    pub old: String,
+    pub new: String,
+    #[serde(default)]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSpec {
+    pub caddy_version: String,
+    #[serde(default)]
+    pub plugins: Vec<Plugin>,
+    #[serde(default)]
+    pub replacements: Vec<Replacement>,
+    pub os: String,
+    pub arch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+}
+
+impl BuildSpec {
+    /// The binary's file name on the target: Windows wants the `.exe`.
+    pub fn binary_name(&self) -> &'static str {
+        binary_name(&self.os)
+    }
+}
+
+pub fn binary_name(os: &str) -> &'static str {
+    if os == "windows" { "caddy.exe" } else { "caddy" }
+}
