@@ -10,4 +10,5 @@ pub mod shutdown;
 pub mod spec;
 pub mod storage;
 pub mod telemetry;
+pub mod ui;
 pub mod worker;

@@ -32,6 +32,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub storage: StorageConfig,
     pub signing: SigningConfig,
+    /// Plugins offered on the download page (any other module can still be typed in).
+    pub catalog: Vec<crate::ui::CatalogEntry>,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -52,6 +54,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             storage: StorageConfig::default(),
             signing: SigningConfig::default(),
+            catalog: crate::ui::default_catalog(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -80,6 +83,8 @@ pub struct ApiConfig {
     /// How long resolved module versions are cached.
     #[serde(with = "humantime_serde")]
     pub version_cache_ttl: Duration,
+    /// Bearer token for the admin page and `/api/admin/*`; empty: admin closed.
+    pub admin_token: String,
 }
 
 impl Default for ApiConfig {
@@ -92,6 +97,7 @@ impl Default for ApiConfig {
             compat_wait_limit: Duration::from_secs(20 * 60),
             max_long_poll: Duration::from_secs(120),
             version_cache_ttl: Duration::from_secs(5 * 60),
+            admin_token: String::new(),
         }
     }
 }

@@ -264,4 +264,18 @@ impl Queue {
             })
             .collect()
     }
+
+    /// The GOOS/GOARCH pairs builds may target.
+    pub async fn targets(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.query(query!("targets"), &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// The admin page's data: queue overview, active, queued and failed builds.
+    pub async fn admin_overview(&self) -> Result<Value, DbError> {
+        Ok(self.query_one(query!("admin_overview"), &[]).await?.try_get(0)?)
+    }
 }

@@ -1,0 +1,47 @@
+//! The web pages: download form, build page with its live log, admin page.
+//! Server-rendered minijinja templates (compiled into the binary, so the pages
+//! work offline and need no front-end build) plus a little plain JavaScript
+//! that talks to the same REST API as every other client.
+
+mod admin;
+mod assets;
+mod catalog;
+mod pages;
+mod versions;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use catalog::{default_catalog, CatalogEntry};
+
+use crate::config::Config;
+use crate::db::Queue;
+
+/// What the page handlers need.
+#[derive(Clone)]
+pub struct UiState {
+    pub queue: Queue,
+    pub config: Arc<Config>,
+    templates: Arc<minijinja::Environment<'static>>,
+}
+
+impl UiState {
+    pub fn new(queue: Queue, config: Arc<Config>) -> UiState {
+        UiState { queue, config, templates: Arc::new(pages::environment()) }
+    }
+}
+
+/// The pages, their static files and the admin REST endpoints.
+pub fn router(state: UiState) -> Router {
+    Router::new()
+        .route("/", get(pages::index))
+        .route("/builds/{key}", get(pages::build))
+        .route("/admin", get(pages::admin))
+        .route("/static/{file}", get(assets::serve))
+        .route("/api/admin/overview", get(admin::overview))
+        .route("/api/admin/builds/{key}/cancel", post(admin::cancel))
+        .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
+        .with_state(state)
+}

@@ -1,0 +1,115 @@
+// Download page: keeps the platform fields consistent, filters the catalog,
+// validates free-form modules through the api, shows the curl line, and starts
+// the build with POST /api/builds before moving to the build page. Without
+// JavaScript the form still submits to /api/compat.
+(function () {
+  "use strict";
+  const form = document.getElementById("download");
+  const os = document.getElementById("os"), arch = document.getElementById("arch");
+  const arm = document.getElementById("arm"), version = document.getElementById("version");
+  const search = document.getElementById("search"), extra = document.getElementById("extra");
+  const extras = document.getElementById("extras"), curl = document.getElementById("curl");
+  const extraStatus = document.getElementById("extra-status"), submitStatus = document.getElementById("submit-status");
+  const armLabel = document.getElementById("arm-label");
+  const base = location.origin;
+
+  function syncTargets() {
+    let firstVisible = null;
+    for (const o of arch.options) {
+      o.hidden = o.dataset.os !== os.value;
+      o.disabled = o.hidden;
+      if (!o.hidden && !firstVisible) firstVisible = o;
+    }
+    if (arch.selectedOptions[0] && arch.selectedOptions[0].hidden) {
+      const amd = [...arch.options].find(o => !o.hidden && o.value === "amd64");
+      (amd || firstVisible).selected = true;
+    }
+    const isArm = arch.value === "arm";
+    armLabel.hidden = !isArm;
+    arm.disabled = !isArm;
+    if (isArm && !arm.value) arm.value = "7";
+    if (!isArm) arm.value = "";
+  }
+
+  function plugins() {
+    const picked = [...form.querySelectorAll("#catalog input:checked")].map(i => i.value);
+    return picked.concat([...extras.querySelectorAll("li")].map(li => li.dataset.value));
+  }
+
+  function query() {
+    const q = new URLSearchParams({ os: os.value, arch: arch.value });
+    if (arch.value === "arm" && arm.value) q.append("arm", arm.value);
+    if (version.value) q.append("version", version.value);
+    for (const p of plugins()) q.append("p", p);
+    return q.toString();
+  }
+
+  function update() { curl.textContent = 'curl -fo ' + (os.value === "windows" ? "caddy.exe" : "caddy") + ' "' + base + "/api/compat?" + query() + '"'; }
+
+  search.addEventListener("input", () => {
+    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+    let shown = 0;
+    for (const li of document.querySelectorAll("#catalog li")) {
+      const hit = words.every(w => li.dataset.text.includes(w));
+      li.hidden = !hit;
+      if (hit) shown++;
+    }
+    document.getElementById("catalog-empty").hidden = shown > 0;
+  });
+
+  let checkSeq = 0;
+  async function check(value) {
+    const seq = ++checkSeq;
+    if (!value) { extraStatus.textContent = ""; extraStatus.className = "status"; return null; }
+    const at = value.lastIndexOf("@");
+    const module = at > 0 ? value.slice(0, at) : value, ver = at > 0 ? value.slice(at + 1) : "";
+    extraStatus.textContent = "checking " + module + "…"; extraStatus.className = "status";
+    try {
+      const r = await fetch("/api/modules/check?" + new URLSearchParams({ module, version: ver }));
+      const body = await r.json();
+      if (seq !== checkSeq) return null;
+      if (!r.ok) { extraStatus.textContent = body.error.message; extraStatus.className = "status bad"; return null; }
+      extraStatus.textContent = body.module + " " + body.version + " found"; extraStatus.className = "status good";
+      return body.module + (ver ? "@" + body.version : "");
+    } catch (e) {
+      if (seq === checkSeq) { extraStatus.textContent = "could not check: " + e; extraStatus.className = "status bad"; }
+      return null;
+    }
+  }
+
+  let timer = null;
+  extra.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => check(extra.value.trim()), 300); });
+  async function addExtra() {
+    const ok = await check(extra.value.trim());
+    if (!ok || plugins().includes(ok)) return;
+    const li = document.createElement("li");
+    li.dataset.value = ok;
+    li.textContent = ok + " ";
+    const rm = document.createElement("button");
+    rm.type = "button"; rm.textContent = "Remove"; rm.setAttribute("aria-label", "Remove " + ok);
+    rm.addEventListener("click", () => { li.remove(); update(); });
+    li.appendChild(rm);
+    extras.appendChild(li);
+    extra.value = "";
+    update();
+  }
+  document.getElementById("add-extra").addEventListener("click", addExtra);
+  extra.addEventListener("keydown", e => { if (e.key === "Enter") { e.preventDefault(); addExtra(); } });
+
+  form.addEventListener("change", () => { syncTargets(); update(); });
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    const spec = { caddy_version: version.value, os: os.value, arch: arch.value,
+      plugins: plugins().map(p => { const at = p.lastIndexOf("@"); return at > 0 ? { module: p.slice(0, at), version: p.slice(at + 1) } : { module: p, version: "" }; }) };
+    if (arch.value === "arm") spec.arm = arm.value || "7";
+    submitStatus.textContent = "submitting…"; submitStatus.className = "status";
+    try {
+      const r = await fetch("/api/builds", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(spec) });
+      const body = await r.json();
+      if (!r.ok) { submitStatus.textContent = body.error.message; submitStatus.className = "status bad"; return; }
+      location.href = "/builds/" + body.build_key;
+    } catch (err) { submitStatus.textContent = "could not submit: " + err; submitStatus.className = "status bad"; }
+  });
+  syncTargets();
+  update();
+})();
