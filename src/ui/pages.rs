@@ -63,13 +63,16 @@ pub async fn index(State(state): State<UiState>, headers: HeaderMap) -> Response
     };
     let mut oses: Vec<String> = targets.iter().map(|(os, _)| os.clone()).collect();
     oses.dedup();
+    let mut arches: Vec<String> = targets.iter().map(|(_, arch)| arch.clone()).collect();
+    arches.sort();
+    arches.dedup();
     let targets: Vec<_> = targets.iter().map(|(os, arch)| json!({"os": os, "arch": arch})).collect();
     let versions = super::versions::caddy_versions(&state).await;
     render(
         &state,
         "index.html",
         context! {
-            oses, versions,
+            oses, arches, versions,
             targets => Serde(targets),
             catalog => Serde(&state.config.catalog),
             base_url => base_url(&state, &headers),

@@ -13,16 +13,15 @@
   const armLabel = document.getElementById("arm-label");
   const base = location.origin;
 
+  const targets = JSON.parse(arch.dataset.targets);
+
+  // Offers only the architectures Go supports for the chosen OS.
   function syncTargets() {
-    let firstVisible = null;
-    for (const o of arch.options) {
-      o.hidden = o.dataset.os !== os.value;
-      o.disabled = o.hidden;
-      if (!o.hidden && !firstVisible) firstVisible = o;
-    }
-    if (arch.selectedOptions[0] && arch.selectedOptions[0].hidden) {
-      const amd = [...arch.options].find(o => !o.hidden && o.value === "amd64");
-      (amd || firstVisible).selected = true;
+    const want = arch.value;
+    const options = targets.filter(t => t.os === os.value).map(t => t.arch);
+    if (options.join() !== [...arch.options].map(o => o.value).join()) {
+      arch.replaceChildren(...options.map(a => new Option(a, a)));
+      arch.value = options.includes(want) ? want : options.includes("amd64") ? "amd64" : options[0];
     }
     const isArm = arch.value === "arm";
     armLabel.hidden = !isArm;
