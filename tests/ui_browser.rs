@@ -87,6 +87,7 @@ async fn download_page_searches_the_catalog_and_shows_the_curl_line_on_a_phone()
     let curl = b.text("#curl").await;
     assert!(curl.contains("arch=arm&arm=7"), "{curl}");
     assert!(curl.contains("p=github.com%2Fcaddy-dns%2Froute53"), "{curl}");
+    b.screenshot("download-phone").await;
     // Switching to Windows offers only Windows architectures and names the file caddy.exe.
     b.client.find(Locator::Css("#os")).await.unwrap().select_by_value("windows").await.unwrap();
     let curl = b.text("#curl").await;

@@ -45,6 +45,7 @@
   async function load() {
     try {
       const d = await api("overview");
+      if (status.classList.contains("bad")) { status.textContent = ""; status.className = "status"; }
       document.getElementById("admin").hidden = false;
       document.getElementById("login").hidden = true;
       fill("overview", d.queue, (tr, r) => { cell(tr, r.status); cell(tr, r.builds); cell(tr, r.runnable); cell(tr, r.oldest_age); });
