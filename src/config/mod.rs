@@ -2,7 +2,10 @@
 //! parsed strictly (unknown keys are errors: a typo must not silently fall back
 //! to a default), defaults applied, then validated. Every error names the key.
 
+mod janitor;
 mod template;
+
+pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 
 use std::path::Path;
 use std::time::Duration;
@@ -32,6 +35,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub storage: StorageConfig,
     pub signing: SigningConfig,
+    pub janitor: JanitorConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -52,6 +56,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             storage: StorageConfig::default(),
             signing: SigningConfig::default(),
+            janitor: JanitorConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -428,6 +433,7 @@ impl Config {
         if self.storage.backend == StorageBackend::Local && self.storage.path.trim().is_empty() {
             return Err(invalid("storage.path", "must not be empty for the local backend"));
         }
+        self.janitor.validate()?;
         Ok(())
     }
 }

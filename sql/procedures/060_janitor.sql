@@ -1,0 +1,53 @@
+-- Janitor policy that deletes: retention of old builds and forgetting of workers
+-- that went away. Retention is two calls on purpose: the janitor first lists the
+-- candidates, deletes their files from storage, and only then deletes the rows,
+-- so a crash in between leaves rows whose files are gone (rebuilt on the next
+-- request, and listed again by the next run) but never files nobody knows about.
+
+-- Terminal builds nobody asked for during max_age, oldest first. Queued and
+-- building ones are never candidates, whatever their age.
+CREATE OR REPLACE FUNCTION cbs.retention_candidates(max_age interval, max_count int)
+RETURNS TABLE (build_key text, status text, os text) LANGUAGE sql STABLE AS $$
+    SELECT b.build_key, b.status, b.spec->>'os'
+      FROM cbs.builds b
+     WHERE b.status IN ('succeeded', 'failed', 'cancelled')
+       AND greatest(b.last_requested_at, coalesce(b.finished_at, b.created_at)) < now() - max_age
+     ORDER BY greatest(b.last_requested_at, coalesce(b.finished_at, b.created_at)), b.build_key
+     LIMIT greatest(max_count, 0)
+$$;
+COMMENT ON FUNCTION cbs.retention_candidates(interval, int) IS
+    'Janitor retention, step 1: terminal builds not requested for max_age (their files are deleted next).';
+
+-- Deletes the rows (attempts, logs and webhook deliveries cascade) of builds whose
+-- files are already gone. A build re-queued since it was listed keeps its row:
+-- its next run publishes the files again. Returns how many rows were deleted.
+CREATE OR REPLACE FUNCTION cbs.delete_builds(build_keys text[])
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    DELETE FROM cbs.builds b
+     WHERE b.build_key = ANY (build_keys)
+       AND b.status IN ('succeeded', 'failed', 'cancelled');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION cbs.delete_builds(text[]) IS
+    'Janitor retention, step 2: deletes the rows of terminal builds whose storage was already removed.';
+
+-- Workers that have not been seen for unseen_for and hold no build.
+CREATE OR REPLACE FUNCTION cbs.forget_workers(unseen_for interval)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    DELETE FROM cbs.workers w
+     WHERE w.last_seen_at < now() - unseen_for
+       AND NOT EXISTS (SELECT 1 FROM cbs.builds b WHERE b.status = 'building' AND b.worker_id = w.worker_id);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION cbs.forget_workers(interval) IS
+    'Janitor: removes registry rows of workers not seen for unseen_for that hold no build; returns how many.';
