@@ -9,5 +9,6 @@ pub mod janitor;
 pub mod shutdown;
 pub mod spec;
 pub mod storage;
+pub mod supervise;
 pub mod telemetry;
 pub mod worker;

@@ -76,7 +76,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Re
 
 /// Applies migrations, waiting for the database to come up. Returns false when
 /// stopped before it could.
-async fn migrate_when_reachable(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+pub async fn migrate_when_reachable(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<bool> {
     let mut pause = Duration::from_millis(250);
     loop {
         match db::migrate(&config.database).await {

@@ -22,8 +22,9 @@ use super::leader::Leadership;
 use crate::config::WebhookConfig;
 use crate::db::{Build, Channel, DbError, Listener, ListenerEvent, Queue, WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
 
-/// Added to the POST timeout to get the claim lease: a claim outlives its request.
-const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+/// Added to twice the POST timeout to get the claim lease: a claim outlives its
+/// request, and a crashed janitor's claim expires soon after.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
 /// Longest sleep without a wake-up, a safety net should a notification be lost.
 const MAX_IDLE: Duration = Duration::from_secs(300);
 /// After a database error, wait this long before trying again.
@@ -61,7 +62,7 @@ impl Deliverer {
         loop {
             let batch = self
                 .queue
-                .claim_webhook_deliveries(&self.janitor_id, self.cfg.concurrency as i32, self.cfg.timeout + CLAIM_MARGIN)
+                .claim_webhook_deliveries(&self.janitor_id, self.cfg.concurrency as i32, self.cfg.timeout * 2 + CLAIM_MARGIN)
                 .await?;
             if batch.is_empty() {
                 return Ok(attempted);
