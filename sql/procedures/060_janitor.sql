@@ -4,18 +4,20 @@
 -- so a crash in between leaves rows whose files are gone (rebuilt on the next
 -- request, and listed again by the next run) but never files nobody knows about.
 
--- Terminal builds nobody asked for during max_age, oldest first. Queued and
+-- Terminal builds nobody asked for during max_age, oldest first, except those in
+-- skip (whose files could not be deleted earlier in the same run). Queued and
 -- building ones are never candidates, whatever their age.
-CREATE OR REPLACE FUNCTION cbs.retention_candidates(max_age interval, max_count int)
+CREATE OR REPLACE FUNCTION cbs.retention_candidates(max_age interval, max_count int, skip text[] DEFAULT '{}')
 RETURNS TABLE (build_key text, status text, os text) LANGUAGE sql STABLE AS $$
     SELECT b.build_key, b.status, b.spec->>'os'
       FROM cbs.builds b
      WHERE b.status IN ('succeeded', 'failed', 'cancelled')
+       AND b.build_key <> ALL (coalesce(skip, '{}'))
        AND greatest(b.last_requested_at, coalesce(b.finished_at, b.created_at)) < now() - max_age
      ORDER BY greatest(b.last_requested_at, coalesce(b.finished_at, b.created_at)), b.build_key
      LIMIT greatest(max_count, 0)
 $$;
-COMMENT ON FUNCTION cbs.retention_candidates(interval, int) IS
+COMMENT ON FUNCTION cbs.retention_candidates(interval, int, text[]) IS
     'Janitor retention, step 1: terminal builds not requested for max_age (their files are deleted next).';
 
 -- Deletes the rows (attempts, logs and webhook deliveries cascade) of builds whose

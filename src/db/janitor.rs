@@ -25,9 +25,10 @@ pub struct StatusCount {
 }
 
 impl Queue {
-    /// Terminal builds not requested for `max_age`, oldest first, at most `limit`.
-    pub async fn retention_candidates(&self, max_age: Duration, limit: i32) -> Result<Vec<RetentionCandidate>, DbError> {
-        self.query(query!("retention_candidates"), &[&max_age.as_secs_f64(), &limit])
+    /// Terminal builds not requested for `max_age`, oldest first, at most `limit`,
+    /// passing over `skip`.
+    pub async fn retention_candidates(&self, max_age: Duration, limit: i32, skip: &[String]) -> Result<Vec<RetentionCandidate>, DbError> {
+        self.query(query!("retention_candidates"), &[&max_age.as_secs_f64(), &limit, &skip])
             .await?
             .iter()
             .map(|r| {

@@ -29,11 +29,12 @@ impl Retention {
         Retention { queue, storage, max_age, batch_size }
     }
 
-    /// One batch: returns (rows deleted, files deleted, storage errors, candidates seen).
-    async fn batch(&self) -> Result<(u64, u64, u64, usize), JobError> {
-        let candidates = self.queue.retention_candidates(self.max_age, self.batch_size).await?;
+    /// One batch, passing over builds whose files could not be deleted earlier in
+    /// this run (added to `failed`): returns (rows deleted, files deleted, candidates seen).
+    async fn batch(&self, failed: &mut Vec<String>) -> Result<(u64, u64, usize), JobError> {
+        let candidates = self.queue.retention_candidates(self.max_age, self.batch_size, failed).await?;
         let mut removed_from_storage = Vec::with_capacity(candidates.len());
-        let (mut files, mut errors) = (0, 0);
+        let mut files = 0;
         for c in &candidates {
             let paths = ArtifactPaths::new(&c.build_key, &c.os)?;
             match self.storage.delete_prefix(&paths.dir).await {
@@ -44,12 +45,12 @@ impl Retention {
                 Err(e) => {
                     // Its row stays, so the next run tries again.
                     warn!(build_key = %c.build_key, error = %e, "retention could not delete the build's files; keeping its row");
-                    errors += 1;
+                    failed.push(c.build_key.clone());
                 }
             }
         }
         let rows = if removed_from_storage.is_empty() { 0 } else { self.queue.delete_builds(&removed_from_storage).await? };
-        Ok((rows as u64, files, errors, candidates.len()))
+        Ok((rows as u64, files, candidates.len()))
     }
 }
 
@@ -60,17 +61,17 @@ impl Job for Retention {
     }
 
     async fn run_once(&self) -> Result<Counts, JobError> {
-        let (mut rows, mut files, mut errors) = (0, 0, 0);
+        let (mut rows, mut files) = (0, 0);
+        let mut failed = Vec::new();
         for _ in 0..MAX_BATCHES_PER_RUN {
-            let (r, f, e, seen) = self.batch().await?;
+            let (r, f, seen) = self.batch(&mut failed).await?;
             rows += r;
             files += f;
-            errors += e;
-            // A short batch was the last one; a batch that deleted nothing would repeat itself.
-            if seen < self.batch_size as usize || r == 0 {
+            // A short batch was the last one.
+            if seen < self.batch_size as usize {
                 break;
             }
         }
-        Ok(Counts::of(&[("builds_deleted", rows), ("files_deleted", files), ("storage_errors", errors)]))
+        Ok(Counts::of(&[("builds_deleted", rows), ("files_deleted", files), ("storage_errors", failed.len() as u64)]))
     }
 }
