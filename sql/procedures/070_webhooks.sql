@@ -9,6 +9,7 @@
 -- channel re-read state, so the extra wake-up is harmless).
 CREATE OR REPLACE FUNCTION cbs.add_callback(build_key text, url text)
 RETURNS bigint LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     v_status text;
     v_id bigint;
