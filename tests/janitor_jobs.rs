@@ -242,3 +242,20 @@ async fn api_and_workers_wait_for_the_janitor_to_make_the_schema_current() {
     let e = db::wait_for_schema(&cfg, "worker", &stop).await.unwrap_err();
     assert!(matches!(e, SchemaWaitError::Newer { version: 9999, .. }), "{e}");
 }
+
+#[tokio::test]
+async fn queue_statistics_read_the_admin_view_and_the_webhook_backlog() {
+    let db = TestDb::new().await;
+    let q = &db.queue;
+    let key = q.submit(&nth_spec(1), false).await.unwrap().build_key;
+    q.submit(&nth_spec(2), false).await.unwrap();
+    q.add_callback(&key, "http://127.0.0.1:9/hook").await.unwrap();
+    let overview = q.queue_overview().await.unwrap();
+    let statuses: Vec<&str> = overview.iter().map(|c| c.status.as_str()).collect();
+    assert_eq!(statuses, ["queued", "building", "succeeded", "failed", "cancelled"]);
+    assert_eq!((overview[0].builds, overview[0].runnable), (2, 2));
+    assert!(overview[0].oldest_age_secs.unwrap() >= 0.0);
+    assert_eq!(q.webhook_backlog().await.unwrap(), 1);
+    let job = caddy_build_server::janitor::stats::Stats::new(q.clone());
+    assert!(job.run_once().await.unwrap().is_empty(), "stats log themselves; nothing for the scheduler to log");
+}

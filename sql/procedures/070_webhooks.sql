@@ -111,3 +111,12 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
 $$;
 COMMENT ON FUNCTION cbs.next_webhook_due() IS
     'Janitor: the earliest time an open delivery of an ended build may be attempted (NULL: none).';
+
+CREATE OR REPLACE VIEW cbs.pending_webhooks AS
+SELECT d.id, d.build_key, b.status AS build_status, d.url, d.attempts, d.next_attempt_at,
+       d.locked_by, d.locked_until, d.last_status_code, d.last_error, d.created_at
+  FROM cbs.webhook_deliveries d
+  JOIN cbs.builds b ON b.build_key = d.build_key
+ WHERE d.delivered_at IS NULL AND d.gave_up_at IS NULL
+ ORDER BY d.next_attempt_at, d.id;
+COMMENT ON VIEW cbs.pending_webhooks IS 'Webhook deliveries not yet acknowledged nor given up, next due first.';

@@ -43,9 +43,12 @@ impl Leadership {
         *self.rx.borrow()
     }
 
-    /// Resolves once this process leads (at once if it does).
+    /// Resolves once this process leads (at once if it does); never, once the
+    /// elector has stopped.
     pub async fn acquired(&mut self) {
-        let _ = self.rx.wait_for(|l| *l).await;
+        if self.rx.wait_for(|l| *l).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Resolves once this process no longer leads (or the elector stopped).

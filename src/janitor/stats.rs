@@ -1,7 +1,10 @@
 //! Queue statistics: one log line per run with the builds per status, how many
 //! queued ones may run now, the oldest queued build's age and the webhook
 //! backlog, so an operator reading the logs sees the queue's health over time.
-//! Logging is this job's work; it logs every run.
+//! Logging is this job's work, but an idle queue is not news: it logs when the
+//! numbers changed since its last line, or while builds are queued or running.
+
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tracing::info;
@@ -11,11 +14,13 @@ use crate::db::Queue;
 
 pub struct Stats {
     queue: Queue,
+    /// Counts of the last line logged.
+    last: Mutex<Option<Vec<i64>>>,
 }
 
 impl Stats {
     pub fn new(queue: Queue) -> Stats {
-        Stats { queue }
+        Stats { queue, last: Mutex::new(None) }
     }
 }
 
@@ -30,6 +35,12 @@ impl Job for Stats {
         let webhooks = self.queue.webhook_backlog().await?;
         let count = |s: &str| overview.iter().find(|c| c.status == s).map_or(0, |c| c.builds);
         let queued = overview.iter().find(|c| c.status == "queued");
+        let now: Vec<i64> = overview.iter().map(|c| c.builds).chain([webhooks]).collect();
+        let busy = count("queued") > 0 || count("building") > 0 || webhooks > 0;
+        let changed = self.last.lock().unwrap().replace(now.clone()) != Some(now);
+        if !busy && !changed {
+            return Ok(Counts::default());
+        }
         info!(
             queued = count("queued"),
             runnable = queued.map_or(0, |c| c.runnable),
