@@ -103,3 +103,32 @@ async fn killing_the_leader_process_hands_over_within_seconds() {
     assert!(log.contains("database schema is current"), "{log}");
     assert!(lock_holders(&client).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let mut one = JanitorProcess::spawn(&janitor_yaml(&db.config, "one", ""), "frz-one");
+    let mut two = JanitorProcess::spawn(&janitor_yaml(&db.config, "two", ""), "frz-two");
+    let first = wait_for_single_leader(&client, None, Duration::from_secs(20)).await;
+    let (leader, follower) = if first == "one" { (&mut one, &mut two) } else { (&mut two, &mut one) };
+
+    // Frozen: its TCP connection stays up, it just stops doing anything.
+    leader.signal("STOP");
+    let t0 = Instant::now();
+    let second = wait_for_single_leader(&client, Some(&first), Duration::from_secs(10)).await;
+    let took = t0.elapsed();
+    eprintln!("takeover after SIGSTOP of the leader process: {took:?}");
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+
+    // It wakes up, notices it lost the lock, and follows.
+    leader.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !leader.log_text().contains("lost the janitor leadership") {
+        assert!(Instant::now() < deadline, "the woken leader did not step down:\n{}", leader.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(lock_holders(&client).await, vec![second]);
+    let _ = follower;
+}

@@ -4,6 +4,10 @@
 //! it (within `janitor.leader_retry`). The leader checks its connection every
 //! `janitor.leader_check` and steps down as soon as it breaks.
 //!
+//! A frozen leader (stopped process, stuck host that still answers TCP) is
+//! caught by the server: the lock session has an idle timeout a few check
+//! intervals long, which a live leader's checks never let expire.
+//!
 //! Leadership is advisory for efficiency, not for safety: every policy function
 //! is safe to run concurrently (SKIP LOCKED claims, fenced updates), so the short
 //! overlap while a partitioned leader notices its loss does no harm.
@@ -14,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::DatabaseConfig;
 
@@ -107,6 +111,16 @@ async fn session(
         .keepalives_retries(3);
     let (client, conn) = pg.connect(NoTls).await?;
     let mut conn = tokio::spawn(conn);
+    // The server must let go of a dead leader's lock quickly too: keepalives catch
+    // a vanished host, the idle timeout a leader that is frozen (its checks keep a
+    // live leader's session busy). Older servers lack the idle timeout; that is fine.
+    client
+        .batch_execute("SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3;")
+        .await?;
+    let idle = (timing.check.max(timing.retry) * 4 + Duration::from_secs(1)).as_millis();
+    if let Err(e) = client.batch_execute(&format!("SET idle_session_timeout = {idle}")).await {
+        debug!(error = %e, "server has no idle_session_timeout; a frozen leader is only replaced once its connection drops");
+    }
     let check_timeout = timing.check.max(Duration::from_secs(1));
 
     let result: Result<(), SessionError> = async {
