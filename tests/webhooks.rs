@@ -64,11 +64,18 @@ async fn delivers_the_status_once_to_each_callback_when_the_build_ends() {
     assert!(matches!(q.add_callback(&key, "ftp://example.com/x").await, Err(DbError::BadSpec(_))));
     assert!(matches!(q.add_callback(&"0".repeat(64), &hooks.url("/one")).await, Err(DbError::NotFound(_))));
 
+    wait_for_single_leader(&db.client().await, None, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(hooks.requests("/one").is_empty(), "nothing is sent before the build ends");
+    let t0 = std::time::Instant::now();
     succeed(q, &key, attempt).await;
 
+    // Woken by cbs_build_finished: well under a second, although the janitor
+    // would otherwise sleep for minutes.
     let got = hooks.wait_for("/one", 1, Duration::from_secs(5)).await;
+    let latency = t0.elapsed();
+    eprintln!("webhook delivered {latency:?} after the build completed");
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
     hooks.wait_for("/two", 1, Duration::from_secs(5)).await;
     let r = &got[0];
     assert_eq!(r.method, "POST");

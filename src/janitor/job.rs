@@ -117,3 +117,17 @@ pub async fn run_scheduled(
     .instrument(span)
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Counts;
+
+    #[test]
+    fn counts_show_only_what_happened() {
+        let c = Counts::of(&[("builds_deleted", 2), ("storage_errors", 0), ("files_deleted", 6)]);
+        assert_eq!(c.to_string(), "builds_deleted=2 files_deleted=6");
+        assert!(!c.is_empty());
+        assert_eq!(c.get("files_deleted"), 6);
+        assert!(Counts::of(&[("rescued", 0)]).is_empty());
+    }
+}
