@@ -189,3 +189,60 @@ async fn a_janitor_killed_mid_delivery_neither_loses_nor_repeats_deliveries() {
     let log = second.log_text();
     assert!(log.contains("webhook delivered"), "{log}");
 }
+
+#[tokio::test]
+async fn concurrent_claimers_never_share_a_delivery_and_stale_results_are_fenced() {
+    use caddy_build_server::db::{WebhookAttempt, WebhookOutcome, WebhookRetry};
+    let db = TestDb::new().await;
+    let q = &db.queue;
+    let mut keys = Vec::new();
+    for n in 0..20 {
+        let (key, attempt) = start_build(q, n).await;
+        succeed(q, &key, attempt).await;
+        for u in 0..3 {
+            q.add_callback(&key, &format!("http://127.0.0.1:9/{u}")).await.unwrap();
+        }
+        keys.push(key);
+    }
+    // Two janitors during a leadership overlap: SKIP LOCKED splits the work.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let claim = |id: &'static str| {
+        let (q, barrier) = (q.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let mut got = Vec::new();
+            loop {
+                let batch = q.claim_webhook_deliveries(id, 5, Duration::from_secs(60)).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|d| d.id));
+            }
+        })
+    };
+    let (a, b) = (claim("a"), claim("b"));
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    let mut all: Vec<i64> = a.iter().chain(&b).copied().collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!((n, all.len()), (60, 60), "every delivery claimed exactly once ({} + {})", a.len(), b.len());
+
+    // A claim that expired and was taken over cannot record its stale result.
+    let (key, attempt) = start_build(q, 100).await;
+    succeed(q, &key, attempt).await;
+    q.add_callback(&key, "http://127.0.0.1:9/fenced").await.unwrap();
+    let old = q.claim_webhook_deliveries("old", 1, Duration::from_millis(100)).await.unwrap().remove(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(q.next_webhook_due().await.unwrap().is_some());
+    let new = q.claim_webhook_deliveries("new", 1, Duration::from_secs(60)).await.unwrap().remove(0);
+    assert_eq!((new.id, new.attempt), (old.id, old.attempt + 1));
+    let retry = WebhookRetry { max_attempts: 5, backoff_min: Duration::from_secs(1), backoff_max: Duration::from_secs(10) };
+    let ok = WebhookAttempt { delivered: true, status_code: Some(200), error: None };
+    let failed = WebhookAttempt { delivered: false, status_code: None, error: Some("timeout".into()) };
+    assert_eq!(q.record_webhook_attempt(&old, &failed, &retry).await.unwrap(), WebhookOutcome::Fenced);
+    assert_eq!(q.record_webhook_attempt(&new, &ok, &retry).await.unwrap(), WebhookOutcome::Delivered);
+    assert_eq!(q.record_webhook_attempt(&new, &ok, &retry).await.unwrap(), WebhookOutcome::Fenced, "recorded once");
+    let client = db.client().await;
+    assert_eq!(delivery_row(&client, &key, "http://127.0.0.1:9/fenced").await, (true, false, 2));
+}
