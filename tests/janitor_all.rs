@@ -40,6 +40,9 @@ async fn all_migrates_first_runs_the_janitor_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
+    // What a standalone api or worker does at start: wait for the schema.
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::time::timeout(Duration::from_secs(20), db::wait_for_schema(&cfg, "test", &stop)).await.unwrap().unwrap();
     let (client, conn) = tokio_postgres::connect(&cfg.url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     assert_eq!(wait_for_single_leader(&client, None, Duration::from_secs(20)).await, "single");

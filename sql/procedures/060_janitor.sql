@@ -53,3 +53,16 @@ END;
 $$;
 COMMENT ON FUNCTION cbs.forget_workers(interval) IS
     'Janitor: removes registry rows of workers not seen for unseen_for that hold no build; returns how many.';
+
+-- Which janitor leads: the holder of the leader advisory lock (key 0x0cb50002 =
+-- 213188610, LEADER_LOCK_KEY in src/janitor/leader.rs) on its lock connection,
+-- whose application_name is 'cbs-janitor <id>'.
+CREATE OR REPLACE VIEW cbs.janitor_leader AS
+SELECT substr(a.application_name, length('cbs-janitor ') + 1) AS janitor_id,
+       a.pid, a.client_addr, a.backend_start AS connected_since
+  FROM pg_locks l
+  JOIN pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted
+   AND l.classid = 0 AND l.objid = 213188610 AND l.objsubid = 1
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+COMMENT ON VIEW cbs.janitor_leader IS 'The janitor that currently leads (runs the policy jobs and delivers webhooks); empty: none.';

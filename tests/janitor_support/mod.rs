@@ -28,7 +28,27 @@ pub fn janitor_config(db: &DatabaseConfig, id: &str, yaml_janitor: &str) -> Conf
 }
 
 /// The janitor id holding the leader lock in this test's database, if any.
+/// Also checks that the admins' `cbs.janitor_leader` view says the same.
 pub async fn lock_holders(client: &tokio_postgres::Client) -> Vec<String> {
+    for _ in 0..5 {
+        let holders = raw_lock_holders(client).await;
+        let view: Vec<String> = client
+            .query("SELECT janitor_id FROM cbs.janitor_leader", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if view == holders {
+            return holders;
+        }
+        // The lock may have changed hands between the two reads: look again.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("cbs.janitor_leader disagrees with pg_locks");
+}
+
+async fn raw_lock_holders(client: &tokio_postgres::Client) -> Vec<String> {
     client
         .query(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
