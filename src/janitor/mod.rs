@@ -31,6 +31,10 @@ use ping::Pinger;
 
 /// Longest wait between two attempts to reach the database for migrating.
 const MIGRATE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// On stop, running jobs and deliveries may finish for this long (a webhook POST
+/// has its own, shorter timeout); then the janitor stops regardless: every job
+/// is safe to interrupt, its work is redone by the next leader.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the janitor until `shutdown` is cancelled.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -68,7 +72,9 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Re
     info!(janitor = %id, "janitor started; waiting for leadership");
 
     shutdown.cancelled().await;
-    tracker.wait().await;
+    if tokio::time::timeout(STOP_TIMEOUT, tracker.wait()).await.is_err() {
+        warn!(janitor = %id, timeout = ?STOP_TIMEOUT, "janitor jobs did not finish in time; stopping anyway");
+    }
     let _ = elector.await;
     info!(janitor = %id, "janitor stopped");
     Ok(())
