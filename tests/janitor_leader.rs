@@ -119,7 +119,7 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
     let second = wait_for_single_leader(&client, Some(&first), Duration::from_secs(10)).await;
     let took = t0.elapsed();
     eprintln!("takeover after SIGSTOP of the leader process: {took:?}");
-    assert!(took < Duration::from_secs(6), "took {took:?}");
+    assert!(took < Duration::from_secs(8), "took {took:?}");
 
     // It wakes up, notices it lost the lock, and follows.
     leader.signal("CONT");

@@ -70,12 +70,12 @@ async fn delivers_the_status_once_to_each_callback_when_the_build_ends() {
     let t0 = std::time::Instant::now();
     succeed(q, &key, attempt).await;
 
-    // Woken by cbs_build_finished: well under a second, although the janitor
+    // Woken by cbs_build_finished: within a moment, although the janitor
     // would otherwise sleep for minutes.
     let got = hooks.wait_for("/one", 1, Duration::from_secs(5)).await;
     let latency = t0.elapsed();
     eprintln!("webhook delivered {latency:?} after the build completed");
-    assert!(latency < Duration::from_secs(1), "{latency:?}");
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
     hooks.wait_for("/two", 1, Duration::from_secs(5)).await;
     let r = &got[0];
     assert_eq!(r.method, "POST");
