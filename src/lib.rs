@@ -9,6 +9,7 @@ pub mod janitor;
 pub mod shutdown;
 pub mod spec;
 pub mod storage;
+pub mod supervise;
 pub mod telemetry;
 pub mod ui;
 pub mod worker;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use caddy_build_server::{api, config::Config, db, janitor, shutdown, telemetry, worker};
+use caddy_build_server::{api, config::Config, db, janitor, shutdown, supervise, telemetry, worker};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -62,14 +62,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker::run(config, stop).await?,
         Command::Janitor => janitor::run(config, stop).await?,
         Command::All => {
-            let (a, w, j) = tokio::join!(
-                api::run(config.clone(), stop.clone()),
-                worker::run(config.clone(), stop.clone()),
-                janitor::run(config, stop.clone()),
-            );
-            a.context("api")?;
-            w.context("worker")?;
-            j.context("janitor")?;
+            // Migrate before anything starts, so api and worker find the schema current.
+            if !janitor::migrate_when_reachable(&config, &stop).await? {
+                return Ok(());
+            }
+            let components: Vec<(&'static str, supervise::Component)> = vec![
+                ("api", Box::pin(api::run(config.clone(), stop.clone()))),
+                ("worker", Box::pin(worker::run(config.clone(), stop.clone()))),
+                ("janitor", Box::pin(janitor::run(config, stop.clone()))),
+            ];
+            supervise::supervise(components, stop).await?;
         }
     }
     Ok(())

@@ -2,7 +2,10 @@
 //! parsed strictly (unknown keys are errors: a typo must not silently fall back
 //! to a default), defaults applied, then validated. Every error names the key.
 
+mod janitor;
 mod template;
+
+pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +37,7 @@ pub struct Config {
     pub signing: SigningConfig,
     /// Plugins offered on the download page (any other module can still be typed in).
     pub catalog: Vec<crate::ui::CatalogEntry>,
+    pub janitor: JanitorConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -55,6 +59,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             signing: SigningConfig::default(),
             catalog: crate::ui::default_catalog(),
+            janitor: JanitorConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -434,6 +439,7 @@ impl Config {
         if self.storage.backend == StorageBackend::Local && self.storage.path.trim().is_empty() {
             return Err(invalid("storage.path", "must not be empty for the local backend"));
         }
+        self.janitor.validate()?;
         Ok(())
     }
 }

@@ -50,6 +50,11 @@ pub fn schema_fingerprint() -> String {
     hex::encode(h.finalize())
 }
 
+/// The highest migration number this binary knows.
+pub(super) fn latest_migration_version() -> i32 {
+    embedded::MIGRATIONS.iter().filter_map(|(n, _)| version_of(n).ok()).max().unwrap_or(0)
+}
+
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
@@ -143,6 +148,14 @@ async fn run_locked(client: &mut Client) -> Result<SchemaReport, MigrateError> {
             .map_err(|source| MigrateError::Apply { name: name.to_string(), source })?;
         report.procedures += 1;
     }
+    // Tells waiting api and worker processes (db::wait_for_schema) that the schema is current.
+    tx.execute(
+        "INSERT INTO cbs.schema_state (fingerprint) VALUES ($1)
+         ON CONFLICT (singleton) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, updated_at = now()",
+        &[&schema_fingerprint()],
+    )
+    .await?;
+    tx.execute("SELECT pg_notify('cbs_schema_ready', $1)", &[&schema_fingerprint()]).await?;
     tx.commit().await?;
     Ok(report)
 }

@@ -4,15 +4,21 @@
 
 mod builds;
 mod error;
+mod janitor;
 mod listener;
 mod migrate;
 mod pool;
+mod schema_wait;
+mod webhooks;
 
 pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
 pub use error::DbError;
 pub use listener::{BuildWatch, Channel, Listener, ListenerEvent};
 pub use migrate::{migrate, schema_fingerprint, MigrateError, SchemaReport};
+pub use janitor::{RetentionCandidate, StatusCount};
 pub use pool::{connect_pool, DbPool};
+pub use schema_wait::{schema_state, wait_for_schema, SchemaState, SchemaWaitError};
+pub use webhooks::{WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
 
 /// The text of a statement in `sql/queries/`, checked at compile time.
 macro_rules! query {

@@ -1,14 +1,109 @@
-//! The janitor component (to be written).
+//! The janitor component. At start it applies migrations and procedures (api and
+//! workers wait for that, see `db::wait_for_schema`); then any number of
+//! janitors elect one leader through a Postgres advisory lock, and the leader
+//! runs the policy jobs on their cron schedules (rescue expired leases,
+//! retention, forget vanished workers, queue statistics) and delivers webhooks.
+//! Followers stand by and take over within seconds when the leader dies.
+
+pub mod job;
+pub mod leader;
+pub mod ping;
+pub mod reaper;
+pub mod rescuer;
+pub mod retention;
+pub mod stats;
+pub mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::db::{self, Listener, MigrateError, Queue};
+use crate::storage;
+use job::{run_scheduled, Job, JobSchedule};
+use leader::ElectionTiming;
+use ping::Pinger;
+
+/// Longest wait between two attempts to reach the database for migrating.
+const MIGRATE_RETRY_MAX: Duration = Duration::from_secs(10);
+/// On stop, running jobs and deliveries may finish for this long (a webhook POST
+/// has its own, shorter timeout); then the janitor stops regardless: every job
+/// is safe to interrupt, its work is redone by the next leader.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the janitor until `shutdown` is cancelled.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = config;
+    let id = config.janitor.janitor_id();
+    if !migrate_when_reachable(&config, &shutdown).await? {
+        return Ok(());
+    }
+    let queue = Queue::new(db::connect_pool(&config.database, "cbs-janitor")?);
+    let storage = storage::from_config(&config.storage).await.context("artifact storage")?;
+    let listener = Listener::start(&config.database, shutdown.clone());
+    let timing = ElectionTiming { retry: config.janitor.leader_retry, check: config.janitor.leader_check };
+    let (leadership, elector) = leader::start(&config.database, &id, timing, shutdown.clone());
+    let pinger = Pinger::new(config.janitor.ping_timeout);
+    let j = &config.janitor;
+
+    let jobs: Vec<(Arc<dyn Job>, JobSchedule)> = vec![
+        (Arc::new(rescuer::Rescuer::new(queue.clone())), JobSchedule { schedule: j.rescue.schedule.clone(), ping_url: j.rescue.ping_url.clone() }),
+        (
+            Arc::new(retention::Retention::new(queue.clone(), storage, j.retention.max_age, j.retention.batch_size)),
+            JobSchedule { schedule: j.retention.schedule.clone(), ping_url: j.retention.ping_url.clone() },
+        ),
+        (
+            Arc::new(reaper::Reaper::new(queue.clone(), j.reaper.forget_after)),
+            JobSchedule { schedule: j.reaper.schedule.clone(), ping_url: j.reaper.ping_url.clone() },
+        ),
+        (Arc::new(stats::Stats::new(queue.clone())), JobSchedule { schedule: j.stats.schedule.clone(), ping_url: j.stats.ping_url.clone() }),
+    ];
+    let tracker = TaskTracker::new();
+    for (job, plan) in jobs {
+        tracker.spawn(run_scheduled(job, plan, leadership.clone(), pinger.clone(), shutdown.clone()));
+    }
+    let deliverer = Arc::new(webhooks::Deliverer::new(queue, &id, j.webhooks.clone(), &config.api.public_url));
+    tracker.spawn(deliverer.run(listener, leadership, shutdown.clone()));
+    tracker.close();
+    info!(janitor = %id, "janitor started; waiting for leadership");
+
     shutdown.cancelled().await;
-    anyhow::bail!("the janitor component is not implemented yet")
+    if tokio::time::timeout(STOP_TIMEOUT, tracker.wait()).await.is_err() {
+        warn!(janitor = %id, timeout = ?STOP_TIMEOUT, "janitor jobs did not finish in time; stopping anyway");
+    }
+    let _ = elector.await;
+    info!(janitor = %id, "janitor stopped");
+    Ok(())
+}
+
+/// Applies migrations, waiting for the database to come up. Returns false when
+/// stopped before it could.
+pub async fn migrate_when_reachable(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match db::migrate(&config.database).await {
+            Ok(report) => {
+                info!(
+                    applied = report.applied.len(),
+                    already_applied = report.already_applied,
+                    procedures = report.procedures,
+                    "database schema is current"
+                );
+                return Ok(true);
+            }
+            Err(MigrateError::Connect(e)) => {
+                warn!(error = %e, retry_in = ?pause, "janitor cannot reach the database to migrate it");
+            }
+            Err(e) => return Err(e).context("migrating the database"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(false),
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(MIGRATE_RETRY_MAX);
+    }
 }

@@ -1,0 +1,191 @@
+//! Webhook delivery: when a build with registered callback URLs ends, the elected
+//! janitor POSTs the build's status JSON to each of them. Deliveries live in
+//! `cbs.webhook_deliveries`: claimed with a lease, each attempt recorded (fenced
+//! by its number), failures retried with exponential backoff, so a janitor
+//! restart neither loses a delivery nor repeats one that was acknowledged. A
+//! delivery interrupted by a crash is sent again after its claim expires, with
+//! the same `X-Cbs-Delivery-Id`, so receivers can drop the rare duplicate.
+//!
+//! Woken by `cbs_build_finished` through the process's `Listener`, by a listener
+//! reconnect, and by a timer set to the next due retry: never by polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use super::leader::Leadership;
+use crate::config::WebhookConfig;
+use crate::db::{Build, Channel, DbError, Listener, ListenerEvent, Queue, WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
+
+/// Added to twice the POST timeout to get the claim lease: a claim outlives its
+/// request, and a crashed janitor's claim expires soon after.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+/// Longest sleep without a wake-up, a safety net should a notification be lost.
+const MAX_IDLE: Duration = Duration::from_secs(300);
+/// After a database error, wait this long before trying again.
+const ERROR_PAUSE: Duration = Duration::from_secs(5);
+pub const DELIVERY_ID_HEADER: &str = "x-cbs-delivery-id";
+pub const DELIVERY_ATTEMPT_HEADER: &str = "x-cbs-delivery-attempt";
+
+pub struct Deliverer {
+    queue: Queue,
+    http: reqwest::Client,
+    janitor_id: String,
+    cfg: WebhookConfig,
+    /// Base URL for links in the payload; empty: no links.
+    public_url: String,
+}
+
+impl Deliverer {
+    pub fn new(queue: Queue, janitor_id: &str, cfg: WebhookConfig, public_url: &str) -> Deliverer {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("caddy-build-server/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("TLS backend available");
+        Deliverer { queue, http, janitor_id: janitor_id.to_string(), cfg, public_url: public_url.trim_end_matches('/').to_string() }
+    }
+
+    fn retry(&self) -> WebhookRetry {
+        WebhookRetry { max_attempts: self.cfg.max_attempts, backoff_min: self.cfg.backoff_min, backoff_max: self.cfg.backoff_max }
+    }
+
+    /// Claims and sends every delivery due now; returns how many were attempted.
+    pub async fn run_once(&self) -> Result<usize, DbError> {
+        let mut attempted = 0;
+        loop {
+            let batch = self
+                .queue
+                .claim_webhook_deliveries(&self.janitor_id, self.cfg.concurrency as i32, self.cfg.timeout * 2 + CLAIM_MARGIN)
+                .await?;
+            if batch.is_empty() {
+                return Ok(attempted);
+            }
+            attempted += batch.len();
+            let results: Vec<Result<(), DbError>> =
+                futures::stream::iter(batch).map(|d| self.deliver(d)).buffer_unordered(self.cfg.concurrency).collect().await;
+            results.into_iter().collect::<Result<Vec<()>, DbError>>()?;
+        }
+    }
+
+    async fn deliver(&self, d: WebhookDelivery) -> Result<(), DbError> {
+        let span = tracing::info_span!("webhook", build_key = %d.build_key, delivery = d.id, attempt = d.attempt);
+        async {
+            let Some(build) = self.queue.get(&d.build_key).await? else {
+                return Ok(()); // deleted meanwhile: its delivery row went with it
+            };
+            let body = self.payload(&d, &build);
+            let result = match self
+                .http
+                .post(&d.url)
+                .header(DELIVERY_ID_HEADER, d.id.to_string())
+                .header(DELIVERY_ATTEMPT_HEADER, d.attempt.to_string())
+                .json(&body)
+                .send()
+                .await
+            {
+                Ok(resp) if resp.status().is_success() => WebhookAttempt { delivered: true, status_code: Some(resp.status().as_u16().into()), error: None },
+                Ok(resp) => WebhookAttempt {
+                    delivered: false,
+                    status_code: Some(resp.status().as_u16().into()),
+                    error: Some(format!("HTTP {}", resp.status())),
+                },
+                Err(e) => WebhookAttempt { delivered: false, status_code: None, error: Some(error_chain(&e)) },
+            };
+            match self.queue.record_webhook_attempt(&d, &result, &self.retry()).await? {
+                WebhookOutcome::Delivered => info!(url = %d.url, "webhook delivered"),
+                WebhookOutcome::Retry => warn!(url = %d.url, error = ?result.error, "webhook failed; will retry"),
+                WebhookOutcome::GaveUp => warn!(url = %d.url, error = ?result.error, "webhook failed; giving up after the last attempt"),
+                WebhookOutcome::Fenced => debug!("webhook claim expired meanwhile; another janitor owns it"),
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The status JSON a callback receives.
+    pub fn payload(&self, d: &WebhookDelivery, b: &Build) -> Value {
+        let mut body = json!({
+            "event": "build.finished",
+            "delivery_id": d.id,
+            "build_key": b.build_key,
+            "status": b.status,
+            "spec": b.spec,
+            "attempt": b.attempt,
+            "error": b.error,
+            "created_at": b.created_at,
+            "finished_at": b.finished_at,
+        });
+        if let Some(a) = &b.artifact {
+            body["artifact"] = json!({"file_name": a.get("file_name"), "size": a.get("size"), "sha256": a.get("sha256")});
+        }
+        if !self.public_url.is_empty() {
+            let base = format!("{}/api/builds/{}", self.public_url, b.build_key);
+            body["links"] = json!({"status": base, "download": format!("{base}/download"), "log": format!("{base}/log")});
+        }
+        body
+    }
+
+    /// Delivers while this janitor leads, until `shutdown`.
+    pub async fn run(self: Arc<Self>, listener: Listener, mut leadership: Leadership, shutdown: CancellationToken) {
+        let span = tracing::info_span!("janitor_job", job = "webhooks");
+        async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = leadership.acquired() => {}
+                }
+                // Subscribe before the first claim, so no wake-up falls in between.
+                let mut events = listener.subscribe();
+                loop {
+                    let pause = match self.run_once().await.and(self.queue.next_webhook_due().await) {
+                        Ok(next) => next.map_or(MAX_IDLE, |t| (t - chrono::Utc::now()).to_std().unwrap_or_default().min(MAX_IDLE)),
+                        Err(e) => {
+                            warn!(error = %e, "webhook delivery failed to reach the database");
+                            ERROR_PAUSE
+                        }
+                    };
+                    let sleep = tokio::time::sleep(pause);
+                    tokio::pin!(sleep);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = leadership.lost() => break,
+                            _ = &mut sleep => break,
+                            ev = events.recv() => match ev {
+                                Ok(ListenerEvent::Notification { channel: Channel::Finished, .. })
+                                | Ok(ListenerEvent::Reconnected)
+                                | Err(RecvError::Lagged(_)) => break,
+                                Ok(_) => continue,
+                                Err(RecvError::Closed) => { tokio::select! { _ = &mut sleep => break, _ = shutdown.cancelled() => return } }
+                            }
+                        }
+                    }
+                    if !leadership.is_leader() {
+                        break;
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
