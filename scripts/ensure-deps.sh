@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs when they are missing (fresh
 # machines): a C toolchain and OpenSSL headers for the TLS client, Python for
-# the helper scripts.
+# the helper scripts, minisign to verify signatures in tests, curl and flock for
+# scripts/minio.sh.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v python3 >/dev/null || missing+=(python3)
+command -v minisign >/dev/null || missing+=(minisign)
+command -v curl >/dev/null || missing+=(curl)
+command -v flock >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ensure-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
