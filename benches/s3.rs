@@ -1,0 +1,121 @@
+//! S3 throughput on a real MinIO server (run with `make bench`): upload and
+//! download of a 40 MB artifact through our backend (`S3Storage::put_file`,
+//! `get` streamed to a file) against MinIO's own client (`mc cp`, built by
+//! scripts/minio.sh) on the same file and server. Target: ours at ≥ 0.8 of mc.
+
+#[path = "../tests/s3_common/mod.rs"]
+mod s3_common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caddy_build_server::storage::Storage;
+use futures::TryStreamExt;
+use tokio::io::AsyncWriteExt;
+
+const SIZE: usize = 40 * 1000 * 1000;
+const ROUNDS: usize = 5;
+const TARGET: f64 = 0.8;
+
+fn mbps(d: Duration) -> f64 {
+    SIZE as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// `mc` with a private config dir and the server as alias `bench`.
+fn mc(config_dir: &Path, args: &[&str]) {
+    let endpoint = s3_common::env("CBS_TEST_S3_ENDPOINT");
+    let (scheme, host) = endpoint.split_once("://").expect("endpoint is a URL");
+    let alias = format!(
+        "{scheme}://{}:{}@{host}",
+        s3_common::env("CBS_TEST_S3_ACCESS_KEY"),
+        s3_common::env("CBS_TEST_S3_SECRET_KEY")
+    );
+    let out = Command::new(s3_common::env("CBS_TEST_MC"))
+        .arg("--config-dir")
+        .arg(config_dir)
+        .arg("--quiet")
+        .args(args)
+        .env("MC_HOST_bench", alias)
+        .output()
+        .expect("run mc");
+    assert!(out.status.success(), "mc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn ours_download(s: &caddy_build_server::storage::S3Storage, key: &str, to: &Path) {
+    let mut f = tokio::fs::File::create(to).await.unwrap();
+    let mut stream = s.get(key, None).await.unwrap();
+    while let Some(chunk) = stream.try_next().await.unwrap() {
+        f.write_all(&chunk).await.unwrap();
+    }
+    f.flush().await.unwrap();
+    assert_eq!(f.metadata().await.unwrap().len(), SIZE as u64);
+}
+
+#[tokio::main]
+async fn main() {
+    // `cargo bench` passes `--bench`; under `cargo test --all-targets` one quick
+    // round checks that the benchmark still works, without judging the figures.
+    let full = std::env::args().any(|a| a == "--bench");
+    let rounds = if full { ROUNDS } else { 1 };
+    let (s, cfg) = s3_common::storage().await;
+    let dir = std::env::temp_dir().join(format!("cbs-bench-s3-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("caddy");
+    std::fs::write(&file, s3_common::payload(SIZE, 42)).unwrap();
+    let mc_config = dir.join("mc");
+    let bucket = &cfg.bucket;
+    let file_s = file.display().to_string();
+
+    let (mut ours_up, mut ours_down, mut mc_up, mut mc_down) = (vec![], vec![], vec![], vec![]);
+    // Warm-up round for both, not counted (connections, server caches).
+    s.put_file("bench/ours/caddy", &file).await.unwrap();
+    mc(&mc_config, &["cp", &file_s, &format!("bench/{bucket}/bench/mc/caddy")]);
+    for round in 0..rounds {
+        let key = format!("bench/ours/{round}/caddy");
+        let t = Instant::now();
+        s.put_file(&key, &file).await.unwrap();
+        ours_up.push(t.elapsed());
+
+        let remote = format!("bench/{bucket}/bench/mc/{round}/caddy");
+        let t = Instant::now();
+        mc(&mc_config, &["cp", &file_s, &remote]);
+        mc_up.push(t.elapsed());
+
+        let out = dir.join(format!("ours-{round}"));
+        let t = Instant::now();
+        ours_download(&s, &key, &out).await;
+        ours_down.push(t.elapsed());
+        std::fs::remove_file(out).unwrap();
+
+        let out = dir.join(format!("mc-{round}"));
+        let out_s = out.display().to_string();
+        let t = Instant::now();
+        mc(&mc_config, &["cp", &remote, &out_s]);
+        mc_down.push(t.elapsed());
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), SIZE as u64);
+        std::fs::remove_file(out).unwrap();
+    }
+
+    println!("S3 throughput, {} MB artifact, median of {rounds} rounds, MinIO at {}", SIZE / 1_000_000, cfg.endpoint);
+    let mut ok = true;
+    for (what, ours, theirs) in [("upload", ours_up, mc_up), ("download", ours_down, mc_down)] {
+        let (o, m) = (mbps(median(ours)), mbps(median(theirs)));
+        let ratio = o / m;
+        ok &= ratio >= TARGET;
+        println!(
+            "  {what:<8}  ours {o:8.1} MB/s   mc cp {m:8.1} MB/s   ratio {ratio:.2} ({})",
+            if ratio >= TARGET { "meets the 0.8 target" } else { "BELOW the 0.8 target" }
+        );
+    }
+    s.delete_prefix("bench").await.unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    if full && !ok {
+        std::process::exit(1);
+    }
+}
