@@ -6,6 +6,14 @@
 //! one and cancels the worker's `preempt` token on a detection, which the worker
 //! treats like SIGUSR1. A metadata service that cannot be reached is logged and
 //! asked again at the next poll: it never stops the worker.
+//!
+//! Wiring in the worker:
+//!
+//! ```text
+//! if let Some(detector) = preempt::from_config(&cfg.worker.preemption) {
+//!     tasks.spawn(preempt::watch(detector, cfg.worker.preemption.poll_interval, preempt.clone(), shutdown.clone()));
+//! }
+//! ```
 
 mod aws;
 mod azure;

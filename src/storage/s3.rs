@@ -57,19 +57,28 @@ impl S3Storage {
         Ok(S3Storage { bucket })
     }
 
-    /// Checks that the bucket exists and the credentials can reach it.
+    /// Checks that the bucket exists and the credentials may list it. Asks the
+    /// bucket itself (a one-key listing), not ListBuckets, which least-privilege
+    /// credentials scoped to one bucket are not allowed.
     pub async fn check(&self) -> Result<(), StorageError> {
-        match self.bucket.exists().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(StorageError::Backend(format!("bucket {:?} does not exist", self.bucket.name()))),
-            Err(e) => Err(backend("checking the bucket", e)),
+        match self.bucket_exists().await? {
+            true => Ok(()),
+            false => Err(StorageError::Backend(format!("bucket {:?} does not exist", self.bucket.name()))),
+        }
+    }
+
+    async fn bucket_exists(&self) -> Result<bool, StorageError> {
+        match self.bucket.list_page(String::new(), None, None, None, Some(1)).await {
+            Ok(_) => Ok(true),
+            Err(S3Error::HttpFailWithBody(404, body)) if body.contains("NoSuchBucket") => Ok(false),
+            Err(e) => Err(backend(&format!("checking bucket {:?}", self.bucket.name()), e)),
         }
     }
 
     /// Creates the bucket when it does not exist yet (test servers, first start of a
     /// self-hosted MinIO).
     pub async fn create_bucket_if_missing(&self) -> Result<(), StorageError> {
-        if self.bucket.exists().await.map_err(|e| backend("checking the bucket", e))? {
+        if self.bucket_exists().await? {
             return Ok(());
         }
         let created = if self.bucket.is_path_style() {
