@@ -7,11 +7,11 @@
 mod s3_common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use caddy_build_server::storage::Storage;
 use futures::TryStreamExt;
+use s3_common::mc;
 use tokio::io::AsyncWriteExt;
 
 const SIZE: usize = 40 * 1000 * 1000;
@@ -27,26 +27,6 @@ fn mbps(size: usize, d: Duration) -> f64 {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-/// `mc` with a private config dir and the server as alias `bench`.
-fn mc(config_dir: &Path, args: &[&str]) {
-    let endpoint = s3_common::env("CBS_TEST_S3_ENDPOINT");
-    let (scheme, host) = endpoint.split_once("://").expect("endpoint is a URL");
-    let alias = format!(
-        "{scheme}://{}:{}@{host}",
-        s3_common::env("CBS_TEST_S3_ACCESS_KEY"),
-        s3_common::env("CBS_TEST_S3_SECRET_KEY")
-    );
-    let out = Command::new(s3_common::env("CBS_TEST_MC"))
-        .arg("--config-dir")
-        .arg(config_dir)
-        .arg("--quiet")
-        .args(args)
-        .env("MC_HOST_bench", alias)
-        .output()
-        .expect("run mc");
-    assert!(out.status.success(), "mc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 async fn ours_download(s: &caddy_build_server::storage::S3Storage, key: &str, to: &Path, size: usize) {
@@ -71,23 +51,22 @@ async fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("caddy");
     std::fs::write(&file, s3_common::payload(size, 42)).unwrap();
-    let mc_config = dir.join("mc");
     let bucket = &cfg.bucket;
     let file_s = file.display().to_string();
 
     let (mut ours_up, mut ours_down, mut mc_up, mut mc_down) = (vec![], vec![], vec![], vec![]);
     // Warm-up round for both, not counted (connections, server caches).
     s.put_file("bench/ours/caddy", &file).await.unwrap();
-    mc(&mc_config, &["cp", &file_s, &format!("bench/{bucket}/bench/mc/caddy")]);
+    mc(&["cp", &file_s, &format!("cbs/{bucket}/bench/mc/caddy")]);
     for round in 0..rounds {
         let key = format!("bench/ours/{round}/caddy");
         let t = Instant::now();
         s.put_file(&key, &file).await.unwrap();
         ours_up.push(t.elapsed());
 
-        let remote = format!("bench/{bucket}/bench/mc/{round}/caddy");
+        let remote = format!("cbs/{bucket}/bench/mc/{round}/caddy");
         let t = Instant::now();
-        mc(&mc_config, &["cp", &file_s, &remote]);
+        mc(&["cp", &file_s, &remote]);
         mc_up.push(t.elapsed());
 
         let out = dir.join(format!("ours-{round}"));
@@ -99,7 +78,7 @@ async fn main() {
         let out = dir.join(format!("mc-{round}"));
         let out_s = out.display().to_string();
         let t = Instant::now();
-        mc(&mc_config, &["cp", &remote, &out_s]);
+        mc(&["cp", &remote, &out_s]);
         mc_down.push(t.elapsed());
         assert_eq!(std::fs::metadata(&out).unwrap().len(), size as u64);
         std::fs::remove_file(out).unwrap();

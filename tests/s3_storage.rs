@@ -172,3 +172,53 @@ async fn configured_from_the_environment_and_checked_at_start() {
     let e = storage::from_config(&missing.storage).await.err().expect("a missing bucket stops start-up").to_string();
     assert!(e.contains("cbs-no-such-bucket") && e.contains("does not exist"), "{e}");
 }
+
+#[tokio::test]
+async fn credentials_scoped_to_one_bucket_are_enough() {
+    let (_, admin_cfg) = s3_common::storage().await;
+    let bucket = &admin_cfg.bucket;
+    let user = format!("cbs-scoped-{:08x}", rand::random::<u32>());
+    let secret = format!("{:032x}", rand::random::<u128>());
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+             "Resource": [format!("arn:aws:s3:::{bucket}")]},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                                           "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+             "Resource": [format!("arn:aws:s3:::{bucket}/*")]}
+        ]
+    });
+    let policy_file = std::env::temp_dir().join(format!("{user}.json"));
+    std::fs::write(&policy_file, policy.to_string()).unwrap();
+    let policy_path = policy_file.display().to_string();
+    tokio::task::spawn_blocking({
+        let (user, secret) = (user.clone(), secret.clone());
+        move || {
+            s3_common::mc(&["admin", "user", "add", "cbs", &user, &secret]);
+            s3_common::mc(&["admin", "policy", "create", "cbs", &user, &policy_path]);
+            s3_common::mc(&["admin", "policy", "attach", "cbs", &user, "--user", &user]);
+        }
+    })
+    .await
+    .unwrap();
+    std::fs::remove_file(policy_file).unwrap();
+
+    let mut cfg = admin_cfg.clone();
+    cfg.access_key = user;
+    cfg.secret_key = secret;
+    let s = S3Storage::new(&cfg).unwrap();
+    s.check().await.expect("the start-up check needs no ListBuckets permission");
+    let file = std::env::temp_dir().join(format!("cbs-s3-scoped-{}", rand::random::<u64>()));
+    std::fs::write(&file, payload(9 * 1024 * 1024, 5)).unwrap();
+    s.put_file("builds/56/5678/caddy", &file).await.unwrap();
+    std::fs::remove_file(file).unwrap();
+    assert_eq!(s.size("builds/56/5678/caddy").await.unwrap(), Some(9 * 1024 * 1024));
+    assert!(s.presigned_url("builds/56/5678/caddy", Duration::from_secs(60)).await.unwrap().is_some());
+    assert_eq!(s.delete_prefix("builds/56/5678").await.unwrap(), 1);
+
+    let mut elsewhere = cfg.clone();
+    elsewhere.bucket = s3_common::storage().await.1.bucket;
+    let e = S3Storage::new(&elsewhere).unwrap().check().await.unwrap_err().to_string();
+    assert!(e.contains("403") || e.contains("Access Denied"), "another bucket is refused: {e}");
+}

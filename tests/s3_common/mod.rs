@@ -53,3 +53,23 @@ pub fn payload(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Runs MinIO's `mc` client against the test server (alias `cbs`) with a
+/// private config dir; panics with its output when it fails.
+pub fn mc(args: &[&str]) -> String {
+    let endpoint = env("CBS_TEST_S3_ENDPOINT");
+    let (scheme, host) = endpoint.split_once("://").expect("endpoint is a URL");
+    let alias = format!("{scheme}://{}:{}@{host}", env("CBS_TEST_S3_ACCESS_KEY"), env("CBS_TEST_S3_SECRET_KEY"));
+    let config_dir = std::env::temp_dir().join(format!("cbs-mc-{}", std::process::id()));
+    let out = std::process::Command::new(env("CBS_TEST_MC"))
+        .arg("--config-dir")
+        .arg(&config_dir)
+        .arg("--quiet")
+        .args(args)
+        .env("MC_HOST_cbs", alias)
+        .output()
+        .expect("run mc");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "mc {args:?}: {text}");
+    text
+}
