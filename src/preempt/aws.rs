@@ -43,10 +43,10 @@ impl AwsSpot {
 
     async fn token(&self) -> Result<String, PreemptError> {
         let mut cached = self.token.lock().await;
-        if let Some((token, expires)) = cached.as_ref() {
-            if Instant::now() + TOKEN_MARGIN < *expires {
-                return Ok(token.clone());
-            }
+        if let Some((token, expires)) = cached.as_ref()
+            && Instant::now() + TOKEN_MARGIN < *expires
+        {
+            return Ok(token.clone());
         }
         let request = self
             .client
