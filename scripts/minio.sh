@@ -4,7 +4,7 @@
 # pinned versions into a cache directory (once per version), and a server run
 # in a directory of its own on loopback. Usage:
 #   scripts/minio.sh install                 # prints the directory holding minio and mc
-#   scripts/minio.sh start DIR PORT          # prints the endpoint URL
+#   scripts/minio.sh start DIR [PORT]        # prints the endpoint URL; PORT: a free one
 #   scripts/minio.sh stop DIR
 # The server's credentials are MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (defaults below).
 # Without a Go of 1.21 or later on the PATH, the Go toolchain itself is fetched
@@ -83,14 +83,14 @@ install() {
     echo "$bindir"
 }
 
-cmd=${1:?usage: minio.sh install | start DIR PORT | stop DIR}
+cmd=${1:?usage: minio.sh install | start DIR [PORT] | stop DIR}
 case "$cmd" in
 install)
     install
     ;;
 start)
     dir=${2:?directory}
-    port=${3:?port}
+    port=${3:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
     bin=$(install)
     mkdir -p "$dir/data"
     dir=$(cd "$dir" && pwd)
@@ -121,7 +121,7 @@ stop)
     fi
     ;;
 *)
-    echo "usage: minio.sh install | start DIR PORT | stop DIR" >&2
+    echo "usage: minio.sh install | start DIR [PORT] | stop DIR" >&2
     exit 2
     ;;
 esac
