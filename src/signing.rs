@@ -99,6 +99,15 @@ impl Signer {
             .map_err(|e| SigningError::Sign { path: path.display().to_string(), message: e.to_string() })?;
         Ok(sig.into_string().into_bytes())
     }
+
+    /// [`Signer::sign_file`] on the blocking pool, for async callers (the worker's
+    /// publish step).
+    pub async fn sign_file_async(&self, path: &Path) -> Result<Vec<u8>, SigningError> {
+        let (signer, owned) = (self.clone(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || signer.sign_file(&owned))
+            .await
+            .unwrap_or_else(|e| Err(SigningError::Sign { path: path.display().to_string(), message: e.to_string() }))
+    }
 }
 
 fn parse_secret_key(path: &Path, text: &str) -> Result<SecretKey, SigningError> {

@@ -109,3 +109,16 @@ fn a_damaged_secret_key_is_an_error_not_a_new_key() {
     assert_eq!(std::fs::read_to_string(&cfg.secret_key_path).unwrap(), "untrusted comment: x\nnot base64\n");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn async_callers_get_the_same_kind_of_signature() {
+    let dir = temp_dir();
+    let signer = Signer::load_or_generate(&config(&dir)).unwrap();
+    let binary = dir.join("caddy.exe");
+    std::fs::write(&binary, b"MZ not really a windows binary").unwrap();
+    let sig = signer.sign_file_async(&binary).await.unwrap();
+    std::fs::write(dir.join("caddy.exe.minisig"), &sig).unwrap();
+    assert!(minisign_verifies(&binary, &["-P", &signer.public_key()]));
+    assert!(signer.sign_file_async(&dir.join("missing")).await.is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}
