@@ -1,7 +1,9 @@
 //! The S3 backend (AWS, MinIO and other S3-compatible servers) through rust-s3.
 //! Objects become visible only when their upload completes: small ones go up in
-//! one PUT, binaries of 8 MiB and more as a multipart upload that S3 publishes
-//! atomically on completion (and that is aborted when a part fails).
+//! one PUT, binaries of 16 MiB and more as a multipart upload that S3 publishes
+//! atomically on completion (and that is aborted when a part fails). Parts go up
+//! from tasks of their own, so that signing them (SHA-256 and MD5 of every byte)
+//! runs on all cores while other parts are on the wire.
 
 use std::ops::Range;
 use std::path::Path;
@@ -10,12 +12,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use tokio::io::AsyncReadExt;
+use tokio::task::JoinSet;
 use s3::command::Command;
 use s3::creds::Credentials;
 use s3::error::S3Error;
 use s3::request::tokio_backend::ReqwestRequest;
 use s3::request::Request;
-use s3::serde_types::ObjectIdentifier;
+use s3::serde_types::{ObjectIdentifier, Part};
 use s3::{Bucket, BucketConfiguration, Region};
 
 use super::{check_path, ByteStream, Storage, StorageError};
@@ -24,6 +28,13 @@ use crate::config::S3Config;
 /// Content type of everything we store: binaries, checksums and signatures are all
 /// served with their own headers by the api, never by content sniffing.
 const CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Size of one multipart part, and the size from which uploads are multipart. S3
+/// wants at least 5 MiB; larger parts mean fewer requests for the server.
+const PART_SIZE: usize = 16 * 1024 * 1024;
+
+/// Parts of one upload in flight at once (memory: this many parts).
+const PART_CONCURRENCY: usize = 4;
 
 /// Largest batch of keys one DeleteObjects request may carry (an S3 limit).
 const DELETE_BATCH: usize = 1000;
@@ -108,6 +119,40 @@ impl S3Storage {
         }
     }
 
+    /// Reads `file` part by part and uploads up to [`PART_CONCURRENCY`] parts at once.
+    async fn upload_parts(&self, path: &str, upload_id: &str, file: &Path) -> Result<Vec<Part>, StorageError> {
+        let io = |source| StorageError::Io { path: file.display().to_string(), source };
+        let mut f = tokio::fs::File::open(file).await.map_err(io)?;
+        let mut tasks: JoinSet<Result<Part, S3Error>> = JoinSet::new();
+        let mut parts = Vec::new();
+        let joined = |r: Result<Result<Part, S3Error>, tokio::task::JoinError>| match r {
+            Ok(Ok(part)) => Ok(part),
+            Ok(Err(e)) => Err(backend(path, e)),
+            Err(e) => Err(StorageError::Backend(format!("{path}: part upload task: {e}"))),
+        };
+        for number in 1.. {
+            while tasks.len() >= PART_CONCURRENCY {
+                parts.push(joined(tasks.join_next().await.expect("tasks are running"))?);
+            }
+            let mut chunk = Vec::with_capacity(PART_SIZE);
+            (&mut f).take(PART_SIZE as u64).read_to_end(&mut chunk).await.map_err(io)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let last = chunk.len() < PART_SIZE;
+            let (bucket, path, upload_id) = (self.bucket.clone(), path.to_string(), upload_id.to_string());
+            tasks.spawn(async move { bucket.put_multipart_chunk(chunk, &path, number, &upload_id, CONTENT_TYPE).await });
+            if last {
+                break;
+            }
+        }
+        while let Some(r) = tasks.join_next().await {
+            parts.push(joined(r)?);
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
     /// Streams a GET of the object (or of an inclusive byte range of it).
     async fn stream(&self, path: &str, command: Command<'_>) -> Result<ByteStream, StorageError> {
         let request = ReqwestRequest::new(&self.bucket, path, command).await.map_err(|e| backend(path, e))?;
@@ -135,16 +180,32 @@ fn not_found_or(path: &str, e: S3Error) -> StorageError {
 impl Storage for S3Storage {
     async fn put_file(&self, path: &str, file: &Path) -> Result<(), StorageError> {
         check_path(path)?;
-        let mut f = tokio::fs::File::open(file)
-            .await
-            .map_err(|source| StorageError::Io { path: file.display().to_string(), source })?;
-        self.bucket
-            .put_object_stream_builder(path)
-            .with_content_type(CONTENT_TYPE)
-            .execute_stream(&mut f)
+        let io = |source| StorageError::Io { path: file.display().to_string(), source };
+        let size = tokio::fs::metadata(file).await.map_err(io)?.len();
+        if size < PART_SIZE as u64 {
+            return self.put_bytes(path, tokio::fs::read(file).await.map_err(io)?.into()).await;
+        }
+        let upload = self
+            .bucket
+            .initiate_multipart_upload(path, CONTENT_TYPE)
             .await
             .map_err(|e| backend(path, e))?;
-        Ok(())
+        let completed = match self.upload_parts(path, &upload.upload_id, file).await {
+            Ok(parts) => self
+                .bucket
+                .complete_multipart_upload(path, &upload.upload_id, parts)
+                .await
+                .map(|_| ())
+                .map_err(|e| backend(path, e)),
+            Err(e) => Err(e),
+        };
+        if completed.is_err() {
+            // Best effort: the parts of an abandoned upload would otherwise be kept (and billed).
+            if let Err(e) = self.bucket.abort_upload(path, &upload.upload_id).await {
+                tracing::warn!(path, error = %e, "cannot abort a failed multipart upload");
+            }
+        }
+        completed
     }
 
     async fn put_bytes(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
