@@ -6,6 +6,7 @@
 mod layout;
 mod local;
 mod s3;
+mod s3_part;
 
 use std::ops::Range;
 use std::path::Path;

@@ -2,8 +2,8 @@
 //! Objects become visible only when their upload completes: small ones go up in
 //! one PUT, binaries of 16 MiB and more as a multipart upload that S3 publishes
 //! atomically on completion (and that is aborted when a part fails). Parts go up
-//! from tasks of their own, so that signing them (SHA-256 and MD5 of every byte)
-//! runs on all cores while other parts are on the wire.
+//! from tasks of their own (see `s3_part`), so that hashing them for their
+//! signatures runs on all cores while other parts are on the wire.
 
 use std::ops::Range;
 use std::path::Path;
@@ -22,6 +22,7 @@ use s3::request::Request;
 use s3::serde_types::{ObjectIdentifier, Part};
 use s3::{Bucket, BucketConfiguration, Region};
 
+use super::s3_part::{upload_part, PartError};
 use super::{check_path, ByteStream, Storage, StorageError};
 use crate::config::S3Config;
 
@@ -123,9 +124,9 @@ impl S3Storage {
     async fn upload_parts(&self, path: &str, upload_id: &str, file: &Path) -> Result<Vec<Part>, StorageError> {
         let io = |source| StorageError::Io { path: file.display().to_string(), source };
         let mut f = tokio::fs::File::open(file).await.map_err(io)?;
-        let mut tasks: JoinSet<Result<Part, S3Error>> = JoinSet::new();
+        let mut tasks: JoinSet<Result<Part, PartError>> = JoinSet::new();
         let mut parts = Vec::new();
-        let joined = |r: Result<Result<Part, S3Error>, tokio::task::JoinError>| match r {
+        let joined = |r: Result<Result<Part, PartError>, tokio::task::JoinError>| match r {
             Ok(Ok(part)) => Ok(part),
             Ok(Err(e)) => Err(backend(path, e)),
             Err(e) => Err(StorageError::Backend(format!("{path}: part upload task: {e}"))),
@@ -141,7 +142,7 @@ impl S3Storage {
             }
             let last = chunk.len() < PART_SIZE;
             let (bucket, path, upload_id) = (self.bucket.clone(), path.to_string(), upload_id.to_string());
-            tasks.spawn(async move { bucket.put_multipart_chunk(chunk, &path, number, &upload_id, CONTENT_TYPE).await });
+            tasks.spawn(async move { upload_part(&bucket, &path, &upload_id, number, chunk.into()).await });
             if last {
                 break;
             }
