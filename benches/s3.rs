@@ -15,8 +15,8 @@ use s3_common::mc;
 use tokio::io::AsyncWriteExt;
 
 const SIZE: usize = 40 * 1000 * 1000;
-/// The quick check under `cargo test` still spans two multipart parts.
-const QUICK_SIZE: usize = 10 * 1000 * 1000;
+/// The quick check under `cargo test` still spans two multipart parts (16 MiB each).
+const QUICK_SIZE: usize = 20 * 1000 * 1000;
 const ROUNDS: usize = 5;
 const TARGET: f64 = 0.8;
 
