@@ -100,3 +100,12 @@ pub(super) async fn upload_part(
         .ok_or_else(|| PartError::Transport("the server sent no ETag for the part".into()))?;
     Ok(Part { part_number: number, etag: etag.to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_in_the_signature_v4_format() {
+        let t = time::OffsetDateTime::from_unix_timestamp(1_369_353_600 + 3_723).unwrap();
+        assert_eq!(super::long_date(&t), "20130524T010203Z");
+    }
+}
