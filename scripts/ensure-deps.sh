@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build needs when they are missing (fresh
 # machines): a C toolchain and OpenSSL headers for the TLS client, Python for
-# the helper scripts, Chromium and its WebDriver for the browser tests.
+# the helper scripts, Chromium and its WebDriver for the browser tests,
+# minisign to verify signatures in tests, curl and flock for scripts/minio.sh.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
@@ -10,6 +11,9 @@ command -v pkg-config >/dev/null || missing+=(pkg-config)
 command -v python3 >/dev/null || missing+=(python3)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v minisign >/dev/null || missing+=(minisign)
+command -v curl >/dev/null || missing+=(curl)
+command -v flock >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ensure-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive

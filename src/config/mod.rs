@@ -440,6 +440,86 @@ impl Config {
             return Err(invalid("storage.path", "must not be empty for the local backend"));
         }
         self.janitor.validate()?;
+        self.storage.validate()?;
+        self.signing.validate()?;
+        self.worker.preemption.validate()?;
+        Ok(())
+    }
+}
+
+fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => Err(invalid(key, format!("{url:?} is not an http(s) URL"))),
+    }
+}
+
+impl StorageConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s3 = &self.s3;
+        if self.backend != StorageBackend::S3 {
+            if s3.redirect {
+                return Err(invalid("storage.s3.redirect", "needs storage.backend: s3"));
+            }
+            return Ok(());
+        }
+        // S3's bucket naming rules, which also keep the name safe in a URL.
+        let b = &s3.bucket;
+        let name_ok = (3..=63).contains(&b.len())
+            && b.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+            && b.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && b.bytes().last().is_some_and(|c| c.is_ascii_alphanumeric());
+        if b.is_empty() {
+            return Err(invalid("storage.s3.bucket", "must be set for the s3 backend"));
+        }
+        if !name_ok {
+            return Err(invalid("storage.s3.bucket", format!("{b:?} is not a valid bucket name (3-63 of a-z 0-9 . -)")));
+        }
+        if s3.region.trim().is_empty() {
+            return Err(invalid("storage.s3.region", "must not be empty"));
+        }
+        if s3.endpoint.is_empty() {
+            if s3.region.parse::<s3::Region>().map(|r| matches!(r, s3::Region::Custom { .. })).unwrap_or(true) {
+                return Err(invalid("storage.s3.region", format!("{:?} is not an AWS region; set storage.s3.endpoint", s3.region)));
+            }
+        } else {
+            check_http_url("storage.s3.endpoint", &s3.endpoint)?;
+        }
+        if s3.access_key.is_empty() != s3.secret_key.is_empty() {
+            let missing = if s3.access_key.is_empty() { "storage.s3.access_key" } else { "storage.s3.secret_key" };
+            return Err(invalid(missing, "access_key and secret_key are set together or both left empty"));
+        }
+        if s3.presign_ttl < Duration::from_secs(1) || s3.presign_ttl > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid("storage.s3.presign_ttl", "must be between 1s and 7 days"));
+        }
+        Ok(())
+    }
+}
+
+impl SigningConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.secret_key_path.trim().is_empty() {
+            return Err(invalid("signing.secret_key_path", "must not be empty"));
+        }
+        if self.public_key_path.trim().is_empty() {
+            return Err(invalid("signing.public_key_path", "must not be empty"));
+        }
+        if self.public_key_path == self.secret_key_path {
+            return Err(invalid("signing.public_key_path", "must differ from signing.secret_key_path"));
+        }
+        Ok(())
+    }
+}
+
+impl PreemptionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.poll_interval < Duration::from_millis(100) {
+            return Err(invalid("worker.preemption.poll_interval", "must be at least 100ms"));
+        }
+        if !self.endpoint.is_empty() {
+            check_http_url("worker.preemption.endpoint", &self.endpoint)?;
+        }
         Ok(())
     }
 }
@@ -477,6 +557,30 @@ mod tests {
         assert!(e.contains("go_proxy"), "{e}");
         let e = Config::from_yaml("worker:\n  lease: 10s\n  heartbeat_interval: 20s\n").unwrap_err().to_string();
         assert!(e.contains("worker.heartbeat_interval"), "{e}");
+    }
+
+    #[test]
+    fn s3_settings_are_checked() {
+        let base = "storage:\n  backend: s3\n  s3:\n";
+        let ok = format!("{base}    bucket: artifacts\n    endpoint: http://127.0.0.1:9000\n    access_key: a\n    secret_key: b\n");
+        assert_eq!(Config::from_yaml(&ok).unwrap().storage.s3.bucket, "artifacts");
+        let aws = format!("{base}    bucket: artifacts\n    region: eu-west-1\n");
+        assert!(Config::from_yaml(&aws).is_ok());
+        for (yaml, key) in [
+            (format!("{base}    region: eu-west-1\n"), "storage.s3.bucket"),
+            (format!("{base}    bucket: Bad_Name\n"), "storage.s3.bucket"),
+            (format!("{base}    bucket: artifacts\n    region: mars-1\n"), "storage.s3.region"),
+            (format!("{base}    bucket: artifacts\n    endpoint: minio:9000\n"), "storage.s3.endpoint"),
+            (format!("{base}    bucket: artifacts\n    access_key: a\n"), "storage.s3.secret_key"),
+            (format!("{base}    bucket: artifacts\n    presign_ttl: 30d\n"), "storage.s3.presign_ttl"),
+            ("storage:\n  s3:\n    redirect: true\n".to_string(), "storage.s3.redirect"),
+            ("signing:\n  public_key_path: \"\"\n".to_string(), "signing.public_key_path"),
+            ("worker:\n  preemption:\n    poll_interval: 1ms\n".to_string(), "worker.preemption.poll_interval"),
+            ("worker:\n  preemption:\n    endpoint: metadata\n".to_string(), "worker.preemption.endpoint"),
+        ] {
+            let e = Config::from_yaml(&yaml).unwrap_err().to_string();
+            assert!(e.contains(key), "{yaml}: {e}");
+        }
     }
 
     #[test]

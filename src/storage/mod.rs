@@ -5,6 +5,8 @@
 
 mod layout;
 mod local;
+mod s3;
+mod s3_part;
 
 use std::ops::Range;
 use std::path::Path;
@@ -18,6 +20,7 @@ use futures::Stream;
 
 pub use layout::{ArtifactPaths, Artifact};
 pub use local::LocalStorage;
+pub use s3::S3Storage;
 
 use crate::config::{StorageBackend, StorageConfig};
 
@@ -72,11 +75,16 @@ pub trait Storage: Send + Sync {
 
 pub type DynStorage = Arc<dyn Storage>;
 
-/// Builds the configured backend.
+/// Builds the configured backend. For S3 it checks that the bucket is reachable,
+/// so that bad credentials stop start-up instead of the first publish.
 pub async fn from_config(cfg: &StorageConfig) -> Result<DynStorage, StorageError> {
     match cfg.backend {
         StorageBackend::Local => Ok(Arc::new(LocalStorage::new(&cfg.path)?)),
-        StorageBackend::S3 => Err(StorageError::Backend("the s3 backend is not available in this build".into())),
+        StorageBackend::S3 => {
+            let s3 = S3Storage::new(&cfg.s3)?;
+            s3.check().await?;
+            Ok(Arc::new(s3))
+        }
     }
 }
 
