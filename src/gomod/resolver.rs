@@ -2,9 +2,10 @@
 //! config's `go_proxy` (GOPROXY syntax: after `,` the next proxy is tried only
 //! when one answers 404/410; after `|` also on any other error).
 //!
-//! Lookups go through `@v/list` (semver-sorted locally), since a proxy may not
-//! answer `@latest` for a module with tagged releases; `@latest` is asked only
-//! when the list is empty (modules with pseudo-versions only). Results are
+//! Lookups go through `@v/list` (semver-sorted locally, pre-releases only when
+//! asked for by name), since a proxy may not answer `@latest` for a module with
+//! tagged releases; `@latest` is asked only when the list holds no release
+//! (modules with pseudo-versions or pre-releases only). Results are
 //! cached for a short time, and concurrent identical lookups share one request.
 
 use std::collections::HashMap;
@@ -148,7 +149,9 @@ impl Resolver {
                 if let Some(v) = select(&list, &parsed, path_major(module)) {
                     return Ok(v);
                 }
-                if parsed != VersionQuery::Latest || list.lines().any(|l| !l.trim().is_empty()) {
+                // No release: only `latest` may still have an answer (pseudo-versions, or
+                // pre-releases only), which the proxy's `@latest` gives.
+                if parsed != VersionQuery::Latest {
                     return Err(not_found());
                 }
                 let latest = self.get(&format!("{}/@latest", escape(module))).await.map_err(upstream)?;

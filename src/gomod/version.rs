@@ -73,10 +73,9 @@ pub fn path_major(module: &str) -> Option<u64> {
     last.strip_prefix('v').and_then(|d| d.parse::<u64>().ok()).filter(|n| *n >= 2)
 }
 
-/// Picks the newest version of `list` (a proxy's `@v/list`) that matches the query,
-/// for a module whose path implies `major`. Releases win over pre-releases (which
-/// are chosen only when no release matches, as Go does), and compatible versions
-/// over `+incompatible` ones.
+/// Picks the newest release in `list` (a proxy's `@v/list`) that matches the query,
+/// for a module whose path implies `major`. Pre-releases are never picked here (only
+/// asked for by name), and compatible versions win over `+incompatible` ones.
 pub fn select(list: &str, query: &VersionQuery, major: Option<u64>) -> Option<String> {
     let candidates: Vec<(Version, &str)> = list
         .lines()
@@ -86,13 +85,14 @@ pub fn select(list: &str, query: &VersionQuery, major: Option<u64>) -> Option<St
             Some(m) => v.major == m && v.build.is_empty(),
             None => v.major <= 1 || !v.build.is_empty(),
         })
+        .filter(|(v, _)| v.pre.is_empty())
         .filter(|(v, _)| match query {
             VersionQuery::Latest => true,
             VersionQuery::Prefix { major, minor } => v.major == *major && minor.is_none_or(|m| v.minor == m),
             _ => false,
         })
         .collect();
-    let rank = |v: &Version| (v.pre.is_empty(), v.build.is_empty());
+    let rank = |v: &Version| v.build.is_empty();
     candidates
         .iter()
         .max_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp_precedence(b)))
@@ -128,7 +128,9 @@ mod tests {
         assert_eq!(select(CADDY, &q, Some(2)).as_deref(), Some("v2.9.1"));
         let q = VersionQuery::Prefix { major: 2, minor: Some(12) };
         assert_eq!(select(CADDY, &q, Some(2)), None);
-        assert_eq!(select("v2.2.0-rc.1\nv2.2.0-beta.3\n", &VersionQuery::Latest, Some(2)).as_deref(), Some("v2.2.0-rc.1"));
+        assert_eq!(select("v2.2.0-rc.1\nv2.2.0-beta.3\n", &VersionQuery::Latest, Some(2)), None);
+        let q = VersionQuery::Prefix { major: 2, minor: Some(11) };
+        assert_eq!(select(CADDY, &q, Some(2)), None, "v2.11 has only a pre-release");
         assert_eq!(select("", &VersionQuery::Latest, None), None);
     }
 
