@@ -49,12 +49,13 @@ fn binary_responses(head: bool) -> Value {
 fn compat_params() -> Value {
     let q = |name: &str, desc: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": desc, "schema": schema});
     json!([
-        q("os", "GOOS of the target (required)", json!({"type": "string"})),
-        q("arch", "GOARCH of the target (required)", json!({"type": "string"})),
+        q("os", "GOOS of the target (required)", json!({"type": "string", "example": "linux"})),
+        q("arch", "GOARCH of the target (required)", json!({"type": "string", "example": "amd64"})),
         q("arm", "GOARM (5, 6 or 7), only with arch=arm", json!({"type": "string"})),
         q("version", "Caddy version: latest (default), partial (v2.10) or exact", json!({"type": "string"})),
         {"name": "p", "in": "query", "required": false, "style": "form", "explode": true,
-         "description": "Plugin as module or module@version, repeated", "schema": {"type": "array", "items": {"type": "string"}}},
+         "description": "Plugin as module or module@version, repeated", "schema": {"type": "array", "items": {"type": "string"}},
+         "example": ["github.com/caddy-dns/cloudflare"]},
         {"name": "r", "in": "query", "required": false, "style": "form", "explode": true,
          "description": "Replacement old=new@version, repeated", "schema": {"type": "array", "items": {"type": "string"}}},
         q("idempotency", "Accepted and ignored", json!({"type": "string"})),
@@ -63,7 +64,7 @@ fn compat_params() -> Value {
 
 fn key_param() -> Value {
     json!({"name": "key", "in": "path", "required": true, "description": "Build key: 64 lowercase hex digits",
-           "schema": {"type": "string"}})
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}})
 }
 
 fn compat_path(summary: &str) -> Value {
@@ -147,7 +148,8 @@ fn build_document() -> Value {
                 "caddy_version": {"type": "string"},
                 "plugins": {"type": "array", "items": {"$ref": "#/components/schemas/Module"}},
                 "replacements": {"type": "array", "items": {"$ref": "#/components/schemas/Replacement"}},
-                "os": {"type": "string"}, "arch": {"type": "string"}, "arm": {"type": "string", "nullable": true},
+                "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
+                "arm": {"type": "string", "nullable": true, "example": "7"},
                 "force": {"type": "boolean"}}},
             "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {
                 "build_key": {"type": "string"},
