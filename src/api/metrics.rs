@@ -34,7 +34,7 @@ impl Metrics {
         registry.register("http_requests", "HTTP requests by route, method and status", requests.clone());
         let open_waiters = Gauge::default();
         registry.register("open_waiters", "Requests held open until their build finishes", open_waiters.clone());
-        let wakeup_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let wakeup_latency = Histogram::new(exponential_buckets(0.00025, 1.5, 28));
         registry.register(
             "wakeup_latency_seconds",
             "Time from a build's completion to a waiting request seeing it",
