@@ -65,6 +65,7 @@ impl Api {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
             .arg("api")
             .env("CONFIG_PATH", &config_path)
+            .env("MALLOC_ARENA_MAX", std::env::var("BENCH_MALLOC_ARENA_MAX").unwrap_or("8".into()))
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()

@@ -2,6 +2,8 @@
 //! protocol. Submits the build (deduplicated in SQL), holds the request open
 //! until it finishes, then streams the binary. A cached build streams at once.
 
+use std::sync::Arc;
+
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
@@ -44,32 +46,40 @@ pub fn parse_query(raw: Option<&str>) -> ApiResult<SpecRequest> {
 }
 
 pub async fn compat(State(state): State<AppState>, method: Method, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
-    let req = parse_query(raw.as_deref())?;
-    let spec = spec_input::resolve(&state, req).await?;
-    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let build = state.queue.submit(&spec, false).await?;
+    // Boxed, and everything but the key dropped before waiting: a waiting request
+    // should hold as little memory as possible (ten thousand may wait at once).
+    let build = Box::pin(submit(&state, raw)).await?;
     let span = tracing::info_span!("compat", build_key = %build.build_key);
     async move {
-        let build = match build.status {
-            s if s.is_terminal() => std::sync::Arc::new(build),
-            _ => {
-                tracing::debug!("waiting for the build");
-                match until_terminal(&state, &build.build_key, state.config.api.compat_wait_limit).await? {
-                    WaitEnd::Terminal(b) => b,
-                    WaitEnd::TimedOut(_) => {
-                        return Err(ApiError::WaitLimit(format!(
-                            "build {} did not finish within {}; retry the same request to keep waiting",
-                            build.build_key,
-                            humantime::format_duration(state.config.api.compat_wait_limit)
-                        )));
-                    }
+        let build = if build.status.is_terminal() {
+            Arc::new(build)
+        } else {
+            let key = build.build_key.clone();
+            drop(build);
+            tracing::debug!("waiting for the build");
+            let limit = state.config.api.compat_wait_limit;
+            match until_terminal(&state, &key, limit).await? {
+                WaitEnd::Terminal(b) => b,
+                WaitEnd::TimedOut(_) => {
+                    return Err(ApiError::WaitLimit(format!(
+                        "build {key} did not finish within {}; retry the same request to keep waiting",
+                        humantime::format_duration(limit)
+                    )));
                 }
             }
         };
-        finished(&state, &build, &method, &headers).await
+        Box::pin(finished(&state, &build, &method, &headers)).await
     }
     .instrument(span)
     .await
+}
+
+/// Parses, validates and resolves the request, then submits its build.
+async fn submit(state: &AppState, raw: Option<String>) -> ApiResult<Build> {
+    let req = parse_query(raw.as_deref())?;
+    let spec = spec_input::resolve(state, req).await?;
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(state.queue.submit(&spec, false).await?)
 }
 
 /// Answers with the binary, or with the reason a finished build has none.
@@ -107,3 +117,4 @@ mod tests {
         assert!(parse_query(Some("r=nonsense")).is_err());
     }
 }
+
