@@ -52,7 +52,7 @@ pub async fn compat(State(state): State<AppState>, method: Method, headers: Head
     let span = tracing::info_span!("compat", build_key = %build.build_key);
     async move {
         let build = if build.status.is_terminal() {
-            Arc::new(build)
+            build
         } else {
             let key = build.build_key.clone();
             drop(build);
@@ -74,12 +74,17 @@ pub async fn compat(State(state): State<AppState>, method: Method, headers: Head
     .await
 }
 
-/// Parses, validates and resolves the request, then submits its build.
-async fn submit(state: &AppState, raw: Option<String>) -> ApiResult<Build> {
+/// Parses, validates and resolves the request, then submits its build; identical
+/// requests arriving together share one submit.
+async fn submit(state: &AppState, raw: Option<String>) -> ApiResult<Arc<Build>> {
     let req = parse_query(raw.as_deref())?;
     let spec = spec_input::resolve(state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(state.queue.submit(&spec, false).await?)
+    let queue = state.queue.clone();
+    state
+        .submits
+        .run(&spec.to_string(), || async move { Ok(Arc::new(queue.submit(&spec, false).await?)) })
+        .await
 }
 
 /// Answers with the binary, or with the reason a finished build has none.

@@ -75,7 +75,10 @@ pub async fn serve(state: &AppState, build: &Build, method: &Method, headers: &H
     if method == Method::HEAD {
         return Ok(builder.body(Body::empty()).expect("valid response"));
     }
-    let stream = state.storage.get(&artifact.path, range).await?;
+    let stream = {
+        let _permit = state.opens.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+        state.storage.get(&artifact.path, range).await?
+    };
     Ok(builder.body(Body::from_stream(stream)).expect("valid response"))
 }
 

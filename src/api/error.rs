@@ -16,7 +16,7 @@ use crate::db::DbError;
 use crate::gomod::ResolveError;
 use crate::storage::StorageError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),

@@ -6,6 +6,7 @@
 //! bind port 0) and [`serve_state`] also takes already-running components.
 
 mod builds;
+mod coalesce;
 mod compat;
 mod download;
 mod error;

@@ -9,13 +9,17 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use super::coalesce::Coalescer;
 use super::metrics::Metrics;
 use super::waiters::Waiters;
 use super::ApiError;
 use crate::config::Config;
-use crate::db::{connect_pool, Listener, Queue};
+use crate::db::{connect_pool, Build, Listener, Queue};
 use crate::gomod::{ResolveError, Resolver};
 use crate::storage::{self, DynStorage};
+
+/// Artifact opens in flight at once (see [`Inner::opens`]).
+const MAX_CONCURRENT_OPENS: usize = 32;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -29,6 +33,11 @@ pub struct Inner {
     pub metrics: Metrics,
     pub waiters: Waiters,
     pub shutdown: CancellationToken,
+    /// Bounds concurrent artifact opens, so that ten thousand waiters released at
+    /// once do not grow the blocking thread pool to its limit.
+    pub opens: tokio::sync::Semaphore,
+    /// Identical concurrent submits (keyed by the resolved spec) share one call.
+    pub submits: Coalescer<Result<Arc<Build>, ApiError>>,
     /// `(os, arch)` pairs of `cbs.targets`, read once on first use.
     targets: OnceCell<HashSet<(String, String)>>,
 }
@@ -68,6 +77,8 @@ impl AppState {
             metrics: Metrics::new(),
             waiters,
             shutdown,
+            opens: tokio::sync::Semaphore::new(MAX_CONCURRENT_OPENS),
+            submits: Coalescer::new(),
             targets: OnceCell::new(),
         }))
     }
