@@ -191,3 +191,30 @@ async fn waiter_survives_listener_backend_being_killed() {
     assert_eq!(resp.status(), 200);
     assert_eq!(&resp.bytes().await.unwrap()[..], b"survivor");
 }
+
+#[tokio::test]
+async fn every_compat_parameter_reaches_the_spec() {
+    let api = TestApi::start().await;
+    let query = "/api/compat?os=linux&arch=arm&arm=6&version=v2.9&idempotency=abc\
+                 &p=github.com/caddy-dns/cloudflare@v0.1.0&p=github.com/mholt/caddy-l4\
+                 &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2";
+    let pending = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(query));
+        async move { http.head(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
+    assert_eq!(
+        spec,
+        serde_json::json!({
+            "caddy_version": "v2.9.1", "os": "linux", "arch": "arm", "arm": "6",
+            "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.1.0"},
+                        {"module": "github.com/mholt/caddy-l4", "version": "v0.0.1"}],
+            "replacements": [{"old": "github.com/old/lib", "new": "github.com/BurntSushi/toml", "version": "v1.3.2"}],
+        })
+    );
+    api.succeed(&key, b"arm6").await;
+    let head = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
+    assert_eq!(head.status(), 200, "HEAD waits like GET");
+    assert_eq!(head.headers()["content-length"], "4");
+}

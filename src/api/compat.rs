@@ -26,18 +26,11 @@ pub fn parse_query(raw: Option<&str>) -> ApiResult<SpecRequest> {
             "arch" => req.arch = value.trim().to_string(),
             "arm" => req.arm = Some(value.trim().to_string()),
             "version" => req.caddy_version = value.trim().to_string(),
-            "p" => {
-                if value.trim().is_empty() {
-                    continue;
-                }
+            "p" if !value.trim().is_empty() => {
                 let (module, version) = split_module_version(&value);
                 req.plugins.push(Plugin { module, version });
             }
-            "r" => {
-                if !value.trim().is_empty() {
-                    req.replacements.push(parse_replacement(&value)?);
-                }
-            }
+            "r" if !value.trim().is_empty() => req.replacements.push(parse_replacement(&value)?),
             // `idempotency` is accepted and ignored, as are keys other clients add.
             _ => {}
         }

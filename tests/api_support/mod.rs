@@ -58,6 +58,7 @@ pub fn default_answers() -> HashMap<String, String> {
     m.insert("github.com/caddy-dns/cloudflare/@v/v0.3.0-rc.1.info".into(), info("v0.3.0-rc.1"));
     m.insert("github.com/mholt/caddy-l4/@v/list".into(), "v0.0.1\n".into());
     m.insert("github.com/!burnt!sushi/toml/@v/list".into(), "v1.3.2\nv1.4.0\n".into());
+    m.insert("github.com/!burnt!sushi/toml/@v/v1.3.2.info".into(), info("v1.3.2"));
     m.insert("github.com/old/lib/@v/list".into(), "v1.0.0\nv2.0.0+incompatible\n".into());
     m.insert("github.com/old/lib/@v/v2.0.0+incompatible.info".into(), info("v2.0.0+incompatible"));
     m.insert("example.com/pseudo/@v/list".into(), String::new());
