@@ -22,8 +22,10 @@ async fn schemathesis(api: &TestApi, extra: &[&str]) {
         // Replaced by the 5xx count below (504 is this API's documented wait limit);
         // random strings valid for the schema are still not valid os/arch/modules.
         .args(["--exclude-checks", "not_a_server_error,positive_data_acceptance"])
-        .args(["--max-examples", "40", "--seed", "20240601", "--request-timeout", "15", "--workers", "4"])
+        .args(["--max-examples", "40", "--seed", "20240601", "--request-timeout", "15", "--workers", "1"])
         .args(["--generation-database", "none", "--no-color", "--suppress-health-check", "all"])
+        // One worker: schemathesis' own threads race in hypothesis' lambda-source cache
+        // ("AST constructor recursion depth mismatch"), a tool error, not a finding.
         .args(extra)
         .arg("--report-dir")
         .arg(&report)
