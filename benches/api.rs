@@ -24,13 +24,21 @@ use common::TestDb;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file as a
+/// quick smoke test (a debug build, fewer waiters, shorter runs) instead.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 const WAITERS: usize = 10_000;
+const SMOKE_WAITERS: usize = 200;
 /// Waiters connecting at once while they line up (keeps the accept backlog sane).
 const CONNECT_CONCURRENCY: usize = 500;
 const SMALL: usize = 64 * 1024;
 const LARGE: usize = 40 * 1024 * 1024;
 const RPS_CLIENTS: usize = 32;
 const RPS_DURATION: Duration = Duration::from_secs(5);
+const SMOKE_RPS_DURATION: Duration = Duration::from_millis(500);
 const LARGE_DOWNLOADS: usize = 12;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -65,7 +73,6 @@ impl Api {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
             .arg("api")
             .env("CONFIG_PATH", &config_path)
-            .env("MALLOC_ARENA_MAX", std::env::var("BENCH_MALLOC_ARENA_MAX").unwrap_or("8".into()))
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -161,12 +168,12 @@ fn histogram_percentile(metrics: &str, name: &str, p: f64) -> f64 {
     buckets.iter().find(|(_, c)| *c >= total * p).map_or(f64::NAN, |b| b.0)
 }
 
-async fn waiters(db: &TestDb, api: &Api) {
+async fn waiters(db: &TestDb, api: &Api, waiters: usize) {
     let url = format!("{}/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare", api.base);
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let rss_idle = api.rss_mb();
-    let tasks: Vec<_> = (0..WAITERS)
+    let tasks: Vec<_> = (0..waiters)
         .map(|_| {
             let (http, url, gate) = (http.clone(), url.clone(), gate.clone());
             tokio::spawn(async move {
@@ -188,7 +195,7 @@ async fn waiters(db: &TestDb, api: &Api) {
         .collect();
     let key = only_key(db, 1).await;
     let lined_up = Instant::now();
-    while api.open_waiters().await < WAITERS {
+    while api.open_waiters().await < waiters {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let line_up = lined_up.elapsed();
@@ -196,7 +203,7 @@ async fn waiters(db: &TestDb, api: &Api) {
     let rss_waiting = api.rss_mb();
     let binary = vec![7u8; 1024];
     let completed = api.finish(&db.queue, &key, &binary).await;
-    let mut latencies = Vec::with_capacity(WAITERS);
+    let mut latencies = Vec::with_capacity(waiters);
     for t in futures::future::join_all(tasks).await {
         let (at, len) = t.unwrap();
         assert_eq!(len, binary.len());
@@ -206,16 +213,16 @@ async fn waiters(db: &TestDb, api: &Api) {
     let metrics = api.metrics().await;
     let h = "cbs_api_wakeup_latency_seconds";
     let hp = |p| format!("≤ {:.2} ms", histogram_percentile(&metrics, h, p) * 1e3);
-    println!("| {WAITERS} compat waiters: api wake-up (completion → waiter), p50 | {} | ≤ 5 ms |", hp(0.50));
-    println!("| {WAITERS} compat waiters: api wake-up, p99 | {} | ≤ 50 ms |", hp(0.99));
-    println!("| {WAITERS} compat waiters: end to end (commit → headers at client), p50 | {} | |", ms(percentile(&latencies, 0.50)));
-    println!("| {WAITERS} compat waiters: end to end, p99 | {} | |", ms(percentile(&latencies, 0.99)));
-    println!("| {WAITERS} compat waiters: end to end, last | {} | |", ms(*latencies.last().unwrap()));
-    println!("| api resident memory: idle / {WAITERS} waiting | {rss_idle:.0} MB / {rss_waiting:.0} MB | ≤ 200 MB |");
-    println!("| time to line up {WAITERS} waiters | {:.1} s | |", line_up.as_secs_f64());
+    println!("| {waiters} compat waiters: api wake-up (completion → waiter), p50 | {} | ≤ 5 ms |", hp(0.50));
+    println!("| {waiters} compat waiters: api wake-up, p99 | {} | ≤ 50 ms |", hp(0.99));
+    println!("| {waiters} compat waiters: end to end (commit → headers at client), p50 | {} | |", ms(percentile(&latencies, 0.50)));
+    println!("| {waiters} compat waiters: end to end, p99 | {} | |", ms(percentile(&latencies, 0.99)));
+    println!("| {waiters} compat waiters: end to end, last | {} | |", ms(*latencies.last().unwrap()));
+    println!("| api resident memory: idle / {waiters} waiting | {rss_idle:.0} MB / {rss_waiting:.0} MB | ≤ 200 MB |");
+    println!("| time to line up {waiters} waiters | {:.1} s | |", line_up.as_secs_f64());
 }
 
-async fn cache_hits(db: &TestDb, api: &Api) {
+async fn cache_hits(db: &TestDb, api: &Api, rps_duration: Duration, large_downloads: usize) {
     let http = reqwest::Client::new();
     let small_url = format!("{}/api/compat?os=linux&arch=amd64", api.base);
     let first = tokio::spawn({
@@ -229,7 +236,7 @@ async fn cache_hits(db: &TestDb, api: &Api) {
         ("compat", small_url.clone()),
         ("by key", format!("{}/api/builds/{key}/download", api.base)),
     ] {
-        let deadline = Instant::now() + RPS_DURATION;
+        let deadline = Instant::now() + rps_duration;
         let started = Instant::now();
         let counts = futures::future::join_all((0..RPS_CLIENTS).map(|_| {
             let (http, url) = (http.clone(), url.clone());
@@ -260,13 +267,13 @@ async fn cache_hits(db: &TestDb, api: &Api) {
     assert_eq!(first.await.unwrap(), LARGE);
     let started = Instant::now();
     let mut bytes = 0usize;
-    for _ in 0..LARGE_DOWNLOADS {
+    for _ in 0..large_downloads {
         let mut stream = http.get(&large_url).send().await.unwrap().bytes_stream();
         while let Some(chunk) = stream.next().await {
             bytes += chunk.unwrap().len();
         }
     }
-    assert_eq!(bytes, LARGE * LARGE_DOWNLOADS);
+    assert_eq!(bytes, LARGE * large_downloads);
     let mbps = bytes as f64 / 1e6 / started.elapsed().as_secs_f64();
     println!("| cache-hit download of a 40 MiB artifact, one client | {mbps:.0} MB/s | |");
 }
@@ -279,6 +286,11 @@ async fn main() {
     println!();
     println!("| api benchmark | result | target |");
     println!("|---|---|---|");
-    waiters(&db, &api).await;
-    cache_hits(&db, &api).await;
+    if full_run() {
+        waiters(&db, &api, WAITERS).await;
+        cache_hits(&db, &api, RPS_DURATION, LARGE_DOWNLOADS).await;
+    } else {
+        waiters(&db, &api, SMOKE_WAITERS).await;
+        cache_hits(&db, &api, SMOKE_RPS_DURATION, 1).await;
+    }
 }
