@@ -125,6 +125,8 @@ impl TestApi {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApi {
+        // Warnings of the api show up in a failing test's output.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("caddy_build_server=warn").try_init();
         let db = TestDb::new().await;
         let proxy = FakeProxy::start(default_answers(), Duration::ZERO).await;
         let storage_dir = std::env::temp_dir().join(format!("cbs-api-test-{}", rand::random::<u64>()));
