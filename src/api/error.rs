@@ -83,8 +83,10 @@ pub fn envelope(status: StatusCode, message: &str, request_id: &str) -> String {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+        match &self {
+            ApiError::Internal(_) => tracing::error!(error = %self, status = status.as_u16(), "request failed"),
+            _ if status.is_server_error() => tracing::warn!(error = %self, status = status.as_u16(), "request failed"),
+            _ => {}
         }
         let mut response = status.into_response();
         response.extensions_mut().insert(ErrorInfo { message: self.to_string() });
