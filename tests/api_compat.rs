@@ -77,7 +77,11 @@ async fn cached_build_streams_at_once_with_head_range_and_etag() {
     let tail = api.http.get(api.url(url)).header("range", "bytes=-3").send().await.unwrap();
     assert_eq!(&tail.bytes().await.unwrap()[..], b"789");
     let bad = api.http.get(api.url(url)).header("range", "bytes=50-60").send().await.unwrap();
+    assert_eq!(bad.headers()["content-range"], "bytes */10");
     error_message(bad, 416).await;
+    let stale = api.http.get(api.url(url)).header("range", "bytes=2-5").header("if-range", "\"other\"").send().await.unwrap();
+    assert_eq!(stale.status(), 200, "a stale If-Range gets the whole file");
+    assert_eq!(&stale.bytes().await.unwrap()[..], b"0123456789");
 
     let by_key = api.get(&format!("/api/builds/{key}/download")).await;
     assert_eq!(&by_key.bytes().await.unwrap()[..], b"0123456789");

@@ -5,7 +5,8 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
@@ -18,9 +19,9 @@ pub const BUILD_KEY_HEADER: &str = "x-build-key";
 pub fn artifact_of(build: &Build) -> ApiResult<Artifact> {
     let value = build
         .artifact
-        .clone()
+        .as_ref()
         .ok_or_else(|| ApiError::Conflict(format!("build {} is {}, not succeeded", build.build_key, build.status.as_str())))?;
-    serde_json::from_value(value)
+    Artifact::deserialize(value)
         .map_err(|e| ApiError::Internal(format!("build {} has an unreadable artifact record: {e}", build.build_key)))
 }
 
@@ -63,7 +64,14 @@ pub async fn serve(state: &AppState, build: &Build, method: &Method, headers: &H
         .header(header::CONTENT_DISPOSITION, header_value(&format!("attachment; filename=\"{}\"", artifact.file_name))?)
         .header(header::ACCEPT_RANGES, "bytes");
     let size = artifact.size;
-    let range = requested_range(headers, &etag, size)?;
+    let range = match requested_range(headers, &etag, size) {
+        Ok(range) => range,
+        Err(e) => {
+            let mut response = e.into_response();
+            response.headers_mut().insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}"))?);
+            return Ok(response);
+        }
+    };
     let (status, length) = match &range {
         Some(r) => {
             builder = builder.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", r.start, r.end - 1));
