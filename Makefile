@@ -13,7 +13,7 @@ test:
 
 bench:
 	scripts/ensure-deps.sh
-	scripts/test-env.sh $(CARGO) bench --locked --bench queue --bench s3
+	scripts/test-env.sh $(CARGO) bench --locked --benches
 
 clean:
 	$(CARGO) clean

@@ -2,7 +2,8 @@
 # Installs the system packages the build needs when they are missing (fresh
 # machines): a C toolchain and OpenSSL headers for the TLS client, Python for
 # the helper scripts, Chromium and its WebDriver for the browser tests,
-# minisign to verify signatures in tests, curl and flock for scripts/minio.sh.
+# minisign to verify signatures in tests, curl and flock for scripts/minio.sh,
+# schemathesis for the api tests.
 set -euo pipefail
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
@@ -19,4 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
+fi
+# schemathesis (PyPI) checks the HTTP API against its OpenAPI document in `make test`.
+if ! command -v schemathesis >/dev/null; then
+    echo "ensure-deps: installing schemathesis from PyPI" >&2
+    python3 -m pip --version >/dev/null 2>&1 || {
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -qq python3-pip
+    }
+    python3 -m pip install -q schemathesis || python3 -m pip install -q --break-system-packages schemathesis
 fi

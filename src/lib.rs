@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod gomod;
 pub mod janitor;
 pub mod preempt;
 pub mod shutdown;

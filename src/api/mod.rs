@@ -1,14 +1,57 @@
-//! The api component (to be written).
+//! The api component: the REST and caddyserver.com-compatible HTTP API (axum).
+//! Requests for a build that is not finished are held open on the process's
+//! single notification listener, never by polling (see [`waiters`]).
+//!
+//! [`run`] binds the configured address; [`serve`] takes a bound listener (tests
+//! bind port 0) and [`serve_state`] also takes already-running components.
+
+mod builds;
+mod coalesce;
+mod compat;
+mod download;
+mod error;
+mod health;
+mod logs;
+mod metrics;
+mod middleware;
+mod openapi;
+mod routes;
+mod spec_input;
+mod state;
+mod wait;
+mod waiters;
 
 use std::sync::Arc;
 
+use anyhow::Context;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, ApiResult};
+pub use state::AppState;
 
 use crate::config::Config;
 
-/// Runs the api until `shutdown` is cancelled.
+/// Runs the api on `api.listen` until `shutdown` is cancelled.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = config;
-    shutdown.cancelled().await;
-    anyhow::bail!("the api component is not implemented yet")
+    let addr = config.api.listen_addr()?;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    serve(config, listener, shutdown).await
+}
+
+/// Serves on an already-bound listener with its own pool, listener and storage.
+pub async fn serve(config: Arc<Config>, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let state = AppState::new(config, shutdown.clone()).await?;
+    serve_state(state, listener, shutdown).await
+}
+
+/// Serves `state` on `listener`; in-flight requests are let finish on shutdown
+/// (waiting ones are answered 503 at once).
+pub async fn serve_state(state: AppState, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "api listening");
+    let app = routes::router(state);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    tracing::info!("api stopped");
+    Ok(())
 }

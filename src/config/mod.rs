@@ -413,6 +413,18 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        for (key, value) in [
+            ("api.compat_wait_limit", self.api.compat_wait_limit),
+            ("api.max_long_poll", self.api.max_long_poll),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        let public_url = self.api.public_url.trim();
+        if !public_url.is_empty() && !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+            return Err(invalid("api.public_url", format!("{public_url:?} is not an http(s) URL")));
+        }
         if self.go_proxy.split(',').all(|p| p.trim().is_empty() || p.trim() == "off" || p.trim() == "direct") {
             return Err(invalid("go_proxy", "must name at least one module proxy URL"));
         }
@@ -581,6 +593,15 @@ mod tests {
             let e = Config::from_yaml(&yaml).unwrap_err().to_string();
             assert!(e.contains(key), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn api_settings_are_checked() {
+        let e = Config::from_yaml("api:\n  compat_wait_limit: 0s\n").unwrap_err().to_string();
+        assert!(e.contains("api.compat_wait_limit"), "{e}");
+        let e = Config::from_yaml("api:\n  public_url: builds.example.com\n").unwrap_err().to_string();
+        assert!(e.contains("api.public_url"), "{e}");
+        assert!(Config::from_yaml("api:\n  public_url: https://builds.example.com\n").is_ok());
     }
 
     #[test]

@@ -239,6 +239,20 @@ impl Queue {
         Ok(())
     }
 
+    /// The `(os, arch)` targets builds may ask for.
+    pub async fn targets(&self) -> Result<Vec<(String, String)>, DbError> {
+        self.query(query!("list_targets"), &[])
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Succeeds when the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.query(query!("ping"), &[]).await.map(|_| ())
+    }
+
     /// Fenced append of log lines; returns how many were stored (0 when fenced out).
     pub async fn append_logs(&self, build_key: &str, attempt: i32, worker_id: &str, lines: &[LogLine]) -> Result<i32, DbError> {
         let lines = serde_json::to_value(lines).map_err(|e| DbError::Decode(e.to_string()))?;
@@ -262,15 +276,6 @@ impl Queue {
                     created_at: r.try_get("created_at")?,
                 })
             })
-            .collect()
-    }
-
-    /// The GOOS/GOARCH pairs builds may target.
-    pub async fn targets(&self) -> Result<Vec<(String, String)>, DbError> {
-        self.query(query!("targets"), &[])
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
 

@@ -1,0 +1,296 @@
+//! Api benchmarks (run with `make bench`) against the real binary in its own
+//! process, a real Postgres and local storage:
+//! - 10,000 concurrent compat waiters released by one completion: wake-up
+//!   latency (the api's own histogram, completion → waiter, and end to end,
+//!   completion committed → response headers at the client) and the api's
+//!   resident memory while they wait;
+//! - cache-hit downloads: requests per second for a small artifact, MB/s for a
+//!   40 MB one.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/api_support/mod.rs"]
+mod api_support;
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use api_support::{default_answers, FakeProxy, WORKER};
+use bytes::Bytes;
+use caddy_build_server::db::Queue;
+use caddy_build_server::storage::{Artifact, ArtifactPaths, LocalStorage, Storage};
+use common::TestDb;
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` runs this file as a
+/// quick smoke test (a debug build, fewer waiters, shorter runs) instead.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+const WAITERS: usize = 10_000;
+const SMOKE_WAITERS: usize = 200;
+/// Waiters connecting at once while they line up (keeps the accept backlog sane).
+const CONNECT_CONCURRENCY: usize = 500;
+const SMALL: usize = 64 * 1024;
+const LARGE: usize = 40 * 1024 * 1024;
+const RPS_CLIENTS: usize = 32;
+const RPS_DURATION: Duration = Duration::from_secs(5);
+const SMOKE_RPS_DURATION: Duration = Duration::from_millis(500);
+const LARGE_DOWNLOADS: usize = 12;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+struct Api {
+    child: tokio::process::Child,
+    base: String,
+    storage: LocalStorage,
+    dir: std::path::PathBuf,
+}
+
+impl Api {
+    async fn start(db: &TestDb, proxy: &FakeProxy) -> Api {
+        let dir = std::env::temp_dir().join(format!("cbs-api-bench-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "database:\n  url: \"{}\"\n  pool_size: 16\nstorage:\n  path: \"{}\"\ngo_proxy: \"{}\"\n\
+             api:\n  listen: \"127.0.0.1:{port}\"\n  compat_wait_limit: 10m\nlog:\n  level: warn\n",
+            db.config.url,
+            dir.join("artifacts").display(),
+            proxy.url
+        );
+        let config_path = dir.join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
+            .arg("api")
+            .env("CONFIG_PATH", &config_path)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let api = Api {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            storage: LocalStorage::new(dir.join("artifacts")).unwrap(),
+            dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if http.get(format!("{}/readyz", api.base)).send().await.is_ok_and(|r| r.status() == 200) {
+                return api;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("api did not become ready");
+    }
+
+    fn rss_mb(&self) -> f64 {
+        let pid = self.child.id().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .map(|v| v.trim().trim_end_matches("kB").trim().parse().unwrap())
+            .unwrap();
+        kb / 1024.0
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base)).await.unwrap().text().await.unwrap()
+    }
+
+    async fn open_waiters(&self) -> usize {
+        let text = self.metrics().await;
+        text.lines().find_map(|l| l.strip_prefix("cbs_api_open_waiters ")).map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// Claims, stores and completes the build as a worker does; returns when committed.
+    async fn finish(&self, queue: &Queue, key: &str, binary: &[u8]) -> Instant {
+        let attempt = loop {
+            if let Some(b) = queue.claim(WORKER, 10, Duration::from_secs(600)).await.unwrap().into_iter().find(|b| b.build_key == key) {
+                break b.attempt;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let paths = ArtifactPaths::new(key, "linux").unwrap();
+        self.storage.put_bytes(&paths.binary, Bytes::copy_from_slice(binary)).await.unwrap();
+        let artifact = Artifact {
+            path: paths.binary.clone(),
+            file_name: "caddy".into(),
+            size: binary.len() as u64,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(binary)),
+            signature: None,
+        };
+        let artifact = serde_json::to_value(&artifact).unwrap();
+        let started = Instant::now();
+        assert!(queue.complete(key, attempt, WORKER, &artifact).await.unwrap());
+        started
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn only_key(db: &TestDb, expect: i64) -> String {
+    let client = db.client().await;
+    loop {
+        let rows = client.query("SELECT build_key FROM cbs.builds ORDER BY created_at DESC", &[]).await.unwrap();
+        if rows.len() as i64 == expect {
+            return rows[0].get(0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Percentile from a Prometheus histogram's cumulative buckets (upper bound of the bucket).
+fn histogram_percentile(metrics: &str, name: &str, p: f64) -> f64 {
+    let buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((le.parse().unwrap_or(f64::INFINITY), count.trim().parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets.iter().find(|(_, c)| *c >= total * p).map_or(f64::NAN, |b| b.0)
+}
+
+async fn waiters(db: &TestDb, api: &Api, waiters: usize) {
+    let url = format!("{}/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare", api.base);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let rss_idle = api.rss_mb();
+    let tasks: Vec<_> = (0..waiters)
+        .map(|_| {
+            let (http, url, gate) = (http.clone(), url.clone(), gate.clone());
+            tokio::spawn(async move {
+                let permit = gate.acquire_owned().await.unwrap();
+                let resp = http.get(url).timeout(Duration::from_secs(600)).send();
+                tokio::pin!(resp);
+                // Hold the permit until the request was sent and is waiting.
+                let resp = tokio::select! {
+                    r = &mut resp => r,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => { drop(permit); resp.await }
+                };
+                let resp = resp.unwrap();
+                let at = Instant::now();
+                assert_eq!(resp.status(), 200);
+                let body = resp.bytes().await.unwrap();
+                (at, body.len())
+            })
+        })
+        .collect();
+    let key = only_key(db, 1).await;
+    let lined_up = Instant::now();
+    while api.open_waiters().await < waiters {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line_up = lined_up.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_waiting = api.rss_mb();
+    let binary = vec![7u8; 1024];
+    let completed = api.finish(&db.queue, &key, &binary).await;
+    let mut latencies = Vec::with_capacity(waiters);
+    for t in futures::future::join_all(tasks).await {
+        let (at, len) = t.unwrap();
+        assert_eq!(len, binary.len());
+        latencies.push(at.saturating_duration_since(completed));
+    }
+    latencies.sort();
+    let metrics = api.metrics().await;
+    let h = "cbs_api_wakeup_latency_seconds";
+    let hp = |p| format!("≤ {:.2} ms", histogram_percentile(&metrics, h, p) * 1e3);
+    println!("| {waiters} compat waiters: api wake-up (completion → waiter), p50 | {} | ≤ 5 ms |", hp(0.50));
+    println!("| {waiters} compat waiters: api wake-up, p99 | {} | ≤ 50 ms |", hp(0.99));
+    println!("| {waiters} compat waiters: end to end (commit → headers at client), p50 | {} | |", ms(percentile(&latencies, 0.50)));
+    println!("| {waiters} compat waiters: end to end, p99 | {} | |", ms(percentile(&latencies, 0.99)));
+    println!("| {waiters} compat waiters: end to end, last | {} | |", ms(*latencies.last().unwrap()));
+    println!("| api resident memory: idle / {waiters} waiting | {rss_idle:.0} MB / {rss_waiting:.0} MB | ≤ 200 MB |");
+    println!("| time to line up {waiters} waiters | {:.1} s | |", line_up.as_secs_f64());
+}
+
+async fn cache_hits(db: &TestDb, api: &Api, rps_duration: Duration, large_downloads: usize) {
+    let http = reqwest::Client::new();
+    let small_url = format!("{}/api/compat?os=linux&arch=amd64", api.base);
+    let first = tokio::spawn({
+        let (http, url) = (http.clone(), small_url.clone());
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap() }
+    });
+    let key = only_key(db, 2).await;
+    api.finish(&db.queue, &key, &vec![1u8; SMALL]).await;
+    assert_eq!(first.await.unwrap().len(), SMALL);
+    for (label, url) in [
+        ("compat", small_url.clone()),
+        ("by key", format!("{}/api/builds/{key}/download", api.base)),
+    ] {
+        let deadline = Instant::now() + rps_duration;
+        let started = Instant::now();
+        let counts = futures::future::join_all((0..RPS_CLIENTS).map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let body = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+                    assert_eq!(body.len(), SMALL);
+                    n += 1;
+                }
+                n
+            })
+        }))
+        .await;
+        let total: u64 = counts.into_iter().map(|c| c.unwrap()).sum();
+        let rps = total as f64 / started.elapsed().as_secs_f64();
+        println!("| cache-hit download of a 64 KiB artifact ({label}), {RPS_CLIENTS} clients | {rps:.0} req/s | |");
+    }
+
+    let large_url = format!("{}/api/compat?os=linux&arch=arm64", api.base);
+    let first = tokio::spawn({
+        let (http, url) = (http.clone(), large_url.clone());
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap().len() }
+    });
+    let key = only_key(db, 3).await;
+    let large: Vec<u8> = (0..LARGE).map(|i| (i % 253) as u8).collect();
+    api.finish(&db.queue, &key, &large).await;
+    assert_eq!(first.await.unwrap(), LARGE);
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    for _ in 0..large_downloads {
+        let mut stream = http.get(&large_url).send().await.unwrap().bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            bytes += chunk.unwrap().len();
+        }
+    }
+    assert_eq!(bytes, LARGE * large_downloads);
+    let mbps = bytes as f64 / 1e6 / started.elapsed().as_secs_f64();
+    println!("| cache-hit download of a 40 MiB artifact, one client | {mbps:.0} MB/s | |");
+}
+
+#[tokio::main]
+async fn main() {
+    let db = TestDb::new().await;
+    let proxy = FakeProxy::start(default_answers(), Duration::ZERO).await;
+    let api = Api::start(&db, &proxy).await;
+    println!();
+    println!("| api benchmark | result | target |");
+    println!("|---|---|---|");
+    if full_run() {
+        waiters(&db, &api, WAITERS).await;
+        cache_hits(&db, &api, RPS_DURATION, LARGE_DOWNLOADS).await;
+    } else {
+        waiters(&db, &api, SMOKE_WAITERS).await;
+        cache_hits(&db, &api, SMOKE_RPS_DURATION, 1).await;
+    }
+}

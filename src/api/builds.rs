@@ -1,0 +1,180 @@
+//! The REST side: `POST /api/builds`, `GET /api/builds/{key}` (with `?wait=`
+//! long-polling), and a build's download, checksum and signature.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::download::artifact_of;
+use super::error::{ApiError, ApiResult};
+use super::spec_input::{self, SpecRequest};
+use super::state::AppState;
+use super::wait::{until_terminal, WaitEnd};
+use crate::db::Build;
+use crate::spec::{Plugin, Replacement};
+
+/// `POST /api/builds` body: a spec whose versions may be `latest`, empty or partial.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildRequest {
+    #[serde(default)]
+    caddy_version: String,
+    #[serde(default)]
+    plugins: Vec<Plugin>,
+    #[serde(default)]
+    replacements: Vec<Replacement>,
+    os: String,
+    arch: String,
+    #[serde(default)]
+    arm: Option<String>,
+    /// Re-queue a failed or cancelled build of the same spec.
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Serialize)]
+struct Links {
+    #[serde(rename = "self")]
+    this: String,
+    download: String,
+    sha256: String,
+    signature: String,
+    log: String,
+}
+
+#[derive(Serialize)]
+struct ArtifactView {
+    file_name: String,
+    size: u64,
+    sha256: String,
+    signed: bool,
+}
+
+/// What clients see of a build.
+#[derive(Serialize)]
+struct BuildView {
+    build_key: String,
+    status: &'static str,
+    spec: Value,
+    attempt: i32,
+    max_attempts: i32,
+    error: Option<String>,
+    artifact: Option<ArtifactView>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    links: Links,
+}
+
+fn view(state: &AppState, b: &Build) -> BuildView {
+    let base = format!("{}/api/builds/{}", state.config.api.public_url.trim_end_matches('/'), b.build_key);
+    BuildView {
+        build_key: b.build_key.clone(),
+        status: b.status.as_str(),
+        spec: b.spec.clone(),
+        attempt: b.attempt,
+        max_attempts: b.max_attempts,
+        error: b.error.clone(),
+        artifact: artifact_of(b).ok().map(|a| ArtifactView {
+            file_name: a.file_name,
+            size: a.size,
+            sha256: a.sha256,
+            signed: a.signature.is_some(),
+        }),
+        created_at: b.created_at,
+        started_at: b.started_at,
+        finished_at: b.finished_at,
+        links: Links {
+            download: format!("{base}/download"),
+            sha256: format!("{base}/sha256"),
+            signature: format!("{base}/signature"),
+            log: format!("{base}/log"),
+            this: base,
+        },
+    }
+}
+
+/// Rejects anything but 64 lowercase hex digits before it reaches SQL or storage.
+pub fn check_key(key: &str) -> ApiResult<()> {
+    let ok = key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok { Ok(()) } else { Err(ApiError::BadRequest(format!("{key:?} is not a build key (64 lowercase hex digits)"))) }
+}
+
+async fn load(state: &AppState, key: &str) -> ApiResult<Build> {
+    check_key(key)?;
+    state.queue.get(key).await?.ok_or_else(|| ApiError::NotFound(format!("build {key} not found")))
+}
+
+pub async fn submit(State(state): State<AppState>, Json(body): Json<BuildRequest>) -> ApiResult<Response> {
+    let req = SpecRequest {
+        caddy_version: body.caddy_version,
+        plugins: body.plugins,
+        replacements: body.replacements,
+        os: body.os,
+        arch: body.arch,
+        arm: body.arm,
+    };
+    let spec = spec_input::resolve(&state, req).await?;
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let build = state.queue.submit(&spec, body.force).await?;
+    let status = if build.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let v = view(&state, &build);
+    Ok((status, [(header::LOCATION, v.links.this.clone())], Json(v)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StatusParams {
+    /// Long-poll: wait up to this long (e.g. `30s`) for a terminal state.
+    wait: Option<String>,
+}
+
+pub async fn status(State(state): State<AppState>, Path(key): Path<String>, Query(p): Query<StatusParams>) -> ApiResult<Json<Value>> {
+    let build = load(&state, &key).await?;
+    let wait = match p.wait.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
+        None => None,
+        Some(w) => Some(
+            humantime::parse_duration(w)
+                .map_err(|e| ApiError::BadRequest(format!("wait {w:?} is not a duration like 30s: {e}")))?
+                .min(state.config.api.max_long_poll),
+        ),
+    };
+    let build = match wait {
+        Some(limit) if !build.status.is_terminal() => match until_terminal(&state, &key, limit).await? {
+            WaitEnd::Terminal(b) => b,
+            WaitEnd::TimedOut(b) => b.unwrap_or_else(|| Arc::new(build)),
+        },
+        _ => Arc::new(build),
+    };
+    Ok(Json(serde_json::to_value(view(&state, &build)).map_err(|e| ApiError::Internal(e.to_string()))?))
+}
+
+pub async fn download(State(state): State<AppState>, Path(key): Path<String>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
+    let build = load(&state, &key).await?;
+    super::compat::finished(&state, &build, &method, &headers).await
+}
+
+/// `sha256sum` format: the checksum, two spaces, the file name.
+pub async fn sha256(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult<Response> {
+    let build = load(&state, &key).await?;
+    let a = artifact_of(&build)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}  {}\n", a.sha256, a.file_name)).into_response())
+}
+
+pub async fn signature(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult<Response> {
+    let build = load(&state, &key).await?;
+    let a = artifact_of(&build)?;
+    let path = a.signature.ok_or_else(|| ApiError::NotFound(format!("build {key} has no signature")))?;
+    let bytes = state.storage.get_bytes(&path).await?;
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.minisig\"", a.file_name))
+        .body(Body::from(bytes))
+        .expect("valid response"))
+}
+

@@ -1,0 +1,118 @@
+//! `GET`/`HEAD /api/compat` and `/api/download`: the caddyserver.com download
+//! protocol. Submits the build (deduplicated in SQL), holds the request open
+//! until it finishes, then streams the binary. A cached build streams at once.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::download;
+use super::error::{ApiError, ApiResult};
+use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
+use super::state::AppState;
+use super::wait::{until_terminal, WaitEnd};
+use crate::db::{Build, BuildStatus};
+use crate::spec::Plugin;
+
+/// Parses the compat query; repeated `p` and `r` keys are collected in order.
+pub fn parse_query(raw: Option<&str>) -> ApiResult<SpecRequest> {
+    let mut req = SpecRequest::default();
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match key.as_ref() {
+            "os" => req.os = value.trim().to_string(),
+            "arch" => req.arch = value.trim().to_string(),
+            "arm" => req.arm = Some(value.trim().to_string()),
+            "version" => req.caddy_version = value.trim().to_string(),
+            "p" if !value.trim().is_empty() => {
+                let (module, version) = split_module_version(&value);
+                req.plugins.push(Plugin { module, version });
+            }
+            "r" if !value.trim().is_empty() => req.replacements.push(parse_replacement(&value)?),
+            // `idempotency` is accepted and ignored, as are keys other clients add.
+            _ => {}
+        }
+    }
+    Ok(req)
+}
+
+pub async fn compat(State(state): State<AppState>, method: Method, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+    // Boxed, and everything but the key dropped before waiting: a waiting request
+    // should hold as little memory as possible (ten thousand may wait at once).
+    let build = Box::pin(submit(&state, raw)).await?;
+    let span = tracing::info_span!("compat", build_key = %build.build_key);
+    async move {
+        let build = if build.status.is_terminal() {
+            build
+        } else {
+            let key = build.build_key.clone();
+            drop(build);
+            tracing::debug!("waiting for the build");
+            let limit = state.config.api.compat_wait_limit;
+            match until_terminal(&state, &key, limit).await? {
+                WaitEnd::Terminal(b) => b,
+                WaitEnd::TimedOut(_) => {
+                    return Err(ApiError::WaitLimit(format!(
+                        "build {key} did not finish within {}; retry the same request to keep waiting",
+                        humantime::format_duration(limit)
+                    )));
+                }
+            }
+        };
+        Box::pin(finished(&state, &build, &method, &headers)).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Parses, validates and resolves the request, then submits its build; identical
+/// requests arriving together share one submit.
+async fn submit(state: &AppState, raw: Option<String>) -> ApiResult<Arc<Build>> {
+    let req = parse_query(raw.as_deref())?;
+    let spec = spec_input::resolve(state, req).await?;
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let queue = state.queue.clone();
+    state
+        .submits
+        .run(&spec.to_string(), || async move { Ok(Arc::new(queue.submit(&spec, false).await?)) })
+        .await
+}
+
+/// Answers with the binary, or with the reason a finished build has none.
+pub async fn finished(state: &AppState, build: &Build, method: &Method, headers: &HeaderMap) -> ApiResult<Response> {
+    match build.status {
+        BuildStatus::Succeeded => download::serve(state, build, method, headers).await,
+        BuildStatus::Failed => Err(ApiError::BuildFailed(
+            build.error.clone().unwrap_or_else(|| format!("build {} failed", build.build_key)),
+        )),
+        BuildStatus::Cancelled => Err(ApiError::Conflict(format!(
+            "build {} was cancelled: {}",
+            build.build_key,
+            build.error.as_deref().unwrap_or("no reason given")
+        ))),
+        s => Err(ApiError::Conflict(format!("build {} is {}", build.build_key, s.as_str()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_parameters() {
+        let q = "os=linux&arch=arm&arm=6&p=github.com/a/b@v1.2.3&p=github.com/c/d&r=github.com/x/y%3Dgithub.com/z/y@v1.0.0&idempotency=42";
+        let r = parse_query(Some(q)).unwrap();
+        assert_eq!((r.os.as_str(), r.arch.as_str(), r.arm.as_deref()), ("linux", "arm", Some("6")));
+        assert_eq!(r.plugins, vec![
+            Plugin { module: "github.com/a/b".into(), version: "v1.2.3".into() },
+            Plugin { module: "github.com/c/d".into(), version: "".into() },
+        ]);
+        assert_eq!(r.replacements[0].old, "github.com/x/y");
+        assert_eq!(r.replacements[0].new, "github.com/z/y");
+        assert_eq!(r.replacements[0].version, "v1.0.0");
+        assert!(parse_query(Some("r=nonsense")).is_err());
+    }
+}
+

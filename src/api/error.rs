@@ -1,0 +1,132 @@
+//! The one error type of the HTTP API and the JSON envelope every error
+//! response carries: `{"status_code": N, "error": {"message": "...", "id": "<request id>"}}`,
+//! the shape the Caddy CLI decodes from the download service.
+//!
+//! Handlers return [`ApiError`]; its response carries the status and message in
+//! an extension, and the envelope middleware ([`super::middleware`]) renders it
+//! with the request id. Errors produced outside our handlers (unknown routes,
+//! wrong methods, extractor rejections, body limits) are plain-text responses
+//! that the same middleware rewrites into the envelope.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::gomod::ResolveError;
+use crate::storage::StorageError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The build exists but is not in a state that allows the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// The build failed; the message is the build's own error text.
+    #[error("{0}")]
+    BuildFailed(String),
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
+    #[error("{0}")]
+    WaitLimit(String),
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::BuildFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::WaitLimit(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Status and message of an error response, for the envelope middleware.
+#[derive(Debug, Clone)]
+pub struct ErrorInfo {
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    status_code: u16,
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    id: &'a str,
+}
+
+/// The envelope's JSON text.
+pub fn envelope(status: StatusCode, message: &str, request_id: &str) -> String {
+    serde_json::to_string(&Envelope { status_code: status.as_u16(), error: Body { message, id: request_id } })
+        .expect("strings serialize")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(_) => tracing::error!(error = %self, status = status.as_u16(), "request failed"),
+            _ if status.is_server_error() => tracing::warn!(error = %self, status = status.as_u16(), "request failed"),
+            _ => {}
+        }
+        let mut response = status.into_response();
+        response.extensions_mut().insert(ErrorInfo { message: self.to_string() });
+        response
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::BadSpec(m) => ApiError::BadRequest(m),
+            DbError::NotFound(m) => ApiError::NotFound(m),
+            DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
+            e if e.is_transient() => ApiError::Unavailable(e.to_string()),
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Upstream { .. } => ApiError::Upstream(e.to_string()),
+            _ => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(p) => ApiError::NotFound(format!("{p} is missing from storage")),
+            StorageError::BadRange { size } => {
+                ApiError::RangeNotSatisfiable(format!("range not satisfiable for {size} bytes"))
+            }
+            StorageError::BadPath(p) => ApiError::BadRequest(format!("invalid path {p:?}")),
+            StorageError::Backend(m) => ApiError::Unavailable(format!("storage unavailable: {m}")),
+            e @ StorageError::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,177 @@
+//! `GET /api/openapi.json`: the OpenAPI 3 description of every endpoint,
+//! written out by hand so it says exactly what the handlers do (and is checked
+//! against them by the schemathesis test).
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use serde_json::{json, Value};
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The error responses every endpoint may give (the envelope).
+fn errors(codes: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+    codes.iter().map(|(c, d)| (c.to_string(), error_response(d))).collect()
+}
+
+fn binary_responses(head: bool) -> Value {
+    let body = if head { json!(null) } else { json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}) };
+    let mut ok = json!({"description": "The Caddy binary", "headers": {
+        "ETag": {"schema": {"type": "string"}, "description": "sha256 of the binary, quoted"},
+        "X-Build-Key": {"schema": {"type": "string"}},
+        "Content-Disposition": {"schema": {"type": "string"}}
+    }});
+    let mut partial = json!({"description": "The requested byte range"});
+    if !head {
+        ok["content"] = body.clone();
+        partial["content"] = body;
+    }
+    let mut r = serde_json::Map::new();
+    r.insert("200".into(), ok);
+    r.insert("206".into(), partial);
+    r.insert("302".into(), json!({"description": "Redirect to a presigned storage URL", "headers": {"Location": {"schema": {"type": "string"}}}}));
+    r.insert("304".into(), json!({"description": "Not modified (If-None-Match)"}));
+    r.extend(errors(&[
+        ("400", "Bad input: module path, version, os/arch/arm, too many plugins"),
+        ("404", "Unknown build"),
+        ("409", "The build was cancelled or is not finished"),
+        ("416", "Range not satisfiable"),
+        ("422", "The build failed; the message is the build's error"),
+        ("502", "The module proxy failed"),
+        ("503", "Database or storage unavailable, or shutting down"),
+        ("504", "The build did not finish within the wait limit"),
+    ]));
+    Value::Object(r)
+}
+
+fn compat_params() -> Value {
+    let q = |name: &str, desc: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": desc, "schema": schema});
+    json!([
+        q("os", "GOOS of the target (required)", json!({"type": "string", "example": "linux"})),
+        q("arch", "GOARCH of the target (required)", json!({"type": "string", "example": "amd64"})),
+        q("arm", "GOARM (5, 6 or 7), only with arch=arm", json!({"type": "string"})),
+        q("version", "Caddy version: latest (default), partial (v2.10) or exact", json!({"type": "string"})),
+        {"name": "p", "in": "query", "required": false, "style": "form", "explode": true,
+         "description": "Plugin as module or module@version, repeated", "schema": {"type": "array", "items": {"type": "string"}},
+         "example": ["github.com/caddy-dns/cloudflare"]},
+        {"name": "r", "in": "query", "required": false, "style": "form", "explode": true,
+         "description": "Replacement old=new@version, repeated", "schema": {"type": "array", "items": {"type": "string"}}},
+        q("idempotency", "Accepted and ignored", json!({"type": "string"})),
+    ])
+}
+
+fn key_param() -> Value {
+    json!({"name": "key", "in": "path", "required": true, "description": "Build key: 64 lowercase hex digits",
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}})
+}
+
+fn compat_path(summary: &str) -> Value {
+    json!({
+        "get": {"summary": summary, "parameters": compat_params(), "responses": binary_responses(false)},
+        "head": {"summary": summary, "parameters": compat_params(), "responses": binary_responses(true)},
+    })
+}
+
+fn build_document() -> Value {
+    let build_errors = |extra: &[(&str, &str)]| {
+        let mut m = errors(&[("400", "Bad build key or parameter"), ("404", "Unknown build"), ("503", "Database unavailable")]);
+        m.extend(errors(extra));
+        m
+    };
+    let mut status_responses = build_errors(&[]);
+    status_responses.insert("200".into(), json!({"description": "The build", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}}}));
+    let mut submit_responses = errors(&[
+        ("400", "Bad spec"), ("413", "Body too large"), ("415", "Not JSON"), ("422", "Body is not a valid spec object"),
+        ("502", "The module proxy failed"), ("503", "Database unavailable"),
+    ]);
+    let build_json = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}});
+    submit_responses.insert("200".into(), json!({"description": "The build exists and is finished", "content": build_json}));
+    submit_responses.insert("202".into(), json!({"description": "The build is queued or building", "content": build_json}));
+    let mut sha_responses = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
+    sha_responses.insert("200".into(), json!({"description": "sha256sum line", "content": {"text/plain": {"schema": {"type": "string"}}}}));
+    let mut sig_responses = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
+    sig_responses.insert("200".into(), json!({"description": "minisign signature", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}));
+    let mut log_responses = build_errors(&[]);
+    log_responses.insert("200".into(), json!({"description": "Server-Sent Events: `log` events (JSON lines), then one `end` event", "content": {"text/event-stream": {"schema": {"type": "string"}}}}));
+    let mut download = binary_responses(false);
+    download.as_object_mut().unwrap().extend(errors(&[("400", "Bad build key")]));
+    let mut download_head = binary_responses(true);
+    download_head.as_object_mut().unwrap().extend(errors(&[("400", "Bad build key")]));
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "caddy-build-server", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Builds custom Caddy binaries with the plugins asked for."},
+        "paths": {
+            "/api/compat": compat_path("Download a Caddy build (caddyserver.com protocol); waits for the build"),
+            "/api/download": compat_path("Alias of /api/compat"),
+            "/api/builds": {"post": {
+                "summary": "Submit a build; versions may be latest, empty or partial",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BuildRequest"}}}},
+                "responses": submit_responses,
+            }},
+            "/api/builds/{key}": {"get": {
+                "summary": "A build's status; ?wait=30s long-polls until it is finished",
+                "parameters": [key_param(), {"name": "wait", "in": "query", "required": false, "schema": {"type": "string"}, "description": "Duration such as 30s"}],
+                "responses": status_responses,
+            }},
+            "/api/builds/{key}/download": {
+                "get": {"summary": "The build's binary", "parameters": [key_param()], "responses": download},
+                "head": {"summary": "The build's binary (headers only)", "parameters": [key_param()], "responses": download_head},
+            },
+            "/api/builds/{key}/sha256": {"get": {"summary": "The binary's sha256", "parameters": [key_param()], "responses": sha_responses}},
+            "/api/builds/{key}/signature": {"get": {"summary": "The binary's minisign signature", "parameters": [key_param()], "responses": sig_responses}},
+            "/api/builds/{key}/log": {"get": {"summary": "Build output as Server-Sent Events", "parameters": [key_param()], "responses": log_responses}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "Serving", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness: database and listener", "responses": {
+                "200": {"description": "Ready", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "503": error_response("Not ready"),
+            }}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OpenMetrics text",
+                "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}},
+            "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3",
+                "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["status_code", "error"], "properties": {
+                "status_code": {"type": "integer"},
+                "error": {"type": "object", "required": ["message", "id"], "properties": {
+                    "message": {"type": "string"}, "id": {"type": "string"}}},
+            }},
+            "Module": {"type": "object", "required": ["module"], "additionalProperties": false, "properties": {
+                "module": {"type": "string"}, "version": {"type": "string"}}},
+            "Replacement": {"type": "object", "required": ["old", "new"], "additionalProperties": false, "properties": {
+                "old": {"type": "string"}, "new": {"type": "string"}, "version": {"type": "string"}}},
+            "BuildRequest": {"type": "object", "required": ["os", "arch"], "additionalProperties": false, "properties": {
+                "caddy_version": {"type": "string"},
+                "plugins": {"type": "array", "items": {"$ref": "#/components/schemas/Module"}},
+                "replacements": {"type": "array", "items": {"$ref": "#/components/schemas/Replacement"}},
+                "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
+                "arm": {"type": "string", "nullable": true, "example": "7"},
+                "force": {"type": "boolean"}}},
+            "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {
+                "build_key": {"type": "string"},
+                "status": {"type": "string", "enum": ["queued", "building", "succeeded", "failed", "cancelled"]},
+                "spec": {"type": "object"},
+                "attempt": {"type": "integer"}, "max_attempts": {"type": "integer"},
+                "error": {"type": "string", "nullable": true},
+                "artifact": {"type": "object", "nullable": true, "properties": {
+                    "file_name": {"type": "string"}, "size": {"type": "integer"}, "sha256": {"type": "string"}, "signed": {"type": "boolean"}}},
+                "created_at": {"type": "string", "format": "date-time"},
+                "started_at": {"type": "string", "format": "date-time", "nullable": true},
+                "finished_at": {"type": "string", "format": "date-time", "nullable": true},
+                "links": {"type": "object", "properties": {
+                    "self": {"type": "string"}, "download": {"type": "string"}, "sha256": {"type": "string"},
+                    "signature": {"type": "string"}, "log": {"type": "string"}}},
+            }},
+        }},
+    })
+}
+
+static DOCUMENT: LazyLock<Value> = LazyLock::new(build_document);
+
+pub async fn openapi() -> Json<Value> {
+    Json(DOCUMENT.clone())
+}

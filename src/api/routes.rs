@@ -1,0 +1,45 @@
+//! The route table: every endpoint of the HTTP contract, the request body
+//! limit, and the envelope/metrics layer around all of it (the fallback and
+//! wrong-method answers included).
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::error::ApiError;
+use super::state::AppState;
+use super::{builds, compat, health, logs, middleware, openapi};
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.api.max_body_bytes;
+    Router::new()
+        .route("/api/compat", get(compat::compat).head(compat::compat))
+        .route("/api/download", get(compat::compat).head(compat::compat))
+        .route("/api/builds", post(builds::submit))
+        .route("/api/builds/{key}", get(builds::status))
+        .route("/api/builds/{key}/download", get(builds::download).head(builds::download))
+        .route("/api/builds/{key}/sha256", get(builds::sha256))
+        .route("/api/builds/{key}/signature", get(builds::signature))
+        .route("/api/builds/{key}/log", get(logs::log))
+        .route("/api/openapi.json", get(openapi::openapi))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::around))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.render(),
+    )
+}

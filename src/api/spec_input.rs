@@ -1,0 +1,119 @@
+//! Turns what a client asked for (compat query or `POST /api/builds` body) into
+//! a spec SQL will accept: target and module paths checked first, then every
+//! version query resolved to an absolute version, concurrently.
+
+use futures::future::try_join_all;
+
+use super::error::{ApiError, ApiResult};
+use super::state::AppState;
+use crate::gomod::check_module_path;
+use crate::spec::{BuildSpec, Plugin, Replacement, CADDY_MODULE};
+
+/// ARM versions Go supports for `GOARM`.
+const ARM_VERSIONS: [&str; 3] = ["5", "6", "7"];
+
+/// A spec whose versions may still be queries (`latest`, empty, `v2.10`).
+#[derive(Debug, Clone, Default)]
+pub struct SpecRequest {
+    pub caddy_version: String,
+    pub plugins: Vec<Plugin>,
+    pub replacements: Vec<Replacement>,
+    pub os: String,
+    pub arch: String,
+    pub arm: Option<String>,
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+/// Checks everything that needs no module proxy.
+pub async fn validate(state: &AppState, req: &SpecRequest) -> ApiResult<()> {
+    if req.os.is_empty() {
+        return Err(bad("os is required (e.g. os=linux)"));
+    }
+    if req.arch.is_empty() {
+        return Err(bad("arch is required (e.g. arch=amd64)"));
+    }
+    let targets = state.targets().await?;
+    if !targets.iter().any(|(os, _)| os == &req.os) {
+        return Err(bad(format!("os {:?} is not a supported operating system", req.os)));
+    }
+    if !targets.contains(&(req.os.clone(), req.arch.clone())) {
+        return Err(bad(format!("arch {:?} is not a supported architecture for os {:?}", req.arch, req.os)));
+    }
+    match req.arm.as_deref().filter(|a| !a.is_empty()) {
+        Some(arm) if req.arch != "arm" => {
+            return Err(bad(format!("arm={arm} is only allowed with arch=arm, not arch={:?}", req.arch)));
+        }
+        Some(arm) if !ARM_VERSIONS.contains(&arm) => {
+            return Err(bad(format!("arm {arm:?} is not a supported ARM version (5, 6 or 7)")));
+        }
+        _ => {}
+    }
+    let max = state.config.api.max_plugins;
+    if req.plugins.len() > max {
+        return Err(bad(format!("too many plugins: {} (at most {max})", req.plugins.len())));
+    }
+    if req.replacements.len() > max {
+        return Err(bad(format!("too many replacements: {} (at most {max})", req.replacements.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for p in &req.plugins {
+        check_module_path(&p.module).map_err(|e| bad(format!("plugin module path {:?} {e}", p.module)))?;
+        if p.module == CADDY_MODULE {
+            return Err(bad(format!("{CADDY_MODULE} is Caddy itself; choose its version with the version parameter")));
+        }
+        if !seen.insert(p.module.as_str()) {
+            return Err(bad(format!("plugin {} is listed more than once", p.module)));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &req.replacements {
+        check_module_path(&r.old).map_err(|e| bad(format!("replaced module path {:?} {e}", r.old)))?;
+        check_module_path(&r.new).map_err(|e| bad(format!("replacement module path {:?} {e}", r.new)))?;
+        if !seen.insert(r.old.as_str()) {
+            return Err(bad(format!("module {} is replaced more than once", r.old)));
+        }
+    }
+    Ok(())
+}
+
+/// Validates, then resolves every version; the result is ready for `cbs.submit_build`.
+pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec> {
+    validate(state, &req).await?;
+    let caddy = state.resolve(CADDY_MODULE, &req.caddy_version);
+    let plugins = try_join_all(req.plugins.iter().map(|p| async {
+        Ok::<_, ApiError>(Plugin { module: p.module.clone(), version: state.resolve(&p.module, &p.version).await? })
+    }));
+    let replacements = try_join_all(req.replacements.iter().map(|r| async {
+        Ok::<_, ApiError>(Replacement { old: r.old.clone(), new: r.new.clone(), version: state.resolve(&r.new, &r.version).await? })
+    }));
+    let (caddy, mut plugins, replacements) = futures::try_join!(async { Ok::<_, ApiError>(caddy.await?) }, plugins, replacements)?;
+    plugins.sort_by(|a, b| a.module.cmp(&b.module));
+    Ok(BuildSpec {
+        caddy_version: caddy,
+        plugins,
+        replacements,
+        os: req.os,
+        arch: req.arch,
+        arm: req.arm.filter(|a| !a.is_empty()),
+    })
+}
+
+/// Splits `module@version` on the last `@` (a bare module means latest).
+pub fn split_module_version(s: &str) -> (String, String) {
+    match s.rsplit_once('@') {
+        Some((m, v)) => (m.trim().to_string(), v.trim().to_string()),
+        None => (s.trim().to_string(), String::new()),
+    }
+}
+
+/// Parses a compat `r` value: `old=new@version` (version optional).
+pub fn parse_replacement(s: &str) -> ApiResult<Replacement> {
+    let (old, rest) = s
+        .split_once('=')
+        .ok_or_else(|| bad(format!("replacement {s:?} must look like old=new@version")))?;
+    let (new, version) = split_module_version(rest);
+    Ok(Replacement { old: old.trim().to_string(), new, version })
+}

@@ -1,0 +1,98 @@
+//! What every handler shares: config, the queue, the process's one listener,
+//! storage, the version resolver, metrics and the build waiters. Built once at
+//! start-up; cloning is one `Arc` clone.
+
+use std::collections::HashSet;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+
+use super::coalesce::Coalescer;
+use super::metrics::Metrics;
+use super::waiters::Waiters;
+use super::ApiError;
+use crate::config::Config;
+use crate::db::{connect_pool, Build, Listener, Queue};
+use crate::gomod::{ResolveError, Resolver};
+use crate::storage::{self, DynStorage};
+
+/// Artifact opens in flight at once (see [`Inner::opens`]).
+const MAX_CONCURRENT_OPENS: usize = 32;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Arc<Config>,
+    pub queue: Queue,
+    pub listener: Listener,
+    pub storage: DynStorage,
+    pub resolver: Resolver,
+    pub metrics: Metrics,
+    pub waiters: Waiters,
+    pub shutdown: CancellationToken,
+    /// Bounds concurrent artifact opens, so that ten thousand waiters released at
+    /// once do not grow the blocking thread pool to its limit.
+    pub opens: tokio::sync::Semaphore,
+    /// Identical concurrent submits (keyed by the resolved spec) share one call.
+    pub submits: Coalescer<Result<Arc<Build>, ApiError>>,
+    /// `(os, arch)` pairs of `cbs.targets`, read once on first use.
+    targets: OnceCell<HashSet<(String, String)>>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Connects the pool (lazily), starts the listener and opens storage.
+    pub async fn new(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<AppState> {
+        let queue = Queue::new(connect_pool(&config.database, "cbs-api")?);
+        let listener = Listener::start(&config.database, shutdown.clone());
+        let storage = storage::from_config(&config.storage).await?;
+        Ok(Self::from_parts(config, queue, listener, storage, shutdown))
+    }
+
+    /// Shares components that already run (the `all` mode's pool and listener).
+    pub fn from_parts(
+        config: Arc<Config>,
+        queue: Queue,
+        listener: Listener,
+        storage: DynStorage,
+        shutdown: CancellationToken,
+    ) -> AppState {
+        let resolver = Resolver::new(&config.go_proxy, config.api.version_cache_ttl);
+        let waiters = Waiters::new(listener.clone(), queue.clone(), shutdown.clone());
+        AppState(Arc::new(Inner {
+            config,
+            queue,
+            listener,
+            storage,
+            resolver,
+            metrics: Metrics::new(),
+            waiters,
+            shutdown,
+            opens: tokio::sync::Semaphore::new(MAX_CONCURRENT_OPENS),
+            submits: Coalescer::new(),
+            targets: OnceCell::new(),
+        }))
+    }
+
+    pub async fn targets(&self) -> Result<&HashSet<(String, String)>, ApiError> {
+        self.targets
+            .get_or_try_init(|| async { Ok::<_, ApiError>(self.queue.targets().await?.into_iter().collect()) })
+            .await
+    }
+
+    /// Resolves a module version query, counting cache hits.
+    pub async fn resolve(&self, module: &str, query: &str) -> Result<String, ResolveError> {
+        let r = self.resolver.resolve(module, query).await?;
+        if r.cached { self.metrics.version_cache_hits.inc() } else { self.metrics.version_cache_misses.inc() };
+        Ok(r.version)
+    }
+}

@@ -1,0 +1,117 @@
+//! Shared waiting on builds. However many requests wait for one build, the
+//! process runs one watcher task per build: it sleeps on the process's single
+//! [`Listener`], re-reads the build's row once per wake-up (notification or
+//! listener reconnect) and publishes it on a `watch` channel that every waiter
+//! of that build reads. Ten thousand waiters thus cost one map entry, one task
+//! and one query per wake-up, and no database connection while they sleep.
+//!
+//! A watcher ends when its build reaches a terminal state or when its last
+//! waiter has gone (a client that disconnects drops its receiver).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{Build, Listener, Queue};
+
+/// Pause before a watcher re-reads a build after a database error.
+const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+/// Latest known row of a build; `None` until the watcher's first read.
+pub type BuildState = Option<Arc<Build>>;
+
+struct Watcher {
+    tx: watch::Sender<BuildState>,
+    done: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+pub struct Waiters {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    listener: Listener,
+    queue: Queue,
+    shutdown: CancellationToken,
+    watchers: Mutex<HashMap<String, Watcher>>,
+}
+
+impl Waiters {
+    pub fn new(listener: Listener, queue: Queue, shutdown: CancellationToken) -> Waiters {
+        Waiters { inner: Arc::new(Inner { listener, queue, shutdown, watchers: Mutex::new(HashMap::new()) }) }
+    }
+
+    /// A receiver of the build's state, starting a watcher when none runs.
+    pub fn subscribe(&self, build_key: &str) -> watch::Receiver<BuildState> {
+        let mut watchers = self.inner.watchers.lock().unwrap();
+        if let Some(w) = watchers.get(build_key).filter(|w| !w.done.load(Ordering::Acquire)) {
+            return w.tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(None);
+        let done = Arc::new(AtomicBool::new(false));
+        watchers.insert(build_key.to_string(), Watcher { tx: tx.clone(), done: done.clone() });
+        tokio::spawn(watch_build(self.inner.clone(), build_key.to_string(), tx, done));
+        rx
+    }
+
+    /// Builds with a running watcher.
+    pub fn watched(&self) -> usize {
+        self.inner.watchers.lock().unwrap().len()
+    }
+}
+
+async fn watch_build(inner: Arc<Inner>, key: String, tx: watch::Sender<BuildState>, done: Arc<AtomicBool>) {
+    let wake = inner.listener.watch_build(&key);
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let pause = match inner.queue.get(&key).await {
+            Ok(build) => {
+                let terminal = build.as_ref().is_none_or(|b| b.status.is_terminal());
+                let new = build.map(Arc::new);
+                tx.send_if_modified(|cur| {
+                    let differs = match (&*cur, &new) {
+                        (Some(a), Some(b)) => a.status != b.status || a.updated_at != b.updated_at,
+                        (None, None) => false,
+                        _ => true,
+                    };
+                    if differs {
+                        *cur = new;
+                    }
+                    differs
+                });
+                if terminal {
+                    break;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(build_key = %key, error = %e, "cannot read build state; retrying");
+                Some(RETRY_AFTER_ERROR)
+            }
+        };
+        let retry = async {
+            match pause {
+                Some(p) => tokio::time::sleep(p).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = notified => {}
+            _ = retry => {}
+            _ = tx.closed() => break,
+            _ = inner.shutdown.cancelled() => break,
+        }
+    }
+    let mut watchers = inner.watchers.lock().unwrap();
+    done.store(true, Ordering::Release);
+    if watchers.get(&key).is_some_and(|w| Arc::ptr_eq(&w.done, &done)) {
+        watchers.remove(&key);
+    }
+}

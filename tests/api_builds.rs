@@ -1,0 +1,190 @@
+//! The REST endpoints: submit, status with long-polling, download, checksum and
+//! signature, the SSE log, health, readiness, metrics and the OpenAPI document.
+
+mod api_support;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use api_support::{error_message, TestApi, WORKER};
+use caddy_build_server::db::LogLine;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+fn line(text: &str) -> LogLine {
+    LogLine { step: "build".into(), stream: "stdout".into(), line: text.into() }
+}
+
+/// Reads SSE events (`event`, `data`) from a response until `end` or the timeout.
+async fn read_events(resp: reqwest::Response, until_end: bool, want: usize) -> Vec<(String, Value)> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    loop {
+        while let Some(pos) = buf.find("\n\n") {
+            let block: String = buf.drain(..pos + 2).collect();
+            let mut name = String::from("message");
+            let mut data = String::new();
+            for l in block.lines() {
+                if let Some(v) = l.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = l.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if data.is_empty() {
+                continue;
+            }
+            let done = name == "end";
+            events.push((name, serde_json::from_str(&data).unwrap()));
+            if (until_end && done) || (!until_end && events.len() == want) {
+                return events;
+            }
+        }
+        tokio::select! {
+            chunk = stream.next() => match chunk {
+                Some(c) => buf.push_str(std::str::from_utf8(&c.unwrap()).unwrap()),
+                None => return events,
+            },
+            _ = &mut deadline => panic!("timed out; events so far: {events:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn submit_poll_download_and_log() {
+    let api = TestApi::start().await;
+    let body = json!({"os": "linux", "arch": "arm", "caddy_version": "v2.10",
+                      "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.1"}]});
+    let resp = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let b: Value = resp.json().await.unwrap();
+    let key = b["build_key"].as_str().unwrap().to_string();
+    assert_eq!(key.len(), 64);
+    assert_eq!(b["status"], "queued");
+    assert_eq!(b["spec"]["caddy_version"], "v2.10.2");
+    assert_eq!(b["spec"]["plugins"][0]["version"], "v0.1.0");
+    assert_eq!(b["spec"]["arm"], "7", "arch=arm defaults to GOARM 7");
+    assert_eq!(b["links"]["download"], format!("/api/builds/{key}/download"));
+
+    let started = Instant::now();
+    let polled: Value = api.get(&format!("/api/builds/{key}?wait=300ms")).await.json().await.unwrap();
+    assert_eq!(polled["status"], "queued");
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    error_message(api.get(&format!("/api/builds/{key}?wait=soon")).await, 400).await;
+    error_message(api.get(&format!("/api/builds/{key}/download")).await, 409).await;
+
+    let long_poll = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(&format!("/api/builds/{key}?wait=30s")));
+        async move { http.get(url).send().await.unwrap().json::<Value>().await.unwrap() }
+    });
+    let attempt = api.claim(&key).await;
+    api.queue().append_logs(&key, attempt, WORKER, &[line("one"), line("two")]).await.unwrap();
+    let log = api.get(&format!("/api/builds/{key}/log")).await;
+    assert_eq!(log.headers()["content-type"], "text/event-stream");
+    let follower = tokio::spawn(read_events(log, true, 0));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    api.queue().append_logs(&key, attempt, WORKER, &[line("three")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!long_poll.is_finished());
+    let artifact = api.publish(&key, attempt, b"arm binary", Some(b"untrusted comment: sig\nRWQ...")).await;
+
+    let done = tokio::time::timeout(Duration::from_secs(5), long_poll).await.unwrap().unwrap();
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["artifact"]["sha256"], artifact.sha256);
+    assert_eq!(done["artifact"]["signed"], true);
+    let events = follower.await.unwrap();
+    let lines: Vec<_> = events.iter().filter(|(n, _)| n == "log").map(|(_, d)| d["line"].as_str().unwrap()).collect();
+    assert_eq!(lines, ["one", "two", "three"]);
+    assert_eq!(events.last().unwrap().0, "end");
+    assert_eq!(events.last().unwrap().1["status"], "succeeded");
+
+    // Replay after the end, and resumption after Last-Event-ID.
+    let replay = read_events(api.get(&format!("/api/builds/{key}/log")).await, true, 0).await;
+    assert_eq!(replay.len(), 4);
+    let first_id = replay[0].1["id"].as_i64().unwrap();
+    let resumed = api.http.get(api.url(&format!("/api/builds/{key}/log"))).header("last-event-id", first_id.to_string()).send().await.unwrap();
+    assert_eq!(read_events(resumed, true, 0).await.len(), 3);
+
+    let again = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["build_key"], key.as_str());
+    let sig = api.get(&format!("/api/builds/{key}/signature")).await;
+    assert_eq!(sig.status(), 200);
+    assert_eq!(&sig.bytes().await.unwrap()[..], b"untrusted comment: sig\nRWQ...");
+    let bin = api.get(&format!("/api/builds/{key}/download")).await;
+    assert_eq!(&bin.bytes().await.unwrap()[..], b"arm binary");
+}
+
+#[tokio::test]
+async fn unsigned_build_has_no_signature_and_failed_build_can_be_forced() {
+    let api = TestApi::start().await;
+    let body = json!({"os": "darwin", "arch": "arm64"});
+    let b: Value = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap().json().await.unwrap();
+    let key = b["build_key"].as_str().unwrap().to_string();
+    api.succeed(&key, b"mac").await;
+    let message = error_message(api.get(&format!("/api/builds/{key}/signature")).await, 404).await;
+    assert!(message.contains("no signature"), "{message}");
+
+    let body = json!({"os": "freebsd", "arch": "amd64"});
+    let b: Value = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap().json().await.unwrap();
+    let key = b["build_key"].as_str().unwrap().to_string();
+    api.fail(&key, "compile error").await;
+    let failed: Value = api.get(&format!("/api/builds/{key}")).await.json().await.unwrap();
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"], "compile error");
+    let forced = api.http.post(api.url("/api/builds")).json(&json!({"os": "freebsd", "arch": "amd64", "force": true})).send().await.unwrap();
+    assert_eq!(forced.status(), 202);
+    assert_eq!(forced.json::<Value>().await.unwrap()["status"], "queued");
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let api = TestApi::start().await;
+    assert_eq!(api.get("/healthz").await.json::<Value>().await.unwrap()["status"], "ok");
+    let ready = api.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(api.get(&format!("/api/builds/{}", "1".repeat(64))).await.status(), 404);
+    let metrics = api.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "cbs_api_http_requests_total{route=\"/api/builds/{key}\",method=\"GET\",status=\"404\"} 1",
+        "cbs_api_open_waiters 0",
+        "cbs_api_wakeup_latency_seconds_bucket",
+        "cbs_api_version_cache_hits_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let doc: Value = api.get("/api/openapi.json").await.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    for path in ["/api/compat", "/api/download", "/api/builds", "/api/builds/{key}", "/api/builds/{key}/download",
+                 "/api/builds/{key}/sha256", "/api/builds/{key}/signature", "/api/builds/{key}/log",
+                 "/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+
+    // Readiness follows the database: a database that goes away makes it 503.
+    let admin = common::admin_client().await;
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&api.db.name])
+        .await
+        .unwrap();
+    admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", api.db.name)).await.unwrap();
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&api.db.name])
+        .await
+        .unwrap();
+    let mut saw_503 = false;
+    for _ in 0..100 {
+        let r = api.get("/readyz").await;
+        if r.status() == 503 {
+            error_message(r, 503).await;
+            saw_503 = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", api.db.name)).await.unwrap();
+    assert!(saw_503, "readyz stayed 200 without a database");
+}

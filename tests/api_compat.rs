@@ -1,0 +1,224 @@
+//! The compat download (`/api/compat`, `/api/download`) over HTTP against a real
+//! Postgres: held open until the build finishes, woken by NOTIFY.
+
+mod api_support;
+mod common;
+
+use std::time::Duration;
+
+use api_support::{error_message, TestApi};
+use futures::future::join_all;
+
+const COMPAT: &str = "/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare";
+
+#[tokio::test]
+async fn waiting_request_is_released_by_completion() {
+    let api = TestApi::start().await;
+    let pending = tokio::spawn({
+        let http = api.http.clone();
+        let url = api.url(COMPAT);
+        async move { http.get(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(1).await;
+    assert!(!pending.is_finished(), "the request must wait for the build");
+    let build = api.queue().get(&key).await.unwrap().unwrap();
+    assert_eq!(build.spec["caddy_version"], "v2.10.2", "latest release, no pre-release");
+    assert_eq!(build.spec["plugins"][0]["version"], "v0.2.1");
+
+    let artifact = api.succeed(&key, b"caddy binary bytes").await;
+    let resp = tokio::time::timeout(Duration::from_secs(5), pending).await.expect("released").unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["content-type"], "application/octet-stream");
+    assert_eq!(h["content-length"], "18");
+    assert_eq!(h["content-disposition"], "attachment; filename=\"caddy\"");
+    assert_eq!(h["etag"].to_str().unwrap(), format!("\"{}\"", artifact.sha256));
+    assert_eq!(h["x-build-key"].to_str().unwrap(), key);
+    assert_eq!(&resp.bytes().await.unwrap()[..], b"caddy binary bytes");
+    api.wait_for_waiters(0).await;
+    assert!(api.metric("cbs_api_wakeup_latency_seconds_count").await >= 1.0);
+}
+
+#[tokio::test]
+async fn cached_build_streams_at_once_with_head_range_and_etag() {
+    let api = TestApi::start().await;
+    let url = "/api/download?os=windows&arch=amd64&version=v2.9&p=github.com/caddy-dns/cloudflare@v0.1.0";
+    let first = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(url));
+        async move { http.get(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    let artifact = api.succeed(&key, b"0123456789").await;
+    assert_eq!(first.await.unwrap().status(), 200);
+    assert_eq!(artifact.file_name, "caddy.exe");
+
+    let started = std::time::Instant::now();
+    let resp = api.get(url).await;
+    assert_eq!(resp.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(resp.headers()["content-disposition"], "attachment; filename=\"caddy.exe\"");
+    assert_eq!(&resp.bytes().await.unwrap()[..], b"0123456789");
+    assert_eq!(api.build_count().await, 1, "the same spec is one build");
+
+    let head = api.http.head(api.url(url)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "10");
+    assert_eq!(head.headers()["x-build-key"].to_str().unwrap(), key);
+
+    let etag = format!("\"{}\"", artifact.sha256);
+    let not_modified = api.http.get(api.url(url)).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(not_modified.status(), 304);
+
+    let part = api.http.get(api.url(url)).header("range", "bytes=2-5").send().await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-range"], "bytes 2-5/10");
+    assert_eq!(&part.bytes().await.unwrap()[..], b"2345");
+    let tail = api.http.get(api.url(url)).header("range", "bytes=-3").send().await.unwrap();
+    assert_eq!(&tail.bytes().await.unwrap()[..], b"789");
+    let bad = api.http.get(api.url(url)).header("range", "bytes=50-60").send().await.unwrap();
+    assert_eq!(bad.headers()["content-range"], "bytes */10");
+    error_message(bad, 416).await;
+    let stale = api.http.get(api.url(url)).header("range", "bytes=2-5").header("if-range", "\"other\"").send().await.unwrap();
+    assert_eq!(stale.status(), 200, "a stale If-Range gets the whole file");
+    assert_eq!(&stale.bytes().await.unwrap()[..], b"0123456789");
+
+    let by_key = api.get(&format!("/api/builds/{key}/download")).await;
+    assert_eq!(&by_key.bytes().await.unwrap()[..], b"0123456789");
+    let sum = api.get(&format!("/api/builds/{key}/sha256")).await.text().await.unwrap();
+    assert_eq!(sum, format!("{}  caddy.exe\n", artifact.sha256));
+}
+
+#[tokio::test]
+async fn concurrent_identical_requests_share_one_build() {
+    let api = TestApi::start().await;
+    let url = api.url("/api/compat?os=linux&arch=arm64&p=github.com/mholt/caddy-l4&p=github.com/caddy-dns/cloudflare");
+    let requests: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, url) = (api.http.clone(), url.clone());
+            tokio::spawn(async move {
+                let r = http.get(url).send().await.unwrap();
+                (r.status().as_u16(), r.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(200).await;
+    assert_eq!(api.build_count().await, 1);
+    let binary: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    api.succeed(&key, &binary).await;
+    for r in join_all(requests).await {
+        let (status, body) = r.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], &binary[..]);
+    }
+    assert_eq!(api.build_count().await, 1);
+}
+
+#[tokio::test]
+async fn failed_build_answers_with_its_error() {
+    let api = TestApi::start().await;
+    let pending = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(COMPAT));
+        async move { http.get(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(1).await;
+    let error = "go: github.com/caddy-dns/cloudflare@v0.2.1: missing go.sum entry";
+    api.fail(&key, error).await;
+    let resp = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
+    assert_eq!(error_message(resp, 422).await, error);
+    // A later request for the same spec gets the same answer at once.
+    assert_eq!(error_message(api.get(COMPAT).await, 422).await, error);
+}
+
+#[tokio::test]
+async fn cancelled_build_answers_conflict() {
+    let api = TestApi::start().await;
+    let pending = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(COMPAT));
+        async move { http.get(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(1).await;
+    api.queue().cancel(&key, "stopped by the operator").await.unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
+    let message = error_message(resp, 409).await;
+    assert!(message.contains("cancelled") && message.contains("stopped by the operator"), "{message}");
+}
+
+#[tokio::test]
+async fn wait_limit_answers_504() {
+    let api = TestApi::start_with(|c| c.api.compat_wait_limit = Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let message = error_message(api.get(COMPAT).await, 504).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(message.contains("did not finish"), "{message}");
+    api.wait_for_waiters(0).await;
+}
+
+#[tokio::test]
+async fn disconnected_client_frees_its_waiter() {
+    let api = TestApi::start().await;
+    let client = reqwest::Client::new();
+    let url = api.url(COMPAT);
+    let pending = tokio::spawn(async move { client.get(url).send().await });
+    api.only_build_key().await;
+    api.wait_for_waiters(1).await;
+    pending.abort();
+    let _ = pending.await;
+    api.wait_for_waiters(0).await;
+}
+
+#[tokio::test]
+async fn waiter_survives_listener_backend_being_killed() {
+    let api = TestApi::start().await;
+    let pending = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(COMPAT));
+        async move { http.get(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(1).await;
+    let admin = common::admin_client().await;
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'cbs-listener'",
+            &[&api.db.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the api's listener session");
+    // Completed while the listener may still be reconnecting: the re-read after reconnect finds it.
+    api.succeed(&key, b"survivor").await;
+    let resp = tokio::time::timeout(Duration::from_secs(10), pending).await.expect("released").unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.bytes().await.unwrap()[..], b"survivor");
+}
+
+#[tokio::test]
+async fn every_compat_parameter_reaches_the_spec() {
+    let api = TestApi::start().await;
+    let query = "/api/compat?os=linux&arch=arm&arm=6&version=v2.9&idempotency=abc\
+                 &p=github.com/caddy-dns/cloudflare@v0.1.0&p=github.com/mholt/caddy-l4\
+                 &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2";
+    let pending = tokio::spawn({
+        let (http, url) = (api.http.clone(), api.url(query));
+        async move { http.head(url).send().await.unwrap() }
+    });
+    let key = api.only_build_key().await;
+    let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
+    assert_eq!(
+        spec,
+        serde_json::json!({
+            "caddy_version": "v2.9.1", "os": "linux", "arch": "arm", "arm": "6",
+            "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.1.0"},
+                        {"module": "github.com/mholt/caddy-l4", "version": "v0.0.1"}],
+            "replacements": [{"old": "github.com/old/lib", "new": "github.com/BurntSushi/toml", "version": "v1.3.2"}],
+        })
+    );
+    api.succeed(&key, b"arm6").await;
+    let head = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
+    assert_eq!(head.status(), 200, "HEAD waits like GET");
+    assert_eq!(head.headers()["content-length"], "4");
+}

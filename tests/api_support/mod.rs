@@ -1,0 +1,295 @@
+//! Test support for the api: a running api on port 0 over a test database and a
+//! temporary local storage, a small Go module proxy server with fixed answers,
+//! and the worker's side of a build (claim, store the artifact, complete or fail)
+//! done through the real SQL functions.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
+use bytes::Bytes;
+use caddy_build_server::config::Config;
+use caddy_build_server::db::Queue;
+use caddy_build_server::storage::{Artifact, ArtifactPaths, LocalStorage, Storage};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::TestDb;
+
+pub const WORKER: &str = "test-worker";
+
+/// Caddy versions the fake proxy knows; the newest release is v2.10.2.
+pub const CADDY_LIST: &str = "v2.9.1\nv2.10.0\nv2.10.2\nv2.11.0-beta.1\nv2.2.0\n";
+
+/// A module proxy answering from a fixed table, counting the requests per path.
+pub struct FakeProxy {
+    pub url: String,
+    pub hits: Arc<Mutex<HashMap<String, usize>>>,
+    shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    answers: Arc<HashMap<String, String>>,
+    hits: Arc<Mutex<HashMap<String, usize>>>,
+    delay: Duration,
+}
+
+fn info(v: &str) -> String {
+    format!(r#"{{"Version":"{v}","Time":"2024-01-01T00:00:00Z"}}"#)
+}
+
+/// The default table: Caddy (no `@latest`, like the real proxy for Caddy), a few
+/// plugins, a module with a capital letter, one with pseudo-versions only.
+pub fn default_answers() -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    m.insert("github.com/caddyserver/caddy/v2/@v/list".into(), CADDY_LIST.into());
+    for v in CADDY_LIST.lines() {
+        m.insert(format!("github.com/caddyserver/caddy/v2/@v/{v}.info"), info(v));
+    }
+    m.insert("github.com/caddy-dns/cloudflare/@v/list".into(), "v0.1.0\nv0.2.1\nv0.3.0-rc.1\n".into());
+    m.insert("github.com/caddy-dns/cloudflare/@v/v0.1.0.info".into(), info("v0.1.0"));
+    m.insert("github.com/caddy-dns/cloudflare/@v/v0.2.1.info".into(), info("v0.2.1"));
+    m.insert("github.com/caddy-dns/cloudflare/@v/v0.3.0-rc.1.info".into(), info("v0.3.0-rc.1"));
+    m.insert("github.com/mholt/caddy-l4/@v/list".into(), "v0.0.1\n".into());
+    m.insert("github.com/!burnt!sushi/toml/@v/list".into(), "v1.3.2\nv1.4.0\n".into());
+    m.insert("github.com/!burnt!sushi/toml/@v/v1.3.2.info".into(), info("v1.3.2"));
+    m.insert("github.com/old/lib/@v/list".into(), "v1.0.0\nv2.0.0+incompatible\n".into());
+    m.insert("github.com/old/lib/@v/v2.0.0+incompatible.info".into(), info("v2.0.0+incompatible"));
+    m.insert("example.com/pseudo/@v/list".into(), String::new());
+    m.insert("example.com/pseudo/@latest".into(), info("v0.0.0-20240101000000-abcdefabcdef"));
+    m.insert("example.com/pseudo/@v/main.info".into(), info("v0.0.0-20240101000000-abcdefabcdef"));
+    for i in 0..1000 {
+        m.insert(format!("example.com/p{i}/@v/list"), "v1.0.0\n".into());
+    }
+    m
+}
+
+async fn answer(State(s): State<ProxyState>, uri: Uri) -> (StatusCode, String) {
+    let path = uri.path().trim_start_matches('/').to_string();
+    *s.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    if !s.delay.is_zero() {
+        tokio::time::sleep(s.delay).await;
+    }
+    match s.answers.get(&path) {
+        Some(body) => (StatusCode::OK, body.clone()),
+        None => (StatusCode::NOT_FOUND, format!("not found: {path}")),
+    }
+}
+
+impl FakeProxy {
+    pub async fn start(answers: HashMap<String, String>, delay: Duration) -> FakeProxy {
+        let hits = Arc::new(Mutex::new(HashMap::new()));
+        let state = ProxyState { answers: Arc::new(answers), hits: hits.clone(), delay };
+        let app = axum::Router::new().fallback(answer).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
+        FakeProxy { url, hits, shutdown }
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for FakeProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A running api over a fresh database.
+pub struct TestApi {
+    pub db: TestDb,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub storage: LocalStorage,
+    pub storage_dir: PathBuf,
+    pub proxy: FakeProxy,
+    pub shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApi {
+    pub async fn start() -> TestApi {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApi {
+        // Warnings of the api show up in a failing test's output.
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("caddy_build_server=warn").try_init();
+        let db = TestDb::new().await;
+        let proxy = FakeProxy::start(default_answers(), Duration::ZERO).await;
+        let storage_dir = std::env::temp_dir().join(format!("cbs-api-test-{}", rand::random::<u64>()));
+        let mut config = Config::default();
+        config.database = db.config.clone();
+        config.storage.path = storage_dir.display().to_string();
+        config.go_proxy = proxy.url.clone();
+        config.api.compat_wait_limit = Duration::from_secs(30);
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(caddy_build_server::api::serve(Arc::new(config), listener, shutdown.clone()));
+        let api = TestApi {
+            storage: LocalStorage::new(&storage_dir).unwrap(),
+            storage_dir,
+            db,
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            proxy,
+            shutdown,
+            server,
+        };
+        api.wait_ready().await;
+        api
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.db.queue
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("api did not become ready");
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// A metric's value from `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or(0.0)
+    }
+
+    /// Responses with a 5xx status the api counted, other than 504 (a build's wait limit).
+    pub async fn server_errors(&self) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("cbs_api_http_requests_total{") && l.contains("status=\"5"))
+            .filter(|l| !l.contains("status=\"504\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    }
+
+    /// Waits until the api holds `n` requests open.
+    pub async fn wait_for_waiters(&self, n: usize) {
+        for _ in 0..1000 {
+            if self.metric("cbs_api_open_waiters").await as usize == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("never saw {n} open waiters");
+    }
+
+    /// Claims the build as a worker would; returns its attempt.
+    pub async fn claim(&self, key: &str) -> i32 {
+        for _ in 0..100 {
+            for b in self.queue().claim(WORKER, 100, Duration::from_secs(60)).await.unwrap() {
+                if b.build_key == key {
+                    return b.attempt;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("build {key} never became claimable");
+    }
+
+    /// Finishes a build the way a worker does: artifact into storage, then `complete_build`.
+    pub async fn succeed(&self, key: &str, binary: &[u8]) -> Artifact {
+        let attempt = self.claim(key).await;
+        self.publish(key, attempt, binary, None).await
+    }
+
+    pub async fn publish(&self, key: &str, attempt: i32, binary: &[u8], signature: Option<&[u8]>) -> Artifact {
+        let build = self.queue().get(key).await.unwrap().unwrap();
+        let os = build.spec["os"].as_str().unwrap().to_string();
+        let paths = ArtifactPaths::new(key, &os).unwrap();
+        self.storage.put_bytes(&paths.binary, Bytes::copy_from_slice(binary)).await.unwrap();
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(binary));
+        self.storage.put_bytes(&paths.sha256, Bytes::from(sha.clone())).await.unwrap();
+        if let Some(sig) = signature {
+            self.storage.put_bytes(&paths.signature, Bytes::copy_from_slice(sig)).await.unwrap();
+        }
+        let artifact = Artifact {
+            path: paths.binary.clone(),
+            file_name: paths.binary.rsplit('/').next().unwrap().to_string(),
+            size: binary.len() as u64,
+            sha256: sha,
+            signature: signature.map(|_| paths.signature.clone()),
+        };
+        let done = self.queue().complete(key, attempt, WORKER, &serde_json::to_value(&artifact).unwrap()).await.unwrap();
+        assert!(done, "complete_build was fenced out");
+        artifact
+    }
+
+    /// Fails the build for good with `error`.
+    pub async fn fail(&self, key: &str, error: &str) {
+        let attempt = self.claim(key).await;
+        self.queue().fail(key, attempt, WORKER, error, false).await.unwrap();
+    }
+
+    /// The key of the only build in the database.
+    pub async fn only_build_key(&self) -> String {
+        for _ in 0..500 {
+            let rows = self.db.client().await.query("SELECT build_key FROM cbs.builds", &[]).await.unwrap();
+            match rows.len() {
+                0 => tokio::time::sleep(Duration::from_millis(10)).await,
+                1 => return rows[0].get(0),
+                n => panic!("expected one build, found {n}"),
+            }
+        }
+        panic!("no build was created");
+    }
+
+    pub async fn build_count(&self) -> i64 {
+        self.db.client().await.query_one("SELECT count(*) FROM cbs.builds", &[]).await.unwrap().get(0)
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.storage_dir);
+    }
+}
+
+/// Asserts the error envelope and returns its message.
+pub async fn error_message(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    let ct = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    assert!(ct.starts_with("application/json"), "error content type {ct:?}");
+    let request_id = resp.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_string());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status_code"].as_u64(), Some(status as u64), "{body}");
+    let id = body["error"]["id"].as_str().expect("error.id");
+    assert!(!id.is_empty());
+    assert_eq!(Some(id.to_string()), request_id, "error.id is the X-Request-Id");
+    body["error"]["message"].as_str().expect("error.message").to_string()
+}
