@@ -3,36 +3,29 @@
 //! the admin page refusing without the token and cancelling with it; on a phone
 //! width and a desktop width.
 
+mod api_support;
 mod browser;
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use api_support::{TestApi, WORKER};
 use browser::Browser;
-use caddy_build_server::config::Config;
-use caddy_build_server::ui::{router, UiState};
-use common::{nth_spec, TestDb};
+use caddy_build_server::db::LogLine;
+use common::nth_spec;
 use fantoccini::Locator;
 
 const ADMIN_TOKEN: &str = "s3cret-admin-token";
 
-async fn serve(db: &TestDb) -> String {
-    let mut config = Config::default();
-    config.database = db.config.clone();
-    config.api.admin_token = ADMIN_TOKEN.into();
-    let app = router(UiState::new(db.queue.clone(), Arc::new(config)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+async fn serve() -> TestApi {
+    TestApi::start_with(|c| c.api.admin_token = ADMIN_TOKEN.into()).await
 }
 
 #[tokio::test]
 async fn admin_page_refuses_without_the_token_and_cancels_with_it() {
-    let db = TestDb::new().await;
-    let queued = db.queue.submit(&nth_spec(1), false).await.unwrap();
-    let base = serve(&db).await;
+    let api = serve().await;
+    let queued = api.queue().submit(&nth_spec(1), false).await.unwrap();
+    let base = api.base.clone();
     let b = Browser::start(1280, 900).await;
     b.client.goto(&format!("{base}/admin")).await.unwrap();
 
@@ -51,15 +44,15 @@ async fn admin_page_refuses_without_the_token_and_cancels_with_it() {
     b.client.find(Locator::Css(&cancel)).await.unwrap().click().await.unwrap();
     b.until("the cancellation", "document.getElementById('admin-status').textContent.startsWith('cancelled')", Duration::from_secs(10)).await;
 
-    let after = db.queue.get(&queued.build_key).await.unwrap().unwrap();
+    let after = api.queue().get(&queued.build_key).await.unwrap().unwrap();
     assert_eq!(after.status.as_str(), "cancelled");
     b.stop().await;
 }
 
 #[tokio::test]
 async fn admin_api_answers_401_json_without_the_token() {
-    let db = TestDb::new().await;
-    let base = serve(&db).await;
+    let api = serve().await;
+    let base = api.base.clone();
     let key = "a".repeat(64);
     let client = reqwest::Client::new();
     for (method, path) in [("GET", "/api/admin/overview".to_string()), ("POST", format!("/api/admin/builds/{key}/cancel"))] {
@@ -76,8 +69,8 @@ async fn admin_api_answers_401_json_without_the_token() {
 
 #[tokio::test]
 async fn download_page_searches_the_catalog_and_shows_the_curl_line_on_a_phone() {
-    let db = TestDb::new().await;
-    let base = serve(&db).await;
+    let api = serve().await;
+    let base = api.base.clone();
     let b = Browser::start(390, 844).await;
     b.client.goto(&format!("{base}/")).await.unwrap();
     b.client.find(Locator::Css("#search")).await.unwrap().send_keys("route 53").await.unwrap();
@@ -95,5 +88,58 @@ async fn download_page_searches_the_catalog_and_shows_the_curl_line_on_a_phone()
     assert!(!curl.contains("arm="), "{curl}");
     let no_overflow = b.js("return document.documentElement.scrollWidth <= window.innerWidth").await;
     assert_eq!(no_overflow, true, "the page fits a phone-width screen");
+    b.stop().await;
+}
+
+/// Appends log lines as the worker would, through the fenced SQL function.
+async fn log(api: &TestApi, key: &str, attempt: i32, step: &str, line: &str) {
+    let l = LogLine { step: step.into(), stream: "stdout".into(), line: line.into() };
+    assert_eq!(api.queue().append_logs(key, attempt, WORKER, &[l]).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_build_from_the_download_page_to_the_downloaded_binary() {
+    let api = serve().await;
+    let b = Browser::start(1280, 1000).await;
+    b.client.goto(&api.url("/")).await.unwrap();
+    b.client.find(Locator::Css("#search")).await.unwrap().send_keys("cloudflare").await.unwrap();
+    b.client.find(Locator::Css("#catalog li:not([hidden]) input")).await.unwrap().click().await.unwrap();
+    // A free-form module is checked against the module proxy before it is added.
+    let extra = b.client.find(Locator::Css("#extra")).await.unwrap();
+    extra.send_keys("github.com/mholt/caddy-l4").await.unwrap();
+    b.client.find(Locator::Css("#add-extra")).await.unwrap().click().await.unwrap();
+    b.until("the added module", "document.querySelector('#extras li')", Duration::from_secs(10)).await;
+    extra.send_keys("not a module").await.unwrap();
+    b.until("the refusal", "document.getElementById('extra-status').classList.contains('bad')", Duration::from_secs(10)).await;
+    b.screenshot("download").await;
+    b.client.find(Locator::Css("#build")).await.unwrap().click().await.unwrap();
+
+    b.until("the build page", "location.pathname.startsWith('/builds/')", Duration::from_secs(10)).await;
+    let key = api.only_build_key().await;
+    let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
+    let modules: Vec<&str> = spec["plugins"].as_array().unwrap().iter().map(|p| p["module"].as_str().unwrap()).collect();
+    assert_eq!(modules, ["github.com/caddy-dns/cloudflare", "github.com/mholt/caddy-l4"]);
+    assert_eq!(b.text("#steps li.current").await, "queued");
+
+    let attempt = api.claim(&key).await;
+    log(&api, &key, attempt, "resolve", "go: downloading github.com/caddy-dns/cloudflare v0.2.1").await;
+    b.until("the resolve line", "document.getElementById('log').textContent.includes('go: downloading')", Duration::from_secs(10)).await;
+    assert_eq!(b.text("#steps li.current").await, "resolving");
+    log(&api, &key, attempt, "build", "go build -trimpath").await;
+    b.until("the building step", "document.querySelector('#steps li.current')?.textContent === 'building'", Duration::from_secs(10)).await;
+    log(&api, &key, attempt, "verify", "http.handlers.cloudflare").await;
+    b.until("the verifying step", "document.querySelector('#steps li.current')?.textContent === 'verifying'", Duration::from_secs(10)).await;
+    b.screenshot("build-running").await;
+
+    let binary = b"\x7fELF pretend caddy binary".repeat(100);
+    let artifact = api.publish(&key, attempt, &binary, None).await;
+    b.until("the download panel", "!document.getElementById('download-panel').hidden", Duration::from_secs(10)).await;
+    assert_eq!(b.js("return [...document.querySelectorAll('#steps li.done')].length").await, 5);
+    assert_eq!(b.text("#sha256").await, artifact.sha256);
+    b.screenshot("build").await;
+    let got = b
+        .js("return fetch(document.getElementById('download-link').href).then(r => r.arrayBuffer()).then(a => a.byteLength)")
+        .await;
+    assert_eq!(got.as_u64(), Some(binary.len() as u64));
     b.stop().await;
 }

@@ -36,6 +36,9 @@ pub struct BuildRequest {
     /// Re-queue a failed or cancelled build of the same spec.
     #[serde(default)]
     force: bool,
+    /// POSTed the build's status JSON when it ends (delivered by the janitor, with retries).
+    #[serde(default)]
+    callback_url: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -123,6 +126,9 @@ pub async fn submit(State(state): State<AppState>, Json(body): Json<BuildRequest
     let spec = spec_input::resolve(&state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let build = state.queue.submit(&spec, body.force).await?;
+    if let Some(url) = body.callback_url.as_deref().filter(|u| !u.is_empty()) {
+        state.queue.add_callback(&build.build_key, url).await?;
+    }
     let status = if build.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let v = view(&state, &build);
     Ok((status, [(header::LOCATION, v.links.this.clone())], Json(v)).into_response())

@@ -14,8 +14,10 @@ mod health;
 mod logs;
 mod metrics;
 mod middleware;
+mod modules;
 mod openapi;
 mod routes;
+mod signing_key;
 mod spec_input;
 mod state;
 mod wait;
@@ -27,6 +29,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use builds::check_key;
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;
 

@@ -62,6 +62,12 @@ fn compat_params() -> Value {
     ])
 }
 
+fn html_responses(codes: &[(&str, &str)]) -> Value {
+    let mut m = errors(codes);
+    m.insert("200".into(), json!({"description": "The page", "content": {"text/html": {"schema": {"type": "string"}}}}));
+    Value::Object(m)
+}
+
 fn key_param() -> Value {
     json!({"name": "key", "in": "path", "required": true, "description": "Build key: 64 lowercase hex digits",
            "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}})
@@ -100,6 +106,16 @@ fn build_document() -> Value {
     let mut download_head = binary_responses(true);
     download_head.as_object_mut().unwrap().extend(errors(&[("400", "Bad build key")]));
 
+    let mut module_check_responses = errors(&[("400", "Bad module path or version, or no such version"), ("502", "The module proxy failed")]);
+    module_check_responses.insert("200".into(), json!({"description": "The module and the absolute version", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["module", "version"], "properties": {"module": {"type": "string"}, "version": {"type": "string"}}}}}}));
+    let mut signing_key_responses = errors(&[("404", "No key was made yet")]);
+    signing_key_responses.insert("200".into(), json!({"description": "minisign public key file", "content": {"text/plain": {"schema": {"type": "string"}}}}));
+    let mut admin_overview_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
+    admin_overview_responses.insert("200".into(), json!({"description": "Queue state", "content": {"application/json": {"schema": {"type": "object"}}}}));
+    let mut admin_action_responses = errors(&[("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"), ("503", "Database unavailable")]);
+    admin_action_responses.insert("200".into(), json!({"description": "The build afterwards", "content": {"application/json": {"schema": {"type": "object"}}}}));
+
     json!({
         "openapi": "3.0.3",
         "info": {"title": "caddy-build-server", "version": env!("CARGO_PKG_VERSION"),
@@ -131,10 +147,34 @@ fn build_document() -> Value {
             }}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OpenMetrics text",
                 "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}},
+            "/api/modules/check": {"get": {
+                "summary": "Validates a module path and resolves a version query (as a build request would)",
+                "parameters": [
+                    {"name": "module", "in": "query", "required": true, "schema": {"type": "string"}, "example": "github.com/caddy-dns/cloudflare"},
+                    {"name": "version", "in": "query", "required": false, "schema": {"type": "string"}, "description": "latest (default), partial or exact"},
+                ],
+                "responses": module_check_responses,
+            }},
+            "/api/signing-key": {"get": {"summary": "The minisign public key that verifies build signatures",
+                "responses": signing_key_responses}},
+            "/api/admin/overview": {"get": {"summary": "Admin: queue overview, active, queued and failed builds",
+                "security": [{"admin": []}], "responses": admin_overview_responses}},
+            "/api/admin/builds/{key}/cancel": {"post": {"summary": "Admin: cancel a queued or running build",
+                "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses.clone()}},
+            "/api/admin/builds/{key}/requeue": {"post": {"summary": "Admin: build again from scratch",
+                "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses}},
+            "/": {"get": {"summary": "Download page (HTML)", "responses": html_responses(&[("503", "Database unavailable")])}},
+            "/builds/{key}": {"get": {"summary": "Build page with the live log (HTML)", "parameters": [key_param()],
+                "responses": html_responses(&[("400", "Bad build key"), ("404", "Unknown build"), ("503", "Database unavailable")])}},
+            "/admin": {"get": {"summary": "Admin page (HTML; its data needs the admin token)", "responses": html_responses(&[])}},
+            "/static/{file}": {"get": {"summary": "Stylesheet and scripts of the pages",
+                "parameters": [{"name": "file", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "The file", "content": {"text/css": {"schema": {"type": "string"}}, "text/javascript": {"schema": {"type": "string"}}}},
+                              "404": error_response("No such file")}}},
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3",
                 "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}, "schemas": {
             "Error": {"type": "object", "required": ["status_code", "error"], "properties": {
                 "status_code": {"type": "integer"},
                 "error": {"type": "object", "required": ["message", "id"], "properties": {
@@ -150,7 +190,8 @@ fn build_document() -> Value {
                 "replacements": {"type": "array", "items": {"$ref": "#/components/schemas/Replacement"}},
                 "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
                 "arm": {"type": "string", "nullable": true, "example": "7"},
-                "force": {"type": "boolean"}}},
+                "force": {"type": "boolean"},
+                "callback_url": {"type": "string", "description": "POSTed the build's status JSON when it ends"}}},
             "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {
                 "build_key": {"type": "string"},
                 "status": {"type": "string", "enum": ["queued", "building", "succeeded", "failed", "cancelled"]},

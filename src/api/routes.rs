@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{builds, compat, health, logs, middleware, openapi};
+use super::{builds, compat, health, logs, middleware, modules, openapi, signing_key};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.api.max_body_bytes;
@@ -27,6 +27,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
+        .route("/api/modules/check", get(modules::check))
+        .route("/api/signing-key", get(signing_key::public_key))
+        .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::around))

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::path::{check_module_path, escape};
-use super::version::{path_major, select, VersionQuery};
+use super::version::{path_major, releases, select, VersionQuery};
 use super::ResolveError;
 
 /// Time limit of one request to a proxy.
@@ -105,6 +105,29 @@ impl Resolver {
             self.forget(&key, &cell);
         }
         outcome.map(|version| Resolved { version, cached: cached || !fetched })
+    }
+
+    /// The module's releases, newest first (for the download page's version
+    /// picker). Cached like resolutions, under a key no version query can have.
+    pub async fn releases(&self, module: &str) -> Result<Vec<String>, ResolveError> {
+        check_module_path(module).map_err(|problem| ResolveError::BadPath { module: module.into(), problem })?;
+        let key = (module.to_string(), "@v/list".to_string());
+        let (cell, _) = self.slot(&key);
+        let outcome = cell
+            .get_or_init(|| async {
+                let list = self.get(&format!("{}/@v/list", escape(module))).await;
+                list.map(|l| releases(&l.unwrap_or_default()).join("\n")).map_err(|message| ResolveError::Upstream {
+                    module: module.into(),
+                    query: "list".into(),
+                    message,
+                })
+            })
+            .await
+            .clone();
+        if outcome.is_err() {
+            self.forget(&key, &cell);
+        }
+        Ok(outcome?.lines().map(str::to_string).collect())
     }
 
     /// The cache slot for `key`: a live one (hit) or a fresh, empty one.

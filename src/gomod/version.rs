@@ -145,3 +145,16 @@ mod tests {
         assert_eq!(path_major("gopkg.in/yaml.v3"), None);
     }
 }
+
+/// The releases in `list` (a proxy's `@v/list`), newest first: no pre-releases,
+/// no `+incompatible` versions, for a version picker.
+pub fn releases(list: &str) -> Vec<String> {
+    let mut versions: Vec<Version> = list
+        .lines()
+        .filter_map(|l| parse(l.trim()))
+        .filter(|v| v.pre.is_empty() && v.build.is_empty())
+        .collect();
+    versions.sort_by(|a, b| b.cmp(a));
+    versions.dedup();
+    versions.iter().map(|v| format!("v{v}")).collect()
+}

@@ -2,19 +2,18 @@
 //! configured the admin API is closed: every call answers 401.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
 use axum::Json;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::pages::error;
-use super::UiState;
-use crate::db::DbError;
+use crate::api::{check_key, ApiError, AppState};
+use crate::db::Build;
 
-fn authorized(state: &UiState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = &state.config.api.admin_token;
     if expected.is_empty() {
-        return Err(error(StatusCode::UNAUTHORIZED, "the admin API is disabled: set api.admin_token"));
+        return Err(ApiError::Unauthorized("the admin API is disabled: set api.admin_token".into()));
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -25,55 +24,23 @@ fn authorized(state: &UiState, headers: &HeaderMap) -> Result<(), Response> {
     if Sha256::digest(given.as_bytes()) == Sha256::digest(expected.as_bytes()) {
         Ok(())
     } else {
-        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong admin token (Authorization: Bearer …)"))
+        Err(ApiError::Unauthorized("missing or wrong admin token (Authorization: Bearer …)".into()))
     }
 }
 
-fn db_error(e: DbError) -> Response {
-    match e {
-        DbError::NotFound(m) => error(StatusCode::NOT_FOUND, &m),
-        DbError::BadSpec(m) => error(StatusCode::BAD_REQUEST, &m),
-        other => {
-            tracing::error!(error = %other, "admin query failed");
-            error(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-        }
-    }
+pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Json(state.queue.admin_overview().await?))
 }
 
-fn check_key(key: &str) -> Result<(), Response> {
-    if key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        Ok(())
-    } else {
-        Err(error(StatusCode::BAD_REQUEST, "a build key is 64 lowercase hex digits"))
-    }
+pub async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<Build>, ApiError> {
+    authorize(&state, &headers)?;
+    check_key(&key)?;
+    Ok(Json(state.queue.cancel(&key, "cancelled by an administrator").await?))
 }
 
-pub async fn overview(State(state): State<UiState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&state, &headers) {
-        return r;
-    }
-    match state.queue.admin_overview().await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => db_error(e),
-    }
-}
-
-pub async fn cancel(State(state): State<UiState>, headers: HeaderMap, Path(key): Path<String>) -> Response {
-    if let Err(r) = authorized(&state, &headers).and_then(|_| check_key(&key)) {
-        return r;
-    }
-    match state.queue.cancel(&key, "cancelled by an administrator").await {
-        Ok(b) => Json(b).into_response(),
-        Err(e) => db_error(e),
-    }
-}
-
-pub async fn requeue(State(state): State<UiState>, headers: HeaderMap, Path(key): Path<String>) -> Response {
-    if let Err(r) = authorized(&state, &headers).and_then(|_| check_key(&key)) {
-        return r;
-    }
-    match state.queue.requeue(&key).await {
-        Ok(b) => Json(b).into_response(),
-        Err(e) => db_error(e),
-    }
+pub async fn requeue(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<Build>, ApiError> {
+    authorize(&state, &headers)?;
+    check_key(&key)?;
+    Ok(Json(state.queue.requeue(&key).await?))
 }

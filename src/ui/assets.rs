@@ -4,6 +4,8 @@ use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use crate::api::ApiError;
+
 const ASSETS: &[(&str, &str, &str)] = &[
     ("app.css", "text/css; charset=utf-8", include_str!("../../templates/static/app.css")),
     ("index.js", "text/javascript; charset=utf-8", include_str!("../../templates/static/index.js")),
@@ -11,13 +13,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("admin.js", "text/javascript; charset=utf-8", include_str!("../../templates/static/admin.js")),
 ];
 
-pub async fn serve(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
-        Some((_, mime, body)) => (
-            [(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "public, max-age=300")],
-            *body,
-        )
-            .into_response(),
-        None => super::pages::not_found(&format!("no static file {file:?}")),
-    }
+pub async fn serve(Path(file): Path<String>) -> Result<Response, ApiError> {
+    let (_, mime, body) = ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file)
+        .ok_or_else(|| ApiError::NotFound(format!("no static file {file:?}")))?;
+    Ok(([(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "public, max-age=300")], *body).into_response())
 }

@@ -7,34 +7,16 @@ mod admin;
 mod assets;
 mod catalog;
 mod pages;
-mod versions;
-
-use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
 
 pub use catalog::{default_catalog, CatalogEntry};
 
-use crate::config::Config;
-use crate::db::Queue;
-
-/// What the page handlers need.
-#[derive(Clone)]
-pub struct UiState {
-    pub queue: Queue,
-    pub config: Arc<Config>,
-    templates: Arc<minijinja::Environment<'static>>,
-}
-
-impl UiState {
-    pub fn new(queue: Queue, config: Arc<Config>) -> UiState {
-        UiState { queue, config, templates: Arc::new(pages::environment()) }
-    }
-}
+use crate::api::AppState;
 
 /// The pages, their static files and the admin REST endpoints.
-pub fn router(state: UiState) -> Router {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::index))
         .route("/builds/{key}", get(pages::build))
@@ -43,5 +25,4 @@ pub fn router(state: UiState) -> Router {
         .route("/api/admin/overview", get(admin::overview))
         .route("/api/admin/builds/{key}/cancel", post(admin::cancel))
         .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
-        .with_state(state)
 }

@@ -1,16 +1,18 @@
-//! Page handlers: each reads what it shows from the queue's SQL API and renders
-//! one template. Pages answer like the rest of the API when something is wrong
-//! (the JSON error shape), so scripts never have to parse HTML errors.
+//! Page handlers: each reads what it shows through the queue's SQL API and
+//! renders one template. Errors answer like the rest of the API (the JSON
+//! envelope), so scripts never have to parse an HTML error page.
+
+use std::sync::LazyLock;
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::value::Serde;
 use minijinja::{context, Environment};
 use serde_json::json;
 
-use super::UiState;
-use crate::db::BuildStatus;
+use crate::api::{check_key, ApiError, AppState};
+use crate::spec::{binary_name, CADDY_MODULE};
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -19,36 +21,24 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("admin.html", include_str!("../../templates/admin.html")),
 ];
 
-pub fn environment() -> Environment<'static> {
+static TEMPLATE_ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     for (name, source) in TEMPLATES {
         env.add_template(name, source).expect("templates are valid");
     }
     env
-}
+});
 
-/// The JSON error envelope of the HTTP contract.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    let body = json!({"status_code": status.as_u16(), "error": {"message": message, "id": ""}});
-    (status, axum::Json(body)).into_response()
-}
-
-pub fn not_found(message: &str) -> Response {
-    error(StatusCode::NOT_FOUND, message)
-}
-
-fn render(state: &UiState, name: &str, ctx: minijinja::Value) -> Response {
-    match state.templates.get_template(name).and_then(|t| t.render(ctx)) {
-        Ok(html) => ([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(template = name, error = %e, "page rendering failed");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "page rendering failed")
-        }
-    }
+fn render(name: &str, ctx: minijinja::Value) -> Result<Response, ApiError> {
+    let html = TEMPLATE_ENV
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
 /// The base URL clients see, for the copy-paste commands.
-fn base_url(state: &UiState, headers: &HeaderMap) -> String {
+fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     if !state.config.api.public_url.is_empty() {
         return state.config.api.public_url.trim_end_matches('/').to_string();
     }
@@ -56,20 +46,21 @@ fn base_url(state: &UiState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-pub async fn index(State(state): State<UiState>, headers: HeaderMap) -> Response {
-    let targets = match state.queue.targets().await {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
+pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let mut targets: Vec<(String, String)> = state.targets().await?.iter().cloned().collect();
+    targets.sort();
     let mut oses: Vec<String> = targets.iter().map(|(os, _)| os.clone()).collect();
     oses.dedup();
     let mut arches: Vec<String> = targets.iter().map(|(_, arch)| arch.clone()).collect();
     arches.sort();
     arches.dedup();
+    // Without the proxy the picker still offers "latest".
+    let versions = state.resolver.releases(CADDY_MODULE).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list Caddy versions");
+        Vec::new()
+    });
     let targets: Vec<_> = targets.iter().map(|(os, arch)| json!({"os": os, "arch": arch})).collect();
-    let versions = super::versions::caddy_versions(&state).await;
     render(
-        &state,
         "index.html",
         context! {
             oses, arches, versions,
@@ -80,31 +71,23 @@ pub async fn index(State(state): State<UiState>, headers: HeaderMap) -> Response
     )
 }
 
-pub async fn build(State(state): State<UiState>, Path(key): Path<String>, headers: HeaderMap) -> Response {
-    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return error(StatusCode::BAD_REQUEST, "a build key is 64 lowercase hex digits");
-    }
-    let build = match state.queue.get(&key).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return not_found(&format!("build {key} not found")),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-    };
+pub async fn build(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_key(&key)?;
+    let build = state.queue.get(&key).await?.ok_or_else(|| ApiError::NotFound(format!("build {key} not found")))?;
     let artifact = build.artifact.clone().unwrap_or_default();
-    let file_name = crate::spec::binary_name(build.spec["os"].as_str().unwrap_or_default());
+    let file_name = binary_name(build.spec["os"].as_str().unwrap_or_default());
     render(
-        &state,
         "build.html",
         context! {
             key, file_name,
             size => Serde(artifact.get("size")),
             sha256 => Serde(artifact.get("sha256")),
-            succeeded => build.status == BuildStatus::Succeeded,
             build => Serde(&build),
             base_url => base_url(&state, &headers),
         },
     )
 }
 
-pub async fn admin(State(state): State<UiState>) -> Response {
-    render(&state, "admin.html", context! {})
+pub async fn admin() -> Result<Response, ApiError> {
+    render("admin.html", context! {})
 }

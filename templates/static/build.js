@@ -55,14 +55,12 @@
   const initial = root.dataset.status;
   if (initial === "succeeded") show("done");
   else if (initial === "building") show("resolving");
-  else if (initial === "failed" || initial === "cancelled") show("queued", true);
+  else show("queued", initial === "failed" || initial === "cancelled");
 
+  // `log` events carry one stored line each; `end` says the build is finished.
+  // On a dropped connection EventSource reconnects with Last-Event-ID by itself.
   const es = new EventSource("/api/builds/" + key + "/log");
-  es.onmessage = e => { try { append(JSON.parse(e.data)); } catch (_) { append({ step: "log", line: e.data }); } };
-  es.addEventListener("status", async () => {
-    const b = await refresh();
-    if (b && ["succeeded", "failed", "cancelled"].includes(b.status)) es.close();
-  });
+  es.addEventListener("log", e => append(JSON.parse(e.data)));
   es.addEventListener("end", async () => { es.close(); await refresh(); });
   es.onerror = () => { refresh(); };
   refresh();

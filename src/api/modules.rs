@@ -1,0 +1,30 @@
+//! `GET /api/modules/check?module=…&version=…`: validates a module path and
+//! resolves the version query the way a build request would, so a form can say
+//! "found" or quote the problem while the user types.
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+#[derive(Deserialize)]
+pub struct CheckParams {
+    module: String,
+    #[serde(default)]
+    version: String,
+}
+
+#[derive(Serialize)]
+pub struct Checked {
+    module: String,
+    /// The absolute version the query resolves to.
+    version: String,
+}
+
+pub async fn check(State(state): State<AppState>, Query(p): Query<CheckParams>) -> Result<Json<Checked>, ApiError> {
+    let module = p.module.trim().to_string();
+    let version = state.resolve(&module, p.version.trim()).await?;
+    Ok(Json(Checked { module, version }))
+}
