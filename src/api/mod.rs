@@ -37,6 +37,10 @@ use crate::config::Config;
 
 /// Runs the api on `api.listen` until `shutdown` is cancelled.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    match crate::db::wait_for_schema(&config.database, "api", &shutdown).await {
+        Err(crate::db::SchemaWaitError::Cancelled) => return Ok(()),
+        other => other?,
+    }
     let addr = config.api.listen_addr()?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     serve(config, listener, shutdown).await
