@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod db;
 pub mod janitor;
+pub mod sandbox;
 pub mod shutdown;
 pub mod spec;
 pub mod storage;

@@ -7,6 +7,7 @@ mod error;
 mod listener;
 mod migrate;
 mod pool;
+mod worker_support;
 
 pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
 pub use error::DbError;
