@@ -14,6 +14,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub use container::{StepNetwork, BUILD_UID};
+pub use reap::Found;
 pub use step::{OutputLine, StepOutcome, StepSpec};
 
 use crate::config::WorkerConfig;

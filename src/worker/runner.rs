@@ -62,6 +62,8 @@ impl Runner {
     pub async fn run(mut self, shutdown: CancellationToken, preempt: CancellationToken) -> anyhow::Result<()> {
         let mut events = self.listener.subscribe();
         let mut heartbeat = tokio::time::interval(self.cfg().heartbeat_interval);
+        let mut reap = tokio::time::interval(self.cfg().lease);
+        reap.reset();
         let mut drain_deadline: Option<Instant> = None;
         let mut wake = true;
         loop {
@@ -97,6 +99,7 @@ impl Runner {
                 }
                 ev = events.recv() => wake = self.on_event(ev).await,
                 _ = heartbeat.tick() => self.heartbeat().await,
+                _ = reap.tick(), if self.docker_ok => self.reap().await,
                 _ = sleep_until(self.next_wake) => wake = true,
             }
         }
@@ -206,7 +209,8 @@ impl Runner {
         }
     }
 
-    /// Removes containers of workers that are gone (and of this worker's finished builds).
+    /// Removes containers of workers that are gone (and of this worker's finished builds):
+    /// at start, whenever Docker comes back, and once per lease period.
     pub async fn reap(&self) {
         let gone_after = self.cfg().lease * GONE_AFTER_LEASES;
         let live = match self.ctx.queue.live_workers(gone_after).await {
