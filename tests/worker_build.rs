@@ -34,7 +34,14 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     let sum = std::fs::read_to_string(store.join(format!("builds/{}/{}/caddy.sha256", &b.build_key[..2], b.build_key))).unwrap();
     assert_eq!(sum, format!("{sha}  caddy\n"));
 
-    // The binary runs here and lists the plugin's module.
+    // The binary runs here and lists the plugin's module (a copy: storage keeps no exec bit).
+    let binary = {
+        use std::os::unix::fs::PermissionsExt;
+        let run = scratch(&db, "run").join("caddy");
+        std::fs::copy(&binary, &run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run
+    };
     let out = std::process::Command::new(&binary).args(["list-modules", "--versions"]).output().unwrap();
     let modules = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && modules.contains(PLUGIN_MODULE_ID), "{modules}");
