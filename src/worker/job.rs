@@ -137,8 +137,15 @@ async fn step(
     cancel: &CancellationToken,
 ) -> Result<StepOutcome, JobError> {
     let started = std::time::Instant::now();
+    let echo = |line: String| OutputLine { step: spec.name.clone(), stderr: false, line };
+    let shown = if spec.cmd.len() == 3 && spec.cmd[1] == "-c" { spec.cmd[2].clone() } else { spec.cmd.join(" ") };
+    for line in shown.lines().filter(|l| *l != "set -eu") {
+        let _ = tx.send(echo(format!("+ {line}"))).await;
+    }
     let out = ctx.sandbox.run_step(&build.build_key, work, spec, tx, cancel).await?;
-    info!(step = %spec.name, exit_code = out.exit_code, elapsed = ?started.elapsed(), "step finished");
+    let elapsed = started.elapsed();
+    info!(step = %spec.name, exit_code = out.exit_code, ?elapsed, "step finished");
+    let _ = tx.send(echo(format!("{} step exited with status {} after {:.1}s", spec.name, out.exit_code, elapsed.as_secs_f64()))).await;
     if out.exit_code != 0 {
         return Err(step_failed(&spec.name, out.exit_code, &out.tail));
     }

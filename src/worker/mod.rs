@@ -49,6 +49,23 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Re
     run_with(config, shutdown, preempt).await
 }
 
+/// A Docker client; while the daemon's socket is missing, says so and keeps trying.
+async fn connect_docker(config: &Config, owner: Owner, shutdown: &CancellationToken, preempt: &CancellationToken) -> Option<Sandbox> {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match Sandbox::connect(&config.worker, owner.clone()) {
+            Ok(s) => return Some(s),
+            Err(e) => warn!(error = %e, retry_in = ?wait, "cannot reach the Docker daemon; not claiming builds"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = preempt.cancelled() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Like [`run`], with preemption signalled by cancelling `preempt` (cloud preemption detectors do).
 pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt: CancellationToken) -> anyhow::Result<()> {
     let worker_id = config.worker.worker_id();
@@ -67,15 +84,6 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         }
     };
     let storage = crate::storage::from_config(&config.storage).await.context("artifact storage")?;
-    let sandbox = Sandbox::connect(&config.worker, Owner { namespace: namespace.clone(), worker_id: worker_id.clone() })
-        .context("Docker client")?;
-    let image_id = match sandbox.check().await {
-        Ok(id) => id,
-        Err(e) => {
-            warn!(error = %e, "Docker is not ready; builds are claimed once it is");
-            String::new()
-        }
-    };
     tokio::fs::create_dir_all(&config.worker.work_dir)
         .await
         .with_context(|| format!("worker.work_dir {}", config.worker.work_dir))?;
@@ -92,6 +100,19 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         .await
         .context("registering the worker")?;
     info!(worker_id, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
+
+    let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
+    let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
+        queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
+        return Ok(());
+    };
+    let image_id = match sandbox.check().await {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(error = %e, "Docker is not ready; builds are claimed once it is");
+            String::new()
+        }
+    };
 
     let listener_stop = CancellationToken::new();
     let listener = Listener::start(&config.database, listener_stop.clone());
