@@ -18,10 +18,10 @@ pub const WORK_MOUNT: &str = "/work";
 pub const GOMODCACHE: &str = "/cache/gomod";
 pub const GOCACHE: &str = "/cache/gobuild";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepNetwork {
-    /// The default bridge: the resolve step fetches modules from the proxy.
-    Bridge,
+    /// Attached to this Docker network: the resolve step fetches modules from the proxy.
+    Attached(String),
     /// No network interface but loopback.
     None,
 }
@@ -49,8 +49,8 @@ impl Sandbox {
         ];
         let host_config = HostConfig {
             mounts: Some(mounts),
-            network_mode: Some(match step.network {
-                StepNetwork::Bridge => "bridge".into(),
+            network_mode: Some(match &step.network {
+                StepNetwork::Attached(name) => name.clone(),
                 StepNetwork::None => "none".into(),
             }),
             cap_drop: Some(vec!["ALL".into()]),
