@@ -85,3 +85,45 @@ async fn unknown_plugin_fails_at_once_quoting_go() {
     assert!(build_containers(&b.build_key).is_empty());
     worker.stop().await;
 }
+
+/// ELF e_machine of the file (little-endian ELF only).
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    (bytes.len() > 20 && &bytes[..4] == b"\x7fELF" && bytes[5] == 1).then(|| u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+/// PE machine field of a Windows executable.
+fn pe_machine(bytes: &[u8]) -> Option<u16> {
+    if bytes.len() < 0x40 || &bytes[..2] != b"MZ" {
+        return None;
+    }
+    let off = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
+    (bytes.get(off..off + 4)? == b"PE\0\0").then(|| u16::from_le_bytes([bytes[off + 4], bytes[off + 5]]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_compiles_linux_arm64_and_windows_amd64() {
+    const EM_AARCH64: u16 = 0xb7;
+    const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
+    let db = TestDb::new().await;
+    let config = worker_config(&db, "w-cross");
+    let store = std::path::PathBuf::from(&config.storage.path);
+    let worker = start_worker(config);
+    let arm = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
+    let win = db.queue.submit(&caddy_spec("windows", "amd64"), false).await.unwrap();
+    for (b, file_name) in [(&arm, "caddy"), (&win, "caddy.exe")] {
+        let done = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
+        assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
+        let artifact: Artifact = serde_json::from_value(done.artifact.unwrap()).unwrap();
+        assert_eq!(artifact.file_name, file_name);
+        let bytes = std::fs::read(store.join(&artifact.path)).unwrap();
+        if file_name == "caddy" {
+            assert_eq!(elf_machine(&bytes), Some(EM_AARCH64), "an aarch64 ELF");
+        } else {
+            assert_eq!(pe_machine(&bytes), Some(IMAGE_FILE_MACHINE_AMD64), "an x86-64 PE");
+        }
+        // Not runnable here: no verify step, but the build and resolve ran.
+        let log = log_lines(&db.queue, &b.build_key).await;
+        assert!(!log.iter().any(|l| l.starts_with("verify:")), "verify only runs binaries this host can run");
+    }
+    worker.stop().await;
+}

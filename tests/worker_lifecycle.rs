@@ -118,3 +118,38 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_finishes_running_builds_and_claims_no_more() {
+    let db = TestDb::new().await;
+    let mut config = worker_config(&db, "w-drain");
+    config.worker.max_jobs = 1;
+    config.worker.stop_timeout = Duration::from_secs(15 * 60);
+    let worker = start_worker(config);
+    let first = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
+    wait_for_container(&first.build_key, Duration::from_secs(120)).await;
+    worker.shutdown.cancel();
+    let second = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(15 * 60), worker.handle).await.expect("worker drains").unwrap().unwrap();
+    let first = db.queue.get(&first.build_key).await.unwrap().unwrap();
+    assert_eq!(first.status, BuildStatus::Succeeded, "the running build was let finish: {:?}", first.error);
+    let second = db.queue.get(&second.build_key).await.unwrap().unwrap();
+    assert_eq!((second.status, second.attempt), (BuildStatus::Queued, 0), "nothing claimed while draining");
+    let stopped = db.client().await.query_one("SELECT stopped_at IS NOT NULL FROM cbs.workers WHERE worker_id = 'w-drain'", &[]).await.unwrap();
+    assert!(stopped.get::<_, bool>(0), "the worker recorded its stop");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_timeout_hands_running_builds_back() {
+    let db = TestDb::new().await;
+    let mut config = worker_config(&db, "w-timeout");
+    config.worker.stop_timeout = Duration::from_millis(500);
+    let worker = start_worker(config);
+    let b = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
+    wait_for_container(&b.build_key, Duration::from_secs(120)).await;
+    worker.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), worker.handle).await.expect("worker stops after its stop timeout").unwrap().unwrap();
+    let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
+    assert_eq!((after.status, after.attempt, after.worker_id), (BuildStatus::Queued, 0, None), "released, not lost");
+    assert!(build_containers(&b.build_key).is_empty(), "its container was killed");
+}
