@@ -5,6 +5,12 @@
 # processes on the machine share it.
 set -euo pipefail
 
+# `ip` manages the bridge of the private daemon some tests start (scripts/private-dockerd.sh).
+if ! command -v ip >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq iproute2 >&2
+fi
 if docker info >/dev/null 2>&1; then
     exit 0
 fi

@@ -26,8 +26,9 @@ const TRANSIENT_GO_MARKERS: &[&str] = &[
     "503 Service Unavailable",
     "504 Gateway Timeout",
 ];
-/// Exit status of a step killed by SIGKILL (the memory limit, usually).
+/// Exit statuses of a step killed by SIGKILL (the memory limit, usually) or SIGTERM (a stopping daemon).
 const EXIT_KILLED: i64 = 137;
+const EXIT_TERMINATED: i64 = 143;
 /// How many output lines an error message quotes at most.
 const QUOTED_LINES: usize = 15;
 
@@ -67,7 +68,7 @@ impl From<StorageError> for JobError {
 pub fn step_failed(step: &str, exit_code: i64, tail: &[String]) -> JobError {
     let quoted = quote(tail);
     let message = format!("{step} step failed (exit status {exit_code}):\n{quoted}");
-    if exit_code == EXIT_KILLED {
+    if exit_code == EXIT_KILLED || exit_code == EXIT_TERMINATED {
         return JobError::Transient(format!("{message}\n(killed: memory limit or daemon stop)"));
     }
     if step == "resolve" && tail.iter().any(|l| TRANSIENT_GO_MARKERS.iter().any(|m| l.contains(m))) {

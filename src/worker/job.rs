@@ -147,6 +147,10 @@ async fn step(
     info!(step = %spec.name, exit_code = out.exit_code, ?elapsed, "step finished");
     let _ = tx.send(echo(format!("{} step exited with status {} after {:.1}s", spec.name, out.exit_code, elapsed.as_secs_f64()))).await;
     if out.exit_code != 0 {
+        // A daemon that is shutting down stops its containers: not the build's fault.
+        if let Err(e) = ctx.sandbox.ping().await {
+            return Err(JobError::Transient(format!("{} step interrupted: {e}", spec.name)));
+        }
         return Err(step_failed(&spec.name, out.exit_code, &out.tail));
     }
     Ok(out)

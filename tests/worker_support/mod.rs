@@ -44,8 +44,7 @@ pub fn scratch(db: &TestDb, what: &str) -> PathBuf {
 }
 
 pub fn worker_config(db: &TestDb, worker_id: &str) -> Config {
-    let mut c = Config::default();
-    c.database = db.config.clone();
+    let mut c = Config { database: db.config.clone(), ..Config::default() };
     c.database.pool_size = 4;
     c.worker.id = worker_id.into();
     c.worker.max_jobs = 2;
