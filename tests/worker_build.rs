@@ -59,6 +59,10 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
 
     // Output of every step reached the log, and no container is left.
     let log = log_lines(&db.queue, &b.build_key).await;
+    for l in log.iter().filter(|l| l.contains("step exited with status")) {
+        println!("{l}");
+    }
+    println!("submit → succeeded: {:?}", done.finished_at.unwrap() - done.created_at);
     for step in ["resolve:", "build:", "verify:", "worker:"] {
         assert!(log.iter().any(|l| l.starts_with(step)), "no {step} lines in\n{}", log.join("\n"));
     }

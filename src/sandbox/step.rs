@@ -65,7 +65,7 @@ impl Sandbox {
         let body = self.container_body(build_key, work_dir, step);
         let opts = CreateContainerOptionsBuilder::default().name(&name).build();
         self.control.create_container(Some(opts), body).await.map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. } => {
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, message } if message.contains("image") => {
                 SandboxError::ImageMissing(self.cfg.image.clone())
             }
             other => SandboxError::from_bollard(other),

@@ -26,12 +26,14 @@ pub struct Publisher {
 
 impl Publisher {
     /// Stores the binary, its checksum (and signature), binary first so that a
-    /// checksum is never visible without the file it describes.
+    /// checksum is never visible without the file it describes. The record is
+    /// only written (by the caller) once every object is in place.
     pub async fn publish(&self, build_key: &str, os: &str, binary: &Path) -> Result<Artifact, StorageError> {
         let paths = ArtifactPaths::new(build_key, os)?;
-        let (sha256, size) = sha256_file(binary).await?;
+        // Hashing and the upload each read the whole file: do both at once.
+        let (hashed, put) = tokio::join!(sha256_file(binary), self.storage.put_file(&paths.binary, binary));
+        let ((sha256, size), ()) = (hashed?, put?);
         let file_name = crate::spec::binary_name(os).to_string();
-        self.storage.put_file(&paths.binary, binary).await?;
         self.storage.put_bytes(&paths.sha256, Bytes::from(format!("{sha256}  {file_name}\n"))).await?;
         let signature = match &self.signer {
             Some(signer) => {
