@@ -27,10 +27,11 @@ async fn cancel_kills_the_container_within_a_second() {
     wait_for_container(&b.build_key, Duration::from_secs(120)).await;
     let t = Instant::now();
     db.queue.cancel(&b.build_key, "test cancels").await.unwrap();
-    while !build_containers(&b.build_key).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(1), "container still there {:?} after cancel", t.elapsed());
+    while !running_build_containers(&b.build_key).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(1), "container still running {:?} after cancel", t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    wait_no_containers(&b.build_key, Duration::from_secs(15)).await;
     let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
     assert_eq!(after.status, BuildStatus::Cancelled);
     // The worker is free again and reported nothing over the cancellation.
@@ -70,7 +71,8 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     assert_eq!((released.attempt, released.worker_id), (0, None), "a release does not count as an attempt");
     let status = tokio::task::spawn_blocking(move || a.wait().unwrap()).await.unwrap();
     assert!(status.success(), "a preempted worker exits cleanly: {status:?}");
-    assert!(build_containers(&key).is_empty(), "the preempted worker killed its containers");
+    assert!(running_build_containers(&key).is_empty(), "the preempted worker killed its containers");
+    wait_no_containers(&key, Duration::from_secs(15)).await;
 
     // Worker B (short lease) claims it and dies by SIGKILL, leaving its container behind.
     let mut cb = worker_config(&db, "w-b");
@@ -151,5 +153,6 @@ async fn stop_timeout_hands_running_builds_back() {
     tokio::time::timeout(Duration::from_secs(15), worker.handle).await.expect("worker stops after its stop timeout").unwrap().unwrap();
     let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
     assert_eq!((after.status, after.attempt, after.worker_id), (BuildStatus::Queued, 0, None), "released, not lost");
-    assert!(build_containers(&b.build_key).is_empty(), "its container was killed");
+    assert!(running_build_containers(&b.build_key).is_empty(), "its container was killed");
+    wait_no_containers(&b.build_key, Duration::from_secs(15)).await;
 }

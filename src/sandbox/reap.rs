@@ -43,6 +43,9 @@ impl Sandbox {
             .list_ours(&[(LABEL_WORKER, &self.owner.worker_id), (LABEL_BUILD, build_key)])
             .await?;
         for c in &found {
+            self.kill(&c.id).await;
+        }
+        for c in &found {
             self.remove(&c.id).await;
         }
         Ok(found.len())

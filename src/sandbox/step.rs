@@ -71,6 +71,9 @@ impl Sandbox {
             other => SandboxError::from_bollard(other),
         })?;
         let result = self.drive(&name, step, output, cancel).await;
+        if matches!(result, Err(SandboxError::Cancelled { .. } | SandboxError::Timeout { .. })) {
+            self.kill(&name).await;
+        }
         self.remove(&name).await;
         result
     }
@@ -142,6 +145,15 @@ impl Sandbox {
             }
         }
         Ok((tail.into_iter().collect(), stdout))
+    }
+
+    /// SIGKILLs a running container: faster than a forced removal, which also
+    /// waits for the filesystem to be torn down.
+    pub(super) async fn kill(&self, name: &str) {
+        let opts = bollard::query_parameters::KillContainerOptionsBuilder::default().signal("KILL").build();
+        if let Err(e) = self.control.kill_container(name, Some(opts)).await {
+            debug!(container = name, error = %e, "kill: container not running");
+        }
     }
 
     /// Removes a container, killing it if it still runs. Failures are logged only:

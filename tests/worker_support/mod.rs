@@ -123,13 +123,31 @@ pub async fn wait_terminal(queue: &Queue, key: &str, limit: Duration) -> Build {
     wait_for(queue, key, limit, |b| b.status.is_terminal()).await
 }
 
-/// Container ids on the default daemon carrying this build's label.
+/// Container ids on the default daemon carrying this build's label (running or not).
 pub fn build_containers(key: &str) -> Vec<String> {
+    list_containers(key, "-aq")
+}
+
+/// Running containers of this build.
+pub fn running_build_containers(key: &str) -> Vec<String> {
+    list_containers(key, "-q")
+}
+
+fn list_containers(key: &str, flags: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=io.caddy-build-server.build={key}")])
+        .args(["ps", flags, "--filter", &format!("label=io.caddy-build-server.build={key}")])
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+}
+
+/// Waits until the build has no container at all (removal may trail the kill).
+pub async fn wait_no_containers(key: &str, limit: Duration) {
+    let start = Instant::now();
+    while !build_containers(key).is_empty() {
+        assert!(start.elapsed() < limit, "containers of {key} still there after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Waits until a container of the build runs (a step is under way).
