@@ -22,8 +22,8 @@ use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
 /// First and longest wait between checks of an unreachable Docker daemon.
 const DOCKER_RETRY_MIN: Duration = Duration::from_secs(1);
 const DOCKER_RETRY_MAX: Duration = Duration::from_secs(30);
-/// How long a preempted worker waits for its jobs to notice before it exits.
-const PREEMPT_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping worker waits for its released jobs to wind down before it aborts them.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A worker silent this many leases is considered gone (its containers are leftovers).
 const GONE_AFTER_LEASES: u32 = 2;
 
@@ -246,16 +246,26 @@ impl Runner {
             Ok(n) => info!(released = n, reason, "builds handed back to the queue"),
             Err(e) => error!(error = %e, "cannot release builds; they return after their lease expires"),
         }
-        for (key, job) in self.running.drain() {
+        let keys: Vec<String> = self.running.keys().cloned().collect();
+        for job in self.running.values() {
             job.cancel.cancel();
-            if let Err(e) = self.ctx.sandbox.kill_build(&key).await {
-                warn!(build_key = %key, error = %e, "cannot kill build containers");
-            }
         }
+        self.kill_builds(&keys).await;
         let jobs = &mut self.jobs;
-        if tokio::time::timeout(PREEMPT_GRACE, async { while jobs.join_next().await.is_some() {} }).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, async { while jobs.join_next().await.is_some() {} }).await.is_err() {
             warn!("build tasks did not stop in time; aborting them");
             self.jobs.abort_all();
+        }
+        // A job winding down may have started a container after the first sweep.
+        self.kill_builds(&keys).await;
+        self.running.clear();
+    }
+
+    async fn kill_builds(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(e) = self.ctx.sandbox.kill_build(key).await {
+                warn!(build_key = %key, error = %e, "cannot kill build containers");
+            }
         }
     }
 }

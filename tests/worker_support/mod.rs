@@ -67,6 +67,10 @@ pub struct InProcessWorker {
 }
 
 pub fn start_worker(config: Config) -> InProcessWorker {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(std::env::var("CBS_TEST_LOG").unwrap_or_else(|_| "caddy_build_server=info".into()))
+        .try_init();
     let shutdown = CancellationToken::new();
     let preempt = CancellationToken::new();
     let handle = tokio::spawn(caddy_build_server::worker::run_with(Arc::new(config), shutdown.clone(), preempt.clone()));
@@ -139,6 +143,15 @@ fn list_containers(key: &str, flags: &str) -> Vec<String> {
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+}
+
+/// Waits until no container of the build runs any more.
+pub async fn wait_not_running(key: &str, limit: Duration) {
+    let start = Instant::now();
+    while !running_build_containers(key).is_empty() {
+        assert!(start.elapsed() < limit, "a container of {key} still runs after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until the build has no container at all (removal may trail the kill).
