@@ -69,6 +69,7 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     assert!(log.iter().any(|l| l.starts_with("verify:") && l.contains(PLUGIN_MODULE_ID)));
     assert!(build_containers(&b.build_key).is_empty());
     worker.stop().await;
+    remove_scratch(&db);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,6 +89,7 @@ async fn unknown_plugin_fails_at_once_quoting_go() {
     assert!(error.contains("go: ") && error.contains("github.com/caddy-dns/no-such-plugin-cbs"), "Go's own words: {error}");
     assert!(build_containers(&b.build_key).is_empty());
     worker.stop().await;
+    remove_scratch(&db);
 }
 
 /// ELF e_machine of the file (little-endian ELF only).
@@ -130,4 +132,5 @@ async fn cross_compiles_linux_arm64_and_windows_amd64() {
         assert!(!log.iter().any(|l| l.starts_with("verify:")), "verify only runs binaries this host can run");
     }
     worker.stop().await;
+    remove_scratch(&db);
 }

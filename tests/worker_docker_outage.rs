@@ -124,4 +124,5 @@ async fn daemon_stopped_mid_build_means_retry_not_loss() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     worker.stop().await;
+    remove_scratch(&db);
 }

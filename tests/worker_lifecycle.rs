@@ -25,6 +25,13 @@ async fn cancel_kills_the_container_within_a_second() {
     let worker = start_worker(worker_config(&db, "w-cancel"));
     let b = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
     wait_for_container(&b.build_key, Duration::from_secs(120)).await;
+    // Output reaches cbs.build_logs while the build still runs (batches, not at the end).
+    let t = Instant::now();
+    while !log_lines(&db.queue, &b.build_key).await.iter().any(|l| l.starts_with("resolve: + go mod init")) {
+        assert!(t.elapsed() < Duration::from_secs(5), "no live output");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(db.queue.get(&b.build_key).await.unwrap().unwrap().status, BuildStatus::Building);
     let t = Instant::now();
     db.queue.cancel(&b.build_key, "test cancels").await.unwrap();
     while !running_build_containers(&b.build_key).is_empty() {
@@ -119,6 +126,7 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
         ]
     );
     c.stop().await;
+    remove_scratch(&db);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,6 +147,7 @@ async fn shutdown_finishes_running_builds_and_claims_no_more() {
     assert_eq!((second.status, second.attempt), (BuildStatus::Queued, 0), "nothing claimed while draining");
     let stopped = db.client().await.query_one("SELECT stopped_at IS NOT NULL FROM cbs.workers WHERE worker_id = 'w-drain'", &[]).await.unwrap();
     assert!(stopped.get::<_, bool>(0), "the worker recorded its stop");
+    remove_scratch(&db);
 }
 
 #[tokio::test(flavor = "multi_thread")]

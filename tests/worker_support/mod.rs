@@ -43,6 +43,11 @@ pub fn scratch(db: &TestDb, what: &str) -> PathBuf {
     p
 }
 
+/// Removes a test's scratch directories (artifacts are tens of MB each).
+pub fn remove_scratch(db: &TestDb) {
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join("cbs-worker-tests").join(&db.name));
+}
+
 pub fn worker_config(db: &TestDb, worker_id: &str) -> Config {
     let mut c = Config { database: db.config.clone(), ..Config::default() };
     c.database.pool_size = 4;
