@@ -1,19 +1,27 @@
 # caddy-build-server. `make test` and `make bench` start everything they need
 # (a throwaway Postgres) and stop it again.
-.PHONY: build test bench migrate clean
+.PHONY: build test bench migrate clean builder-image docker
 
 CARGO ?= cargo
 
 build:
 	$(CARGO) build --release --locked
 
-test:
+test: builder-image
 	scripts/ensure-deps.sh
 	scripts/test-env.sh $(CARGO) test --locked --all-targets -- --test-threads=8
 
-bench:
+bench: builder-image
 	scripts/ensure-deps.sh
 	scripts/test-env.sh $(CARGO) bench --locked --benches
+
+# A Docker engine for the worker (installed and started when missing).
+docker:
+	scripts/docker.sh
+
+# The worker's default image, made without any registry (see scripts/builder-image.sh).
+builder-image: docker
+	scripts/builder-image.sh caddy-builder:local
 
 clean:
 	$(CARGO) clean

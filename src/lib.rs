@@ -8,6 +8,7 @@ pub mod db;
 pub mod gomod;
 pub mod janitor;
 pub mod preempt;
+pub mod sandbox;
 pub mod shutdown;
 pub mod signing;
 pub mod spec;

@@ -120,6 +120,9 @@ pub struct WorkerConfig {
     pub docker_host: String,
     /// Where per-build work directories are created (bind-mounted into the containers).
     pub work_dir: String,
+    /// Docker network of the resolve step, the only step with network: `bridge`, or a
+    /// network an admin made that reaches only the module proxy. Build and verify get none.
+    pub resolve_network: String,
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
     #[serde(with = "humantime_serde")]
@@ -146,6 +149,7 @@ impl Default for WorkerConfig {
             image: "caddy-builder:local".into(),
             docker_host: String::new(),
             work_dir: std::env::temp_dir().join("cbs-work").display().to_string(),
+            resolve_network: "bridge".into(),
             lease: Duration::from_secs(60),
             heartbeat_interval: Duration::from_secs(15),
             poll_interval: Duration::from_secs(30),
@@ -438,6 +442,9 @@ impl Config {
         }
         if self.worker.image.trim().is_empty() {
             return Err(invalid("worker.image", "must not be empty"));
+        }
+        if self.worker.resolve_network.trim().is_empty() || self.worker.resolve_network == "none" {
+            return Err(invalid("worker.resolve_network", "must name a Docker network (the resolve step downloads modules)"));
         }
         if self.worker.heartbeat_interval >= self.worker.lease {
             return Err(invalid("worker.heartbeat_interval", "must be shorter than worker.lease"));

@@ -10,6 +10,7 @@ mod migrate;
 mod pool;
 mod schema_wait;
 mod webhooks;
+mod worker_support;
 
 pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
 pub use error::DbError;

@@ -1,14 +1,130 @@
-//! The worker component (to be written).
+//! The worker component: claims queued builds and runs them in locked-down
+//! Docker containers, then publishes the binaries to storage.
+//!
+//! Start-up: database pool, namespace (which queue this is, for container
+//! labels), storage, LISTEN connection, registration in `cbs.workers`; then
+//! the claim loop ([`runner`]) until shutdown. SIGTERM/SIGINT (the `shutdown`
+//! token) drain; SIGUSR1 (or the `preempt` token) hands every build back at once.
+
+mod failure;
+mod job;
+mod logs;
+mod publish;
+pub mod recipe;
+mod runner;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::db::{connect_pool, Listener, Queue, WorkerInfo};
+use crate::sandbox::{Owner, Sandbox};
 
-/// Runs the worker until `shutdown` is cancelled.
+pub use failure::JobError;
+pub use publish::{sha256_file, ArtifactSigner, Publisher};
+
+/// Waits between attempts to reach the database at start-up.
+const STARTUP_RETRY: Duration = Duration::from_secs(2);
+
+/// Runs the worker until `shutdown` is cancelled; SIGUSR1 means "about to be preempted".
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let _ = config;
-    shutdown.cancelled().await;
-    anyhow::bail!("the worker component is not implemented yet")
+    let preempt = CancellationToken::new();
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("installing the SIGUSR1 handler")?;
+    let (p, s) = (preempt.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = usr1.recv() => {
+                warn!("SIGUSR1: this machine is about to be preempted");
+                p.cancel();
+            }
+            _ = s.cancelled() => {}
+        }
+    });
+    run_with(config, shutdown, preempt).await
+}
+
+/// A Docker client; while the daemon's socket is missing, says so and keeps trying.
+async fn connect_docker(config: &Config, owner: Owner, shutdown: &CancellationToken, preempt: &CancellationToken) -> Option<Sandbox> {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match Sandbox::connect(&config.worker, owner.clone()) {
+            Ok(s) => return Some(s),
+            Err(e) => warn!(error = %e, retry_in = ?wait, "cannot reach the Docker daemon; not claiming builds"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = preempt.cancelled() => return None,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Like [`run`], with preemption signalled by cancelling `preempt` (cloud preemption detectors do).
+pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt: CancellationToken) -> anyhow::Result<()> {
+    let worker_id = config.worker.worker_id();
+    let queue = Queue::new(connect_pool(&config.database, "cbs-worker").context("database pool")?);
+    let namespace = loop {
+        match queue.namespace().await {
+            Ok(ns) => break ns,
+            Err(e) => {
+                warn!(error = %e, "worker cannot reach the database yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = preempt.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(STARTUP_RETRY) => {}
+                }
+            }
+        }
+    };
+    let storage = crate::storage::from_config(&config.storage).await.context("artifact storage")?;
+    tokio::fs::create_dir_all(&config.worker.work_dir)
+        .await
+        .with_context(|| format!("worker.work_dir {}", config.worker.work_dir))?;
+
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    queue
+        .register_worker(&WorkerInfo {
+            worker_id: worker_id.clone(),
+            host,
+            version: env!("CARGO_PKG_VERSION").into(),
+            max_jobs: config.worker.max_jobs as i32,
+            info: json!({"image": config.worker.image, "namespace": namespace}),
+        })
+        .await
+        .context("registering the worker")?;
+    info!(worker_id, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
+
+    let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
+    let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
+        queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
+        return Ok(());
+    };
+    let image_id = match sandbox.check().await {
+        Ok(id) => id,
+        Err(e) => {
+            warn!(error = %e, "Docker is not ready; builds are claimed once it is");
+            String::new()
+        }
+    };
+
+    let listener_stop = CancellationToken::new();
+    let listener = Listener::start(&config.database, listener_stop.clone());
+    let ctx = Arc::new(job::JobContext {
+        config: config.clone(),
+        queue,
+        sandbox,
+        publisher: Publisher { storage, signer: None },
+        worker_id,
+        image_id,
+    });
+    let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
+    listener_stop.cancel();
+    result
 }

@@ -1,0 +1,118 @@
+//! One Caddy build end to end through the worker (submit → artifact ready), run
+//! with `make bench` against a real Docker engine and Go module proxy:
+//! - cold: fresh, empty Go cache volumes;
+//! - warm: the same spec rebuilt (`cbs.requeue`) with those caches now warm;
+//! - direct: the same go commands run straight on the host with the same warm
+//!   caches (the volumes' directories), the baseline of the overhead ratio;
+//! - cached: a second request for a finished build (submit + read the artifact).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/worker_support/mod.rs"]
+mod worker_support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use caddy_build_server::db::BuildStatus;
+use caddy_build_server::spec::BuildSpec;
+use caddy_build_server::storage::{LocalStorage, Storage};
+use caddy_build_server::worker::recipe;
+use common::TestDb;
+use worker_support::*;
+
+const LIMIT: Duration = Duration::from_secs(30 * 60);
+/// Warm builds alternate service and direct runs this many times (medians reported):
+/// the machine is shared, single runs are noisy.
+const WARM_ROUNDS: usize = 3;
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+async fn build_once(db: &TestDb, spec: &serde_json::Value, requeue: bool) -> Duration {
+    let t = Instant::now();
+    let key = if requeue {
+        let key = db.queue.build_key(spec).await.unwrap();
+        db.queue.requeue(&key).await.unwrap();
+        key
+    } else {
+        db.queue.submit(spec, false).await.unwrap().build_key
+    };
+    let done = wait_terminal(&db.queue, &key, LIMIT).await;
+    assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
+    t.elapsed()
+}
+
+fn volume_dir(name: &str) -> String {
+    let out = Command::new("docker").args(["volume", "inspect", "-f", "{{.Mountpoint}}", name]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The worker's resolve and build commands, run by the host's `go` with the same caches.
+fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> Duration {
+    let config = caddy_build_server::config::Config::default();
+    let dir = std::env::temp_dir().join(format!("cbs-bench-direct-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("main.go"), recipe::main_go(spec).unwrap()).unwrap();
+    let resolve = recipe::resolve_step(&config, spec, LIMIT).unwrap();
+    let build = recipe::build_step(&config, spec, LIMIT).unwrap();
+    let t = Instant::now();
+    for step in [&resolve, &build] {
+        let mut cmd = Command::new(if step.cmd[0] == "go" { "/usr/local/go/bin/go" } else { &step.cmd[0] });
+        cmd.args(&step.cmd[1..]).current_dir(&dir).env_clear();
+        for (k, v) in &step.env {
+            cmd.env(k, v);
+        }
+        cmd.env("GOMODCACHE", gomod).env("GOCACHE", gobuild).env("HOME", &dir).env("GOPATH", dir.join("gopath"));
+        cmd.env("PATH", "/usr/local/go/bin:/usr/bin:/bin");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}: {}", step.name, String::from_utf8_lossy(&out.stderr));
+    }
+    let elapsed = t.elapsed();
+    std::fs::remove_dir_all(&dir).ok();
+    elapsed
+}
+
+#[tokio::main]
+async fn main() {
+    let db = TestDb::new().await;
+    let mut config = worker_config(&db, "w-bench");
+    let tag = format!("{}", std::process::id());
+    config.worker.gomod_cache_volume = format!("cbs-bench-gomod-{tag}");
+    config.worker.gobuild_cache_volume = format!("cbs-bench-gobuild-{tag}");
+    config.worker.max_jobs = 1;
+    let store = LocalStorage::new(&config.storage.path).unwrap();
+    let worker = start_worker(config.clone());
+    let spec_json = caddy_spec("linux", "amd64");
+    let spec: BuildSpec = serde_json::from_value(spec_json.clone()).unwrap();
+
+    let cold = build_once(&db, &spec_json, false).await;
+    println!("cold build (empty caches), submit → artifact ready: {}", secs(cold));
+    let (gomod, gobuild) = (volume_dir(&config.worker.gomod_cache_volume), volume_dir(&config.worker.gobuild_cache_volume));
+    let (mut service, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..WARM_ROUNDS {
+        service.push(build_once(&db, &spec_json, true).await);
+        direct.push(direct_build(&spec, &gomod, &gobuild));
+    }
+    service.sort();
+    direct.sort();
+    let (warm, base) = (service[WARM_ROUNDS / 2], direct[WARM_ROUNDS / 2]);
+    println!("warm build through the service (median of {WARM_ROUNDS}):    {}  (runs: {:?})", secs(warm), service.iter().map(|d| secs(*d)).collect::<Vec<_>>());
+    println!("direct go (resolve + build) on the host, warm:     {}  (runs: {:?})", secs(base), direct.iter().map(|d| secs(*d)).collect::<Vec<_>>());
+    println!("overhead ratio warm service / direct:              {:.2}", warm.as_secs_f64() / base.as_secs_f64());
+    let key = db.queue.build_key(&spec_json).await.unwrap();
+    for line in log_lines(&db.queue, &key).await.iter().filter(|l| l.contains("step exited")) {
+        println!("  last warm build: {line}");
+    }
+
+    let t = Instant::now();
+    let b = db.queue.submit(&spec_json, false).await.unwrap();
+    assert_eq!(b.status, BuildStatus::Succeeded);
+    let path = b.artifact.unwrap()["path"].as_str().unwrap().to_string();
+    let bytes = store.get_bytes(&path).await.unwrap();
+    println!("cached request (submit + read {} MB):            {:.1} ms", bytes.len() / 1_000_000, t.elapsed().as_secs_f64() * 1e3);
+
+    worker.stop().await;
+    let _ = Command::new("docker").args(["volume", "rm", &config.worker.gomod_cache_volume, &config.worker.gobuild_cache_volume]).status();
+}

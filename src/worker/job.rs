@@ -1,0 +1,205 @@
+//! One claimed build, start to finish: a fresh work dir, resolve → build →
+//! verify in throwaway containers, publish, then `complete_build` or
+//! `fail_build`. A cancelled, released or preempted build reports nothing: the
+//! queue already moved on, and every report is fenced anyway.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use super::failure::{step_failed, JobError};
+use super::logs::{forward, LogTarget};
+use super::publish::Publisher;
+use super::recipe;
+use crate::config::Config;
+use crate::db::{Build, Queue};
+use crate::sandbox::{OutputLine, Sandbox, StepOutcome, StepSpec};
+use crate::spec::BuildSpec;
+
+/// How often a final report is tried while the database is unreachable.
+const REPORT_ATTEMPTS: u32 = 10;
+
+/// What every job of a worker shares.
+pub struct JobContext {
+    pub config: Arc<Config>,
+    pub queue: Queue,
+    pub sandbox: Sandbox,
+    pub publisher: Publisher,
+    pub worker_id: String,
+    /// The builder image's id, for provenance.
+    pub image_id: String,
+}
+
+/// Runs one build; `cancel` stops it (container killed, nothing reported).
+pub async fn run(ctx: Arc<JobContext>, build: Build, cancel: CancellationToken) {
+    let span = tracing::info_span!("build", build_key = %build.build_key, attempt = build.attempt);
+    async move {
+        let started = std::time::Instant::now();
+        let (tx, rx) = mpsc::channel(1024);
+        let target = LogTarget {
+            queue: ctx.queue.clone(),
+            build_key: build.build_key.clone(),
+            attempt: build.attempt,
+            worker_id: ctx.worker_id.clone(),
+        };
+        let logs = tokio::spawn(forward(target, rx));
+        let work = work_dir(&ctx.config, &build);
+        let result = execute(&ctx, &build, &work, &tx, &cancel).await;
+        if let Err(e) = &result
+            && !matches!(e, JobError::Stopped)
+        {
+            say(&tx, &format!("attempt {} failed: {e}", build.attempt)).await;
+        }
+        drop(tx);
+        let _ = logs.await;
+        if let Err(e) = tokio::fs::remove_dir_all(&work).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(dir = %work.display(), error = %e, "could not remove work dir");
+        }
+        report(&ctx, &build, result, &cancel).await;
+        info!(elapsed = ?started.elapsed(), "build attempt done");
+    }
+    .instrument(span)
+    .await
+}
+
+fn work_dir(config: &Config, build: &Build) -> PathBuf {
+    Path::new(&config.worker.work_dir).join(format!("{}-{}-{:08x}", build.build_key, build.attempt, rand::random::<u32>()))
+}
+
+async fn say(tx: &mpsc::Sender<OutputLine>, line: &str) {
+    let _ = tx.send(OutputLine { step: "worker".into(), stderr: false, line: line.into() }).await;
+}
+
+async fn execute(
+    ctx: &JobContext,
+    build: &Build,
+    work: &Path,
+    tx: &mpsc::Sender<OutputLine>,
+    cancel: &CancellationToken,
+) -> Result<serde_json::Value, JobError> {
+    let spec: BuildSpec = serde_json::from_value(build.spec.clone())
+        .map_err(|e| JobError::Deterministic(format!("unreadable build spec: {e}")))?;
+    let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
+    let timeouts = &ctx.config.worker.timeouts;
+    let resolve = recipe::resolve_step(&ctx.config, &spec, timeouts.resolve).map_err(bad)?;
+    let compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
+    prepare_work_dir(work, &recipe::main_go(&spec).map_err(bad)?)
+        .await
+        .map_err(|e| JobError::Transient(format!("work dir {}: {e}", work.display())))?;
+    say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
+
+    step(ctx, build, work, &resolve, tx, cancel).await?;
+    let read = |name: &str| {
+        let p = work.join(name);
+        async move { tokio::fs::read_to_string(&p).await.unwrap_or_default() }
+    };
+    let provenance = json!({
+        "go_mod": read("go.mod").await,
+        "go_sum": read("go.sum").await,
+        "go_version": read(recipe::GO_VERSION_FILE).await.trim(),
+        "image": ctx.sandbox.image(),
+        "image_id": ctx.image_id,
+        "worker_id": ctx.worker_id,
+    });
+    step(ctx, build, work, &compile, tx, cancel).await?;
+    if recipe::can_verify(&spec) {
+        let verify = recipe::verify_step(&ctx.config, timeouts.verify);
+        let out = step(ctx, build, work, &verify, tx, cancel).await?;
+        let missing = recipe::missing_plugins(&spec, &out.stdout);
+        if !missing.is_empty() {
+            return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(JobError::Stopped);
+    }
+    let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
+    let artifact = ctx.publisher.publish(&build.build_key, &spec.os, &binary).await?;
+    say(tx, &format!("published {} ({} bytes, sha256 {})", artifact.path, artifact.size, artifact.sha256)).await;
+    let mut value = serde_json::to_value(&artifact).map_err(|e| JobError::Transient(e.to_string()))?;
+    value["provenance"] = provenance;
+    Ok(value)
+}
+
+async fn step(
+    ctx: &JobContext,
+    build: &Build,
+    work: &Path,
+    spec: &StepSpec,
+    tx: &mpsc::Sender<OutputLine>,
+    cancel: &CancellationToken,
+) -> Result<StepOutcome, JobError> {
+    let started = std::time::Instant::now();
+    let echo = |line: String| OutputLine { step: spec.name.clone(), stderr: false, line };
+    let shown = if spec.cmd.len() == 3 && spec.cmd[1] == "-c" { spec.cmd[2].clone() } else { spec.cmd.join(" ") };
+    for line in shown.lines().filter(|l| *l != "set -eu") {
+        let _ = tx.send(echo(format!("+ {line}"))).await;
+    }
+    let out = ctx.sandbox.run_step(&build.build_key, work, spec, tx, cancel).await?;
+    let elapsed = started.elapsed();
+    info!(step = %spec.name, exit_code = out.exit_code, ?elapsed, "step finished");
+    let _ = tx.send(echo(format!("{} step exited with status {} after {:.1}s", spec.name, out.exit_code, elapsed.as_secs_f64()))).await;
+    if out.exit_code != 0 {
+        // A daemon that is shutting down stops its containers: not the build's fault.
+        if let Err(e) = ctx.sandbox.ping().await {
+            return Err(JobError::Transient(format!("{} step interrupted: {e}", spec.name)));
+        }
+        return Err(step_failed(&spec.name, out.exit_code, &out.tail));
+    }
+    Ok(out)
+}
+
+/// A work dir the container's non-root user can write.
+async fn prepare_work_dir(work: &Path, main_go: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::create_dir_all(work).await?;
+    tokio::fs::write(work.join("main.go"), main_go).await?;
+    let uid = crate::sandbox::BUILD_UID;
+    let work = work.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if std::os::unix::fs::chown(&work, Some(uid), Some(uid)).is_err() {
+            std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Tells the queue how the attempt ended, retrying while the database is away.
+async fn report(ctx: &JobContext, build: &Build, result: Result<serde_json::Value, JobError>, cancel: &CancellationToken) {
+    let (key, attempt, me) = (&build.build_key, build.attempt, &ctx.worker_id);
+    for i in 0..REPORT_ATTEMPTS {
+        if cancel.is_cancelled() {
+            info!("stopped; the build was cancelled or handed back");
+            return;
+        }
+        let outcome = match &result {
+            Ok(artifact) => ctx.queue.complete(key, attempt, me, artifact).await.map(|ok| {
+                if ok { info!("build succeeded") } else { warn!("finished, but the build is no longer ours (fenced)") }
+            }),
+            Err(JobError::Stopped) => return,
+            Err(e) => ctx.queue.fail(key, attempt, me, &e.to_string(), e.retryable()).await.map(|status| {
+                warn!(error = %e, retryable = e.retryable(), new_status = ?status, "build attempt failed")
+            }),
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                warn!(error = %e, "cannot report the build's outcome yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500) * 2u32.pow(i.min(5))).await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot report the build's outcome");
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The build recipe: `main.go` rendered from `templates/main.go.j2` and the three
+//! steps in xcaddy's order. Resolve (`go mod init`, replacements via
+//! `go mod edit -replace`, `go get` Caddy, then each plugin together with Caddy's
+//! pinned version so a plugin cannot drag Caddy up, `go mod tidy`), build
+//! (cross-compiled, no network) and verify (runs the binary, no network).
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::sandbox::{StepNetwork, StepSpec};
+use crate::spec::{BuildSpec, CADDY_MODULE};
+
+const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
+/// Files the resolve step leaves in the work dir for provenance.
+pub const GO_VERSION_FILE: &str = ".go-version";
+/// The binary's directory inside the work dir.
+pub const OUT_DIR: &str = "out";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("invalid module path {0:?}")]
+    BadModule(String),
+    #[error("invalid version {0:?}")]
+    BadVersion(String),
+    #[error("unsupported target {0}")]
+    BadTarget(String),
+    #[error("template: {0}")]
+    Template(#[from] minijinja::Error),
+}
+
+/// Renders `main.go` for the spec's plugins.
+pub fn main_go(spec: &BuildSpec) -> Result<String, RecipeError> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("main.go", MAIN_GO_TEMPLATE)?;
+    let plugins: Vec<String> = spec.plugins.iter().map(|p| p.module.clone()).collect();
+    for m in &plugins {
+        check_module(m)?;
+    }
+    Ok(env.get_template("main.go")?.render(minijinja::context! { plugins })?)
+}
+
+/// Module paths as Go accepts them; anything else never reaches a shell or a template.
+fn check_module(m: &str) -> Result<(), RecipeError> {
+    let ok = !m.is_empty()
+        && m.len() <= 300
+        && !m.starts_with(['-', '/', '.'])
+        && m.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/+".contains(&b));
+    if ok { Ok(()) } else { Err(RecipeError::BadModule(m.into())) }
+}
+
+fn check_version(v: &str) -> Result<(), RecipeError> {
+    let ok = v.starts_with('v') && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
+    if ok { Ok(()) } else { Err(RecipeError::BadVersion(v.into())) }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The environment every step shares: caches, toolchain pinning, module settings.
+/// Nothing comes from the worker's own environment.
+fn base_env(config: &Config, network: bool) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("PATH", "/usr/local/go/bin:/bin"),
+        ("HOME", "/tmp"),
+        ("GOPATH", "/tmp/gopath"),
+        ("GOMODCACHE", "/cache/gomod"),
+        ("GOCACHE", "/cache/gobuild"),
+        ("GOTOOLCHAIN", "local"),
+        ("GOTELEMETRY", "off"),
+        ("GOFLAGS", "-modcacherw"),
+        ("CGO_ENABLED", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect::<Vec<_>>();
+    let (proxy, sumdb) = if network { (config.go_proxy.as_str(), config.go_sumdb.as_str()) } else { ("off", "off") };
+    env.push(("GOPROXY".into(), proxy.into()));
+    env.push(("GOSUMDB".into(), sumdb.into()));
+    env.push(("GOPRIVATE".into(), config.go_private.clone()));
+    env.push(("GONOSUMDB".into(), config.go_nosumdb.clone()));
+    env
+}
+
+/// Resolve: writes go.mod/go.sum next to main.go, fetching modules through the proxy.
+pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Result<StepSpec, RecipeError> {
+    check_version(&spec.caddy_version)?;
+    let caddy = format!("{CADDY_MODULE}@{}", spec.caddy_version);
+    let mut script = vec!["set -eu".to_string(), "go mod init caddy".into()];
+    for r in &spec.replacements {
+        check_module(&r.old)?;
+        check_module(&r.new)?;
+        let new = if r.version.is_empty() {
+            r.new.clone()
+        } else {
+            check_version(&r.version)?;
+            format!("{}@{}", r.new, r.version)
+        };
+        script.push(format!("go mod edit -replace {}", quote(&format!("{}={new}", r.old))));
+    }
+    script.push(format!("go get -v {}", quote(&caddy)));
+    for p in &spec.plugins {
+        check_module(&p.module)?;
+        check_version(&p.version)?;
+        script.push(format!("go get -v {} {}", quote(&format!("{}@{}", p.module, p.version)), quote(&caddy)));
+    }
+    script.push("go mod tidy".into());
+    script.push(format!("go env GOVERSION > {GO_VERSION_FILE}"));
+    Ok(StepSpec {
+        name: "resolve".into(),
+        cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")],
+        env: base_env(config, true),
+        network: StepNetwork::Attached(config.worker.resolve_network.clone()),
+        timeout,
+    })
+}
+
+/// Build: cross-compiles with no network and no module downloads.
+pub fn build_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Result<StepSpec, RecipeError> {
+    const TARGETS: &[(&str, &str)] = &[
+        ("linux", "amd64"), ("linux", "arm64"), ("linux", "arm"), ("linux", "386"), ("linux", "ppc64le"),
+        ("linux", "s390x"), ("linux", "riscv64"), ("windows", "amd64"), ("windows", "arm64"), ("windows", "386"),
+        ("darwin", "amd64"), ("darwin", "arm64"), ("freebsd", "amd64"), ("freebsd", "arm64"),
+        ("freebsd", "386"), ("freebsd", "arm"), ("openbsd", "amd64"), ("openbsd", "arm64"), ("netbsd", "amd64"),
+    ];
+    if !TARGETS.contains(&(spec.os.as_str(), spec.arch.as_str())) {
+        return Err(RecipeError::BadTarget(format!("{}/{}", spec.os, spec.arch)));
+    }
+    let mut env = base_env(config, false);
+    env.push(("GOOS".into(), spec.os.clone()));
+    env.push(("GOARCH".into(), spec.arch.clone()));
+    if spec.arch == "arm" {
+        let arm = spec.arm.clone().unwrap_or_else(|| "7".into());
+        if !["5", "6", "7"].contains(&arm.as_str()) {
+            return Err(RecipeError::BadTarget(format!("GOARM={arm}")));
+        }
+        env.push(("GOARM".into(), arm));
+    }
+    let out = format!("{OUT_DIR}/{}", spec.binary_name());
+    Ok(StepSpec {
+        name: "build".into(),
+        cmd: ["go", "build", "-o", &out, "-trimpath", "-buildvcs=false", "-ldflags", "-w -s", "."]
+            .map(String::from)
+            .to_vec(),
+        env,
+        network: StepNetwork::None,
+        timeout,
+    })
+}
+
+/// Verify runs only where the binary runs: a linux binary of the worker's own arch.
+pub fn can_verify(spec: &BuildSpec) -> bool {
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    spec.os == "linux" && spec.arch == host_arch
+}
+
+/// Verify: `caddy version`, `caddy build-info` and `caddy list-modules --versions`.
+pub fn verify_step(config: &Config, timeout: Duration) -> StepSpec {
+    let script = format!(
+        "set -eu\n./{OUT_DIR}/caddy version\n./{OUT_DIR}/caddy build-info\necho '--- modules'\n./{OUT_DIR}/caddy list-modules --versions"
+    );
+    StepSpec {
+        name: "verify".into(),
+        cmd: vec!["/bin/sh".into(), "-c".into(), script],
+        env: base_env(config, false),
+        network: StepNetwork::None,
+        timeout,
+    }
+}
+
+/// Plugins the verify output does not show as dependencies of the binary.
+pub fn missing_plugins<'a>(spec: &'a BuildSpec, verify_stdout: &str) -> Vec<&'a str> {
+    let deps: Vec<&str> = verify_stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("dep")).then(|| f.next()).flatten()
+        })
+        .collect();
+    spec.plugins.iter().map(|p| p.module.as_str()).filter(|m| !deps.contains(m)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Plugin;
+
+    fn spec(plugins: &[&str]) -> BuildSpec {
+        BuildSpec {
+            caddy_version: "v2.11.9".into(),
+            plugins: plugins.iter().map(|m| Plugin { module: m.to_string(), version: "v0.2.2".into() }).collect(),
+            replacements: vec![],
+            os: "linux".into(),
+            arch: "amd64".into(),
+            arm: None,
+        }
+    }
+
+    #[test]
+    fn main_go_imports_each_plugin() {
+        let go = main_go(&spec(&["github.com/caddy-dns/cloudflare", "github.com/mholt/caddy-l4"])).unwrap();
+        assert!(go.contains("\t_ \"github.com/caddyserver/caddy/v2/modules/standard\"\n"), "{go}");
+        assert!(go.contains("\t_ \"github.com/caddy-dns/cloudflare\"\n\t_ \"github.com/mholt/caddy-l4\"\n)"), "{go}");
+        assert!(go.contains("caddycmd.Main()"));
+        assert!(main_go(&spec(&["github.com/x\"; evil"])).is_err());
+    }
+
+    #[test]
+    fn resolve_pins_caddy_with_every_plugin() {
+        let s = resolve_step(&Config::default(), &spec(&["github.com/caddy-dns/cloudflare"]), Duration::from_secs(1)).unwrap();
+        let script = &s.cmd[2];
+        let caddy_first = script.find("go get -v 'github.com/caddyserver/caddy/v2@v2.11.9'\n").unwrap();
+        let plugin = script
+            .find("go get -v 'github.com/caddy-dns/cloudflare@v0.2.2' 'github.com/caddyserver/caddy/v2@v2.11.9'")
+            .unwrap();
+        let tidy = script.find("go mod tidy").unwrap();
+        assert!(caddy_first < plugin && plugin < tidy, "{script}");
+        assert_eq!(s.network, StepNetwork::Attached("bridge".into()));
+    }
+
+    #[test]
+    fn build_targets() {
+        let mut sp = spec(&[]);
+        sp.os = "windows".into();
+        let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
+        assert!(b.cmd.contains(&"out/caddy.exe".to_string()));
+        assert!(b.env.contains(&("GOPROXY".into(), "off".into())));
+        assert_eq!(b.network, StepNetwork::None);
+        sp.os = "linux".into();
+        sp.arch = "arm".into();
+        sp.arm = Some("6".into());
+        let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
+        assert!(b.env.contains(&("GOARM".into(), "6".into())));
+        sp.os = "plan9".into();
+        assert!(build_step(&Config::default(), &sp, Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn missing_plugins_from_build_info() {
+        let sp = spec(&["github.com/caddy-dns/cloudflare"]);
+        let out = "path\tcaddy\ndep\tgithub.com/caddy-dns/cloudflare\tv0.2.2\th1:abc\n";
+        assert!(missing_plugins(&sp, out).is_empty());
+        assert_eq!(missing_plugins(&sp, "dep\tgithub.com/other\tv1\n"), vec!["github.com/caddy-dns/cloudflare"]);
+    }
+}

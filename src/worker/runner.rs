@@ -1,0 +1,271 @@
+//! The claim loop. Wakes on `cbs_build_queued` (the listener's broadcast), on a
+//! finished job, on the next retry's `run_after`, and on a slow fallback timer;
+//! claims up to the free job slots, but only while the Docker daemon answers.
+//! Heartbeats the leases, stops a build's container on `cbs_build_cancelled`,
+//! and ends in one of two ways: drain (stop claiming, let builds finish within
+//! `stop_timeout`, then hand back the rest) or preempt (hand back everything at
+//! once, kill the containers, exit).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::job::{self, JobContext};
+use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
+
+/// First and longest wait between checks of an unreachable Docker daemon.
+const DOCKER_RETRY_MIN: Duration = Duration::from_secs(1);
+const DOCKER_RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long a stopping worker waits for its released jobs to wind down before it aborts them.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// A worker silent this many leases is considered gone (its containers are leftovers).
+const GONE_AFTER_LEASES: u32 = 2;
+
+struct Running {
+    attempt: i32,
+    cancel: CancellationToken,
+}
+
+pub struct Runner {
+    ctx: Arc<JobContext>,
+    listener: Listener,
+    jobs: JoinSet<String>,
+    running: HashMap<String, Running>,
+    docker_ok: bool,
+    docker_retry: Duration,
+    next_wake: Instant,
+}
+
+impl Runner {
+    pub fn new(ctx: Arc<JobContext>, listener: Listener) -> Runner {
+        Runner {
+            ctx,
+            listener,
+            jobs: JoinSet::new(),
+            running: HashMap::new(),
+            docker_ok: false,
+            docker_retry: DOCKER_RETRY_MIN,
+            next_wake: Instant::now(),
+        }
+    }
+
+    fn cfg(&self) -> &crate::config::WorkerConfig {
+        &self.ctx.config.worker
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken, preempt: CancellationToken) -> anyhow::Result<()> {
+        let mut events = self.listener.subscribe();
+        let mut heartbeat = tokio::time::interval(self.cfg().heartbeat_interval);
+        let mut reap = tokio::time::interval(self.cfg().lease);
+        reap.reset();
+        let mut drain_deadline: Option<Instant> = None;
+        let mut wake = true;
+        loop {
+            if drain_deadline.is_some() && self.running.is_empty() {
+                info!("drained: every build finished");
+                break;
+            }
+            if wake && drain_deadline.is_none() {
+                self.fill().await;
+                wake = false;
+            }
+            tokio::select! {
+                biased;
+                _ = preempt.cancelled() => {
+                    self.preempt().await;
+                    return Ok(());
+                }
+                _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                    info!(running = self.running.len(), stop_timeout = ?self.cfg().stop_timeout, "stopping: no new claims, letting running builds finish");
+                    drain_deadline = Some(Instant::now() + self.cfg().stop_timeout);
+                }
+                _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
+                    warn!(running = self.running.len(), "stop timeout reached: handing running builds back");
+                    self.release_all("shutdown: stop timeout reached").await;
+                    break;
+                }
+                Some(done) = self.jobs.join_next() => {
+                    match done {
+                        Ok(key) => { self.running.remove(&key); }
+                        Err(e) => error!(error = %e, "build task panicked"),
+                    }
+                    wake = true;
+                }
+                ev = events.recv() => wake = self.on_event(ev).await,
+                _ = heartbeat.tick() => self.heartbeat().await,
+                _ = reap.tick(), if self.docker_ok => self.reap().await,
+                _ = sleep_until(self.next_wake) => wake = true,
+            }
+        }
+        self.release_all("shutdown").await;
+        Ok(())
+    }
+
+    /// Handles a notification; returns whether to try claiming.
+    async fn on_event(&mut self, ev: Result<ListenerEvent, RecvError>) -> bool {
+        match ev {
+            Ok(ListenerEvent::Notification { channel: Channel::Queued, .. }) => true,
+            Ok(ListenerEvent::Notification { channel: Channel::Cancelled, build_key }) => {
+                if self.running.contains_key(&build_key) {
+                    self.recheck(&build_key).await;
+                }
+                false
+            }
+            Ok(ListenerEvent::Notification { .. }) => false,
+            // A notification may have been missed: re-read everything we depend on.
+            Ok(ListenerEvent::Reconnected) | Err(RecvError::Lagged(_)) => {
+                let keys: Vec<String> = self.running.keys().cloned().collect();
+                for k in keys {
+                    self.recheck(&k).await;
+                }
+                true
+            }
+            Err(RecvError::Closed) => false,
+        }
+    }
+
+    /// Stops a running build that is no longer ours (cancelled, rescued elsewhere).
+    async fn recheck(&mut self, key: &str) {
+        let Some(job) = self.running.get(key) else { return };
+        match self.ctx.queue.get(key).await {
+            Ok(Some(b)) if b.status == BuildStatus::Building && b.attempt == job.attempt && b.worker_id.as_deref() == Some(&self.ctx.worker_id) => {}
+            Ok(b) => {
+                info!(build_key = key, status = ?b.map(|b| b.status), "build no longer ours: stopping its container");
+                job.cancel.cancel();
+                let _ = self.ctx.sandbox.kill_build(key).await;
+            }
+            Err(e) => warn!(build_key = key, error = %e, "cannot re-read build state"),
+        }
+    }
+
+    /// Claims as many builds as there are free slots, if Docker answers.
+    async fn fill(&mut self) {
+        self.next_wake = Instant::now() + self.cfg().poll_interval;
+        let free = self.cfg().max_jobs.saturating_sub(self.running.len());
+        if free == 0 {
+            return;
+        }
+        if !self.docker_ready().await {
+            self.next_wake = Instant::now() + self.docker_retry;
+            return;
+        }
+        let claimed = match self.ctx.queue.claim(&self.ctx.worker_id, free as i32, self.cfg().lease).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot claim builds");
+                self.next_wake = Instant::now() + DOCKER_RETRY_MIN;
+                return;
+            }
+        };
+        let got = claimed.len();
+        for build in claimed {
+            info!(build_key = %build.build_key, attempt = build.attempt, "claimed build");
+            let cancel = CancellationToken::new();
+            self.running.insert(build.build_key.clone(), Running { attempt: build.attempt, cancel: cancel.clone() });
+            let key = build.build_key.clone();
+            let ctx = self.ctx.clone();
+            self.jobs.spawn(async move {
+                job::run(ctx, build, cancel).await;
+                key
+            });
+        }
+        if got < free {
+            self.schedule_retry_wake().await;
+        }
+    }
+
+    /// Sleeps no longer than until the next backed-off build becomes runnable.
+    async fn schedule_retry_wake(&mut self) {
+        if let Ok(Some(at)) = self.ctx.queue.next_run_after().await {
+            let wait = (at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(50);
+            self.next_wake = self.next_wake.min(Instant::now() + wait);
+        }
+    }
+
+    async fn docker_ready(&mut self) -> bool {
+        let result = if self.docker_ok { self.ctx.sandbox.ping().await.map(|_| String::new()) } else { self.ctx.sandbox.check().await };
+        match result {
+            Ok(_) => {
+                if !self.docker_ok {
+                    info!("Docker daemon reachable and builder image present: claiming builds");
+                    self.reap().await;
+                }
+                self.docker_ok = true;
+                self.docker_retry = DOCKER_RETRY_MIN;
+                true
+            }
+            Err(e) => {
+                error!(error = %e, retry_in = ?self.docker_retry, "cannot run builds: not claiming any until Docker is back");
+                self.docker_ok = false;
+                self.docker_retry = (self.docker_retry * 2).min(DOCKER_RETRY_MAX);
+                false
+            }
+        }
+    }
+
+    /// Removes containers of workers that are gone (and of this worker's finished builds):
+    /// at start, whenever Docker comes back, and once per lease period.
+    pub async fn reap(&self) {
+        let gone_after = self.cfg().lease * GONE_AFTER_LEASES;
+        let live = match self.ctx.queue.live_workers(gone_after).await {
+            Ok(l) => l,
+            Err(e) => return warn!(error = %e, "cannot list live workers; not reaping"),
+        };
+        let own: Vec<String> = self.running.keys().cloned().collect();
+        match self.ctx.sandbox.reap_leftovers(&live, &own).await {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "removed leftover build containers"),
+            Err(e) => warn!(error = %e, "cannot reap leftover containers"),
+        }
+    }
+
+    async fn heartbeat(&self) {
+        match self.ctx.queue.heartbeat(&self.ctx.worker_id, self.cfg().lease).await {
+            Ok(held) if (held as usize) < self.running.len() => {
+                warn!(held, running = self.running.len(), "some leases were lost; their results will be fenced out")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "heartbeat failed"),
+        }
+    }
+
+    /// Preemption: hand every build back at once, then kill the containers.
+    async fn preempt(&mut self) {
+        warn!(running = self.running.len(), "preemption: releasing every build now");
+        self.release_all("preempted").await;
+    }
+
+    async fn release_all(&mut self, reason: &str) {
+        match self.ctx.queue.release_worker(&self.ctx.worker_id, reason).await {
+            Ok(n) => info!(released = n, reason, "builds handed back to the queue"),
+            Err(e) => error!(error = %e, "cannot release builds; they return after their lease expires"),
+        }
+        let keys: Vec<String> = self.running.keys().cloned().collect();
+        for job in self.running.values() {
+            job.cancel.cancel();
+        }
+        self.kill_builds(&keys).await;
+        let jobs = &mut self.jobs;
+        if tokio::time::timeout(STOP_GRACE, async { while jobs.join_next().await.is_some() {} }).await.is_err() {
+            warn!("build tasks did not stop in time; aborting them");
+            self.jobs.abort_all();
+        }
+        // A job winding down may have started a container after the first sweep.
+        self.kill_builds(&keys).await;
+        self.running.clear();
+    }
+
+    async fn kill_builds(&self, keys: &[String]) {
+        for key in keys {
+            if let Err(e) = self.ctx.sandbox.kill_build(key).await {
+                warn!(build_key = %key, error = %e, "cannot kill build containers");
+            }
+        }
+    }
+}

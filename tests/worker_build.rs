@@ -1,0 +1,136 @@
+//! Real Caddy builds end to end: a worker, a real Docker engine, the real Go
+//! toolchain and module proxy, real Caddy. One worker per test database.
+
+mod common;
+mod worker_support;
+
+use std::time::Duration;
+
+use caddy_build_server::db::BuildStatus;
+use caddy_build_server::storage::Artifact;
+use common::TestDb;
+use worker_support::*;
+
+/// A cold build (empty caches) on two shared cores takes minutes.
+const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_caddy_with_a_plugin_and_records_provenance() {
+    let db = TestDb::new().await;
+    let config = worker_config(&db, "w-build");
+    let store = std::path::PathBuf::from(&config.storage.path);
+    let worker = start_worker(config);
+    let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
+    let done = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
+    assert_eq!(done.status, BuildStatus::Succeeded, "error: {:?}\nlog:\n{}", done.error, log_lines(&db.queue, &b.build_key).await.join("\n"));
+
+    let artifact: Artifact = serde_json::from_value(done.artifact.clone().unwrap()).unwrap();
+    assert_eq!(artifact.file_name, "caddy");
+    assert_eq!(artifact.signature, None);
+    let binary = store.join(&artifact.path);
+    assert_eq!(artifact.path, format!("builds/{}/{}/caddy", &b.build_key[..2], b.build_key));
+    let (sha, size) = caddy_build_server::worker::sha256_file(&binary).await.unwrap();
+    assert_eq!((sha.clone(), size), (artifact.sha256.clone(), artifact.size));
+    let sum = std::fs::read_to_string(store.join(format!("builds/{}/{}/caddy.sha256", &b.build_key[..2], b.build_key))).unwrap();
+    assert_eq!(sum, format!("{sha}  caddy\n"));
+
+    // The binary runs here and lists the plugin's module (a copy: storage keeps no exec bit).
+    let binary = {
+        use std::os::unix::fs::PermissionsExt;
+        let run = scratch(&db, "run").join("caddy");
+        std::fs::copy(&binary, &run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        run
+    };
+    let out = std::process::Command::new(&binary).args(["list-modules", "--versions"]).output().unwrap();
+    let modules = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && modules.contains(PLUGIN_MODULE_ID), "{modules}");
+    let version = std::process::Command::new(&binary).arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with(CADDY), "{version:?}");
+
+    // Provenance: the resolved go.mod/go.sum, the toolchain and the image.
+    let p = done.provenance.clone().expect("provenance recorded");
+    assert!(p["go_mod"].as_str().unwrap().contains(&format!("{PLUGIN} {PLUGIN_VERSION}")), "{p}");
+    assert!(p["go_mod"].as_str().unwrap().contains(&format!("github.com/caddyserver/caddy/v2 {CADDY}")), "{p}");
+    assert!(p["go_sum"].as_str().unwrap().contains(PLUGIN), "{p}");
+    assert!(p["go_version"].as_str().unwrap().starts_with("go1."), "{p}");
+    assert_eq!(p["image"], "caddy-builder:local");
+    assert!(done.artifact.unwrap().get("provenance").is_none(), "provenance is kept apart from the artifact");
+
+    // Output of every step reached the log, and no container is left.
+    let log = log_lines(&db.queue, &b.build_key).await;
+    for l in log.iter().filter(|l| l.contains("step exited with status")) {
+        println!("{l}");
+    }
+    println!("submit → succeeded: {:?}", done.finished_at.unwrap() - done.created_at);
+    for step in ["resolve:", "build:", "verify:", "worker:"] {
+        assert!(log.iter().any(|l| l.starts_with(step)), "no {step} lines in\n{}", log.join("\n"));
+    }
+    assert!(log.iter().any(|l| l.starts_with("verify:") && l.contains(PLUGIN_MODULE_ID)));
+    assert!(build_containers(&b.build_key).is_empty());
+    worker.stop().await;
+    remove_scratch(&db);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_plugin_fails_at_once_quoting_go() {
+    let db = TestDb::new().await;
+    let worker = start_worker(worker_config(&db, "w-unknown"));
+    let spec = serde_json::json!({
+        "caddy_version": CADDY, "os": "linux", "arch": "amd64",
+        "plugins": [{"module": "github.com/caddy-dns/no-such-plugin-cbs", "version": "v1.0.0"}],
+    });
+    let b = db.queue.submit(&spec, false).await.unwrap();
+    let done = wait_terminal(&db.queue, &b.build_key, Duration::from_secs(600)).await;
+    assert_eq!(done.status, BuildStatus::Failed);
+    assert_eq!(done.attempt, 1, "a deterministic failure is not retried");
+    let error = done.error.unwrap();
+    assert!(error.contains("resolve step failed"), "{error}");
+    assert!(error.contains("go: ") && error.contains("github.com/caddy-dns/no-such-plugin-cbs"), "Go's own words: {error}");
+    assert!(build_containers(&b.build_key).is_empty());
+    worker.stop().await;
+    remove_scratch(&db);
+}
+
+/// ELF e_machine of the file (little-endian ELF only).
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    (bytes.len() > 20 && &bytes[..4] == b"\x7fELF" && bytes[5] == 1).then(|| u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+/// PE machine field of a Windows executable.
+fn pe_machine(bytes: &[u8]) -> Option<u16> {
+    if bytes.len() < 0x40 || &bytes[..2] != b"MZ" {
+        return None;
+    }
+    let off = u32::from_le_bytes(bytes[0x3c..0x40].try_into().unwrap()) as usize;
+    (bytes.get(off..off + 4)? == b"PE\0\0").then(|| u16::from_le_bytes([bytes[off + 4], bytes[off + 5]]))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_compiles_linux_arm64_and_windows_amd64() {
+    const EM_AARCH64: u16 = 0xb7;
+    const IMAGE_FILE_MACHINE_AMD64: u16 = 0x8664;
+    let db = TestDb::new().await;
+    let config = worker_config(&db, "w-cross");
+    let store = std::path::PathBuf::from(&config.storage.path);
+    let worker = start_worker(config);
+    let arm = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
+    let win = db.queue.submit(&caddy_spec("windows", "amd64"), false).await.unwrap();
+    for (b, file_name) in [(&arm, "caddy"), (&win, "caddy.exe")] {
+        let done = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
+        assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
+        let artifact: Artifact = serde_json::from_value(done.artifact.unwrap()).unwrap();
+        assert_eq!(artifact.file_name, file_name);
+        let bytes = std::fs::read(store.join(&artifact.path)).unwrap();
+        if file_name == "caddy" {
+            assert_eq!(elf_machine(&bytes), Some(EM_AARCH64), "an aarch64 ELF");
+        } else {
+            assert_eq!(pe_machine(&bytes), Some(IMAGE_FILE_MACHINE_AMD64), "an x86-64 PE");
+        }
+        // Not runnable here: no verify step, but the build and resolve ran.
+        let log = log_lines(&db.queue, &b.build_key).await;
+        assert!(!log.iter().any(|l| l.starts_with("verify:")), "verify only runs binaries this host can run");
+    }
+    worker.stop().await;
+    remove_scratch(&db);
+}

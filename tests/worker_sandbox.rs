@@ -1,0 +1,164 @@
+//! The sandbox on a real Docker engine, without a Caddy build: the build step's
+//! container cannot see the host's environment or files, has no network, runs
+//! unprivileged on a read-only root; the resolve step does have network (so the
+//! network check can fail); timeouts and cancellation remove the container.
+
+mod common;
+mod worker_support;
+
+use std::time::{Duration, Instant};
+
+use caddy_build_server::config::Config;
+use caddy_build_server::sandbox::{Owner, Sandbox, SandboxError, StepSpec};
+use caddy_build_server::spec::BuildSpec;
+use caddy_build_server::worker::recipe;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const KEY: &str = "0000000000000000000000000000000000000000000000000000000000sandbox";
+
+fn sandbox(config: &Config, ns: &str) -> Sandbox {
+    Sandbox::connect(&config.worker, Owner { namespace: ns.into(), worker_id: "w-sandbox".into() }).unwrap()
+}
+
+fn spec() -> BuildSpec {
+    serde_json::from_value(worker_support::caddy_spec("linux", "amd64")).unwrap()
+}
+
+fn with_script(mut step: StepSpec, script: &str) -> StepSpec {
+    step.cmd = vec!["/bin/sh".into(), "-c".into(), script.into()];
+    step
+}
+
+fn test_config() -> Config {
+    let mut c = Config::default();
+    c.worker.gomod_cache_volume = worker_support::GOMOD_VOLUME.into();
+    c.worker.gobuild_cache_volume = worker_support::GOBUILD_VOLUME.into();
+    c
+}
+
+fn work_dir(name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let d = std::env::temp_dir().join(format!("cbs-sandbox-{name}-{}", std::process::id())).join("work");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn build_step_is_isolated_from_the_host() {
+    let config = test_config();
+    let sb = sandbox(&config, "test-sandbox-isolation");
+    sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
+    let work = work_dir("isolation");
+    let marker_file = work.parent().unwrap().join("host-marker");
+    std::fs::write(&marker_file, "host secret").unwrap();
+    // SAFETY: set once, before any thread of this test binary reads the environment.
+    unsafe { std::env::set_var("CBS_HOST_MARKER", "leaked-secret") };
+
+    let script = format!(
+        "echo uid=$(id -u)\n\
+         env | grep -q leaked-secret && echo env=leaked || echo env=clean\n\
+         cat {marker} 2>/dev/null && echo host_file=visible || echo host_file=absent\n\
+         touch /rootfs-write 2>/dev/null && echo rootfs=writable || echo rootfs=readonly\n\
+         touch /work/written && echo work=writable\n\
+         grep -E '^(CapEff|NoNewPrivs)' /proc/self/status\n\
+         echo ifaces=$(ls /sys/class/net | tr '\\n' ,)\n\
+         nc -w 3 proxy.golang.org 443 </dev/null >/dev/null 2>&1 && echo network=yes || echo network=no\n",
+        marker = marker_file.display()
+    );
+    let build = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), &script);
+    let (tx, mut rx) = mpsc::channel(100);
+    let out = sb.run_step(KEY, &work, &build, &tx, &CancellationToken::new()).await.unwrap();
+    drop(tx);
+    let mut streamed = Vec::new();
+    while let Some(l) = rx.recv().await {
+        streamed.push(l.line);
+    }
+    let text = out.stdout;
+    for want in ["uid=1000", "env=clean", "host_file=absent", "rootfs=readonly", "work=writable", "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "ifaces=lo,", "network=no"] {
+        assert!(text.contains(want), "{want:?} missing from:\n{text}");
+    }
+    assert!(streamed.iter().any(|l| l == "network=no"), "output is streamed line by line: {streamed:?}");
+    assert!(work.join("written").exists());
+
+    // The same probe in the resolve step does reach the proxy: the check above can fail.
+    let resolve = with_script(recipe::resolve_step(&config, &spec(), Duration::from_secs(60)).unwrap(), &script);
+    let (tx, _rx) = mpsc::channel(100);
+    let out = sb.run_step(KEY, &work, &resolve, &tx, &CancellationToken::new()).await.unwrap();
+    assert!(out.stdout.contains("network=yes") && out.stdout.contains("env=clean"), "{}", out.stdout);
+    assert!(sb.list_ours(&[]).await.unwrap().is_empty(), "containers are removed after each step");
+    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+}
+
+#[tokio::test]
+async fn timeout_and_cancel_remove_the_container() {
+    let config = test_config();
+    let sb = sandbox(&config, "test-sandbox-stop");
+    sb.check().await.unwrap();
+    let work = work_dir("stop");
+    let mut step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(1)).unwrap(), "echo started; sleep 60");
+    let (tx, _rx) = mpsc::channel(100);
+    let t = Instant::now();
+    let e = sb.run_step(KEY, &work, &step, &tx, &CancellationToken::new()).await.unwrap_err();
+    assert!(matches!(e, SandboxError::Timeout { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(sb.list_ours(&[]).await.unwrap().is_empty());
+
+    step.timeout = Duration::from_secs(60);
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        c.cancel();
+    });
+    let t = Instant::now();
+    let e = sb.run_step(KEY, &work, &step, &tx, &cancel).await.unwrap_err();
+    assert!(matches!(e, SandboxError::Cancelled { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(sb.list_ours(&[]).await.unwrap().is_empty());
+    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+}
+
+#[tokio::test]
+async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
+    let config = test_config();
+    let work = work_dir("reap");
+    let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(120)).unwrap(), "sleep 120");
+    let ns = format!("test-reap-{}", std::process::id());
+    let other_ns = format!("{ns}-other");
+    // Three long steps: a gone worker's, a live worker's, and one of another namespace.
+    let mut tasks = Vec::new();
+    for (ns, worker) in [(&ns, "w-gone"), (&ns, "w-live"), (&other_ns, "w-gone")] {
+        let sb = Sandbox::connect(&config.worker, Owner { namespace: ns.clone(), worker_id: worker.into() }).unwrap();
+        sb.check().await.unwrap();
+        let (step, work) = (step.clone(), work.clone());
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tasks.push((sb.clone(), c, tokio::spawn(async move {
+            let (tx, _rx) = mpsc::channel(100);
+            sb.run_step(KEY, &work, &step, &tx, &cancel).await
+        })));
+    }
+    let reaper = sandbox(&config, &ns);
+    let start = Instant::now();
+    while reaper.list_ours(&[]).await.unwrap().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let removed = reaper.reap_leftovers(&["w-live".to_string()], &[]).await.unwrap();
+    assert_eq!(removed, 1);
+    let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
+    assert_eq!(left, vec!["w-live".to_string()]);
+    let other = Sandbox::connect(&config.worker, Owner { namespace: other_ns.clone(), worker_id: "x".into() }).unwrap();
+    assert_eq!(other.list_ours(&[]).await.unwrap().len(), 1, "another namespace's container is untouched");
+    for (_, cancel, _) in &tasks {
+        cancel.cancel();
+    }
+    for (_, _, t) in tasks {
+        let _ = t.await;
+    }
+    assert!(reaper.list_ours(&[]).await.unwrap().is_empty());
+    assert!(other.list_ours(&[]).await.unwrap().is_empty());
+    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+}
