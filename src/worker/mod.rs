@@ -68,6 +68,15 @@ async fn connect_docker(config: &Config, owner: Owner, shutdown: &CancellationTo
 
 /// Like [`run`], with preemption signalled by cancelling `preempt` (cloud preemption detectors do).
 pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt: CancellationToken) -> anyhow::Result<()> {
+    match crate::db::wait_for_schema(&config.database, "worker", &shutdown).await {
+        Err(crate::db::SchemaWaitError::Cancelled) => return Ok(()),
+        other => other?,
+    }
+    let signer = crate::signing::Signer::load_or_generate(&config.signing).context("signing key")?;
+    if let Some(detector) = crate::preempt::from_config(&config.worker.preemption) {
+        let poll = config.worker.preemption.poll_interval;
+        tokio::spawn(crate::preempt::watch(detector, poll, preempt.clone(), shutdown.clone()));
+    }
     let worker_id = config.worker.worker_id();
     let queue = Queue::new(connect_pool(&config.database, "cbs-worker").context("database pool")?);
     let namespace = loop {
@@ -120,7 +129,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         config: config.clone(),
         queue,
         sandbox,
-        publisher: Publisher { storage, signer: None },
+        publisher: Publisher { storage, signer: Some(Arc::new(signer)) },
         worker_id,
         image_id,
     });

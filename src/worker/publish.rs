@@ -18,6 +18,13 @@ pub trait ArtifactSigner: Send + Sync {
     async fn sign(&self, binary: &Path) -> Result<Bytes, String>;
 }
 
+#[async_trait]
+impl ArtifactSigner for crate::signing::Signer {
+    async fn sign(&self, binary: &Path) -> Result<Bytes, String> {
+        self.sign_file_async(binary).await.map(Bytes::from).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Clone)]
 pub struct Publisher {
     pub storage: DynStorage,
