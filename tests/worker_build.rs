@@ -19,6 +19,7 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     let db = TestDb::new().await;
     let config = worker_config(&db, "w-build");
     let store = std::path::PathBuf::from(&config.storage.path);
+    let config_signing_pub = config.signing.public_key_path.clone();
     let worker = start_worker(config);
     let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     let done = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
@@ -26,8 +27,16 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
 
     let artifact: Artifact = serde_json::from_value(done.artifact.clone().unwrap()).unwrap();
     assert_eq!(artifact.file_name, "caddy");
-    assert_eq!(artifact.signature, None);
     let binary = store.join(&artifact.path);
+    // The signature beside the binary verifies with the minisign tool and the worker's public key.
+    assert_eq!(artifact.signature.as_deref(), Some(format!("builds/{}/{}/caddy.minisig", &b.build_key[..2], b.build_key).as_str()));
+    let verify = std::process::Command::new("minisign")
+        .arg("-Vm").arg(&binary)
+        .arg("-x").arg(store.join(artifact.signature.as_ref().unwrap()))
+        .arg("-p").arg(&config_signing_pub)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
     assert_eq!(artifact.path, format!("builds/{}/{}/caddy", &b.build_key[..2], b.build_key));
     let (sha, size) = caddy_build_server::worker::sha256_file(&binary).await.unwrap();
     assert_eq!((sha.clone(), size), (artifact.sha256.clone(), artifact.size));

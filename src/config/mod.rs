@@ -617,3 +617,23 @@ mod tests {
         assert_eq!(c.database.connect_timeout, Duration::from_millis(250));
     }
 }
+
+#[cfg(test)]
+mod shipped_config {
+    use super::*;
+
+    /// The documented config.yml must load as is and mean the defaults.
+    #[test]
+    fn config_yml_loads_and_matches_the_defaults() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yml")).unwrap();
+        let c = Config::from_yaml(&text).unwrap();
+        let d = Config::default();
+        assert_eq!(c.api.listen, d.api.listen);
+        assert_eq!(c.api.max_plugins, d.api.max_plugins);
+        assert_eq!(c.worker.lease, d.worker.lease);
+        assert_eq!(c.worker.image, d.worker.image);
+        assert_eq!(c.storage.backend, d.storage.backend);
+        assert_eq!(c.janitor.retention.max_age, d.janitor.retention.max_age);
+        assert_eq!(c.catalog.len(), d.catalog.len());
+    }
+}

@@ -61,6 +61,8 @@ pub fn worker_config(db: &TestDb, worker_id: &str) -> Config {
     c.worker.poll_interval = Duration::from_secs(30);
     c.worker.stop_timeout = Duration::from_secs(10);
     c.storage.path = scratch(db, "artifacts").display().to_string();
+    c.signing.secret_key_path = scratch(db, "keys").join("minisign.key").display().to_string();
+    c.signing.public_key_path = scratch(db, "keys").join("minisign.pub").display().to_string();
     c
 }
 
