@@ -1,11 +1,15 @@
 # caddy-build-server. `make test` and `make bench` start everything they need
-# (a throwaway Postgres) and stop it again.
-.PHONY: build test bench migrate clean builder-image docker
+# (a throwaway Postgres, MinIO, Docker and the builder image) and stop what they started.
+.PHONY: build run test bench migrate clean builder-image docker
 
 CARGO ?= cargo
 
 build:
 	$(CARGO) build --release --locked
+
+# Everything on one machine: Postgres, Docker, the builder image, then the service on :8234.
+run:
+	scripts/run.sh
 
 test: builder-image
 	scripts/ensure-deps.sh

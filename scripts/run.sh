@@ -13,8 +13,8 @@ PG_PORT=${CBS_PG_PORT:-54320}
 PG_DIR=$PWD/.data/postgres
 
 "$here/ensure-deps.sh"
-"$here/docker.sh" ensure
-[ -n "$(docker images -q caddy-builder:local 2>/dev/null)" ] || "$here/builder-image.sh"
+"$here/docker.sh"
+"$here/builder-image.sh" caddy-builder:local
 
 cargo build --release --locked
 url=$("$here/postgres.sh" start "$PG_DIR" "$PG_PORT")
