@@ -224,12 +224,7 @@ impl JanitorConfig {
 
     /// This janitor's id: configured, or `<hostname>-<pid>`.
     pub fn janitor_id(&self) -> String {
-        if !self.id.is_empty() {
-            return self.id.clone();
-        }
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        let host = if host.is_empty() { "janitor".to_string() } else { host };
-        format!("{host}-{}", std::process::id())
+        super::process_id(&self.id, "janitor")
     }
 }
 

@@ -354,15 +354,21 @@ impl ApiConfig {
     }
 }
 
+/// A process's name in the database and in logs: the configured one, or
+/// `<hostname>-<pid>`, unique per process on a host and readable to admins.
+pub(crate) fn process_id(configured: &str, fallback_host: &str) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = if host.is_empty() { fallback_host.to_string() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
 impl WorkerConfig {
     /// This worker's id: configured, or `<hostname>-<pid>`.
     pub fn worker_id(&self) -> String {
-        if !self.id.is_empty() {
-            return self.id.clone();
-        }
-        let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        let host = if host.is_empty() { "worker".to_string() } else { host };
-        format!("{host}-{}", std::process::id())
+        process_id(&self.id, "worker")
     }
 }
 
