@@ -13,7 +13,7 @@ run:
 
 test: builder-image
 	scripts/ensure-deps.sh
-	scripts/test-env.sh $(CARGO) test --locked --all-targets -- --test-threads=8
+	scripts/test-env.sh $(CARGO) test --locked --no-fail-fast --all-targets -- --test-threads=8
 
 bench: builder-image
 	scripts/ensure-deps.sh

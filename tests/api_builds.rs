@@ -188,3 +188,21 @@ async fn health_readiness_metrics_and_openapi() {
     admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", api.db.name)).await.unwrap();
     assert!(saw_503, "readyz stayed 200 without a database");
 }
+
+#[tokio::test]
+async fn callback_url_is_recorded_for_delivery_and_a_bad_one_stores_nothing() {
+    let api = TestApi::start().await;
+    let bad = json!({"os": "linux", "arch": "amd64", "callback_url": "ftp://hooks.example/x"});
+    let message = error_message(api.http.post(api.url("/api/builds")).json(&bad).send().await.unwrap(), 400).await;
+    assert!(message.contains("callback_url"), "{message}");
+    assert_eq!(api.build_count().await, 0, "a rejected request stores no build");
+
+    let good = json!({"os": "linux", "arch": "amd64", "callback_url": "http://127.0.0.1:9/hook"});
+    let b: Value = api.http.post(api.url("/api/builds")).json(&good).send().await.unwrap().json().await.unwrap();
+    let key = b["build_key"].as_str().unwrap();
+    let row = api.db.client().await
+        .query_one("SELECT url FROM cbs.webhook_deliveries WHERE build_key = $1", &[&key])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "http://127.0.0.1:9/hook");
+}

@@ -115,6 +115,14 @@ async fn load(state: &AppState, key: &str) -> ApiResult<Build> {
 }
 
 pub async fn submit(State(state): State<AppState>, Json(body): Json<BuildRequest>) -> ApiResult<Response> {
+    let callback = body.callback_url.as_deref().filter(|u| !u.is_empty());
+    if let Some(url) = callback {
+        // Checked before anything is stored, so a bad URL never leaves a build behind.
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(ApiError::BadRequest(format!("callback_url {url:?} is not an http(s) URL"))),
+        }
+    }
     let req = SpecRequest {
         caddy_version: body.caddy_version,
         plugins: body.plugins,
@@ -126,7 +134,7 @@ pub async fn submit(State(state): State<AppState>, Json(body): Json<BuildRequest
     let spec = spec_input::resolve(&state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let build = state.queue.submit(&spec, body.force).await?;
-    if let Some(url) = body.callback_url.as_deref().filter(|u| !u.is_empty()) {
+    if let Some(url) = callback {
         state.queue.add_callback(&build.build_key, url).await?;
     }
     let status = if build.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
