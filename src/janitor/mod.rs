@@ -46,6 +46,7 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Re
     let storage = storage::from_config(&config.storage).await.context("artifact storage")?;
     let listener = Listener::start(&config.database, shutdown.clone());
     let timing = ElectionTiming { retry: config.janitor.leader_retry, check: config.janitor.leader_check };
+    info!(janitor = %id, "janitor started; taking part in the leader election");
     let (leadership, elector) = leader::start(&config.database, &id, timing, shutdown.clone());
     let pinger = Pinger::new(config.janitor.ping_timeout);
     let j = &config.janitor;
@@ -69,7 +70,6 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Re
     let deliverer = Arc::new(webhooks::Deliverer::new(queue, &id, j.webhooks.clone(), &config.api.public_url));
     tracker.spawn(deliverer.run(listener, leadership, shutdown.clone()));
     tracker.close();
-    info!(janitor = %id, "janitor started; waiting for leadership");
 
     shutdown.cancelled().await;
     if tokio::time::timeout(STOP_TIMEOUT, tracker.wait()).await.is_err() {
