@@ -140,10 +140,6 @@ impl Queue {
         Self { pool }
     }
 
-    pub fn pool(&self) -> &DbPool {
-        &self.pool
-    }
-
     pub(super) async fn query(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(sql).await?;
@@ -158,6 +154,14 @@ impl Queue {
             .ok_or_else(|| DbError::Decode("query returned no row".into()))
     }
 
+    /// The first column of the one row a statement returns.
+    pub(super) async fn scalar<T>(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<T, DbError>
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        Ok(self.query_one(sql, params).await?.try_get(0)?)
+    }
+
     async fn one_build(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<Build, DbError> {
         Build::try_from(&self.query_one(sql, params).await?)
     }
@@ -169,7 +173,7 @@ impl Queue {
 
     /// `cbs.build_key`: the key a spec has (validating it on the way).
     pub async fn build_key(&self, spec: &Value) -> Result<String, DbError> {
-        Ok(self.query_one(query!("build_key"), &[spec]).await?.try_get(0)?)
+        self.scalar(query!("build_key"), &[spec]).await
     }
 
     pub async fn get(&self, build_key: &str) -> Result<Option<Build>, DbError> {
@@ -190,15 +194,12 @@ impl Queue {
 
     /// Extends the worker's leases; returns how many builds it holds.
     pub async fn heartbeat(&self, worker_id: &str, lease: Duration) -> Result<i32, DbError> {
-        Ok(self.query_one(query!("heartbeat"), &[&worker_id, &lease.as_secs_f64()]).await?.try_get(0)?)
+        self.scalar(query!("heartbeat"), &[&worker_id, &lease.as_secs_f64()]).await
     }
 
     /// Fenced completion; `false` means the caller no longer owns this attempt.
     pub async fn complete(&self, build_key: &str, attempt: i32, worker_id: &str, artifact: &Value) -> Result<bool, DbError> {
-        Ok(self
-            .query_one(query!("complete_build"), &[&build_key, &attempt, &worker_id, artifact])
-            .await?
-            .try_get(0)?)
+        self.scalar(query!("complete_build"), &[&build_key, &attempt, &worker_id, artifact]).await
     }
 
     /// Fenced failure; returns the build's new status, `None` when fenced out.
@@ -210,19 +211,16 @@ impl Queue {
         error: &str,
         retryable: bool,
     ) -> Result<Option<BuildStatus>, DbError> {
-        let status: Option<String> = self
-            .query_one(query!("fail_build"), &[&build_key, &attempt, &worker_id, &error, &retryable])
-            .await?
-            .try_get(0)?;
+        let status: Option<String> = self.scalar(query!("fail_build"), &[&build_key, &attempt, &worker_id, &error, &retryable]).await?;
         status.map(|s| s.parse()).transpose()
     }
 
     pub async fn release_worker(&self, worker_id: &str, reason: &str) -> Result<i32, DbError> {
-        Ok(self.query_one(query!("release_worker"), &[&worker_id, &reason]).await?.try_get(0)?)
+        self.scalar(query!("release_worker"), &[&worker_id, &reason]).await
     }
 
     pub async fn rescue_expired(&self) -> Result<i32, DbError> {
-        Ok(self.query_one(query!("rescue_expired"), &[]).await?.try_get(0)?)
+        self.scalar(query!("rescue_expired"), &[]).await
     }
 
     pub async fn cancel(&self, build_key: &str, reason: &str) -> Result<Build, DbError> {
@@ -256,10 +254,7 @@ impl Queue {
     /// Fenced append of log lines; returns how many were stored (0 when fenced out).
     pub async fn append_logs(&self, build_key: &str, attempt: i32, worker_id: &str, lines: &[LogLine]) -> Result<i32, DbError> {
         let lines = serde_json::to_value(lines).map_err(|e| DbError::Decode(e.to_string()))?;
-        Ok(self
-            .query_one(query!("append_logs"), &[&build_key, &attempt, &worker_id, &lines])
-            .await?
-            .try_get(0)?)
+        self.scalar(query!("append_logs"), &[&build_key, &attempt, &worker_id, &lines]).await
     }
 
     pub async fn logs_after(&self, build_key: &str, after_id: i64, limit: i64) -> Result<Vec<StoredLogLine>, DbError> {
@@ -281,6 +276,6 @@ impl Queue {
 
     /// The admin page's data: queue overview, active, queued and failed builds.
     pub async fn admin_overview(&self) -> Result<Value, DbError> {
-        Ok(self.query_one(query!("admin_overview"), &[]).await?.try_get(0)?)
+        self.scalar(query!("admin_overview"), &[]).await
     }
 }

@@ -43,12 +43,12 @@ impl Queue {
 
     /// Deletes the rows of terminal builds whose files are already gone; returns how many.
     pub async fn delete_builds(&self, build_keys: &[String]) -> Result<i32, DbError> {
-        Ok(self.query_one(query!("delete_builds"), &[&build_keys]).await?.try_get(0)?)
+        self.scalar(query!("delete_builds"), &[&build_keys]).await
     }
 
     /// Forgets workers unseen for `unseen_for` that hold no build; returns how many.
     pub async fn forget_workers(&self, unseen_for: Duration) -> Result<i32, DbError> {
-        Ok(self.query_one(query!("forget_workers"), &[&unseen_for.as_secs_f64()]).await?.try_get(0)?)
+        self.scalar(query!("forget_workers"), &[&unseen_for.as_secs_f64()]).await
     }
 
     /// Builds per status, from the admins' `cbs.queue_overview` view.
@@ -69,6 +69,6 @@ impl Queue {
 
     /// Webhook deliveries not yet delivered nor given up.
     pub async fn webhook_backlog(&self) -> Result<i64, DbError> {
-        Ok(self.query_one(query!("webhook_backlog"), &[]).await?.try_get(0)?)
+        self.scalar(query!("webhook_backlog"), &[]).await
     }
 }

@@ -49,7 +49,7 @@ impl Queue {
     /// before it was delivered returns the same id. `BadSpec` for a url that is
     /// not http(s), `NotFound` for an unknown build.
     pub async fn add_callback(&self, build_key: &str, url: &str) -> Result<i64, DbError> {
-        Ok(self.query_one(query!("add_callback"), &[&build_key, &url]).await?.try_get(0)?)
+        self.scalar(query!("add_callback"), &[&build_key, &url]).await
     }
 
     pub async fn claim_webhook_deliveries(&self, janitor_id: &str, max_count: i32, lease: Duration) -> Result<Vec<WebhookDelivery>, DbError> {
@@ -73,8 +73,7 @@ impl Queue {
         result: &WebhookAttempt,
         retry: &WebhookRetry,
     ) -> Result<WebhookOutcome, DbError> {
-        let outcome: Option<String> = self
-            .query_one(
+        let outcome: Option<String> = self.scalar(
                 query!("record_webhook_attempt"),
                 &[
                     &delivery.id,
@@ -86,9 +85,7 @@ impl Queue {
                     &retry.backoff_min.as_secs_f64(),
                     &retry.backoff_max.as_secs_f64(),
                 ],
-            )
-            .await?
-            .try_get(0)?;
+            ).await?;
         Ok(match outcome.as_deref() {
             None => WebhookOutcome::Fenced,
             Some("delivered") => WebhookOutcome::Delivered,
@@ -100,6 +97,6 @@ impl Queue {
 
     /// When the next retry (or expired claim) of an ended build's delivery is due.
     pub async fn next_webhook_due(&self) -> Result<Option<DateTime<Utc>>, DbError> {
-        Ok(self.query_one(query!("next_webhook_due"), &[]).await?.try_get(0)?)
+        self.scalar(query!("next_webhook_due"), &[]).await
     }
 }

@@ -11,20 +11,17 @@ use super::{query, DbError, Queue};
 impl Queue {
     /// `<system identifier>/<database>`: unique per queue, stable across restarts.
     pub async fn namespace(&self) -> Result<String, DbError> {
-        let client = self.pool().get().await?;
-        Ok(client.query_one(query!("namespace"), &[]).await?.try_get(0)?)
+        self.scalar(query!("namespace"), &[]).await
     }
 
     /// Ids of workers seen within `silence` and not stopped.
     pub async fn live_workers(&self, silence: Duration) -> Result<Vec<String>, DbError> {
-        let client = self.pool().get().await?;
-        let rows = client.query(query!("live_workers"), &[&silence.as_secs_f64()]).await?;
+        let rows = self.query(query!("live_workers"), &[&silence.as_secs_f64()]).await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     /// When the earliest queued build may be claimed (`None`: nothing is queued).
     pub async fn next_run_after(&self) -> Result<Option<DateTime<Utc>>, DbError> {
-        let client = self.pool().get().await?;
-        Ok(client.query_one(query!("next_run_after"), &[]).await?.try_get(0)?)
+        self.scalar(query!("next_run_after"), &[]).await
     }
 }
