@@ -69,7 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let components: Vec<(&'static str, supervise::Component)> = vec![
                 ("api", Box::pin(api::run(config.clone(), stop.clone()))),
                 ("worker", Box::pin(worker::run(config.clone(), stop.clone()))),
-                ("janitor", Box::pin(janitor::run(config, stop.clone()))),
+                ("janitor", Box::pin(janitor::run_migrated(config, stop.clone()))),
             ];
             supervise::supervise(components, stop).await?;
         }

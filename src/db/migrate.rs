@@ -155,7 +155,6 @@ async fn run_locked(client: &mut Client) -> Result<SchemaReport, MigrateError> {
         &[&schema_fingerprint()],
     )
     .await?;
-    tx.execute("SELECT pg_notify('cbs_schema_ready', $1)", &[&schema_fingerprint()]).await?;
     tx.commit().await?;
     Ok(report)
 }

@@ -38,10 +38,16 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs the janitor until `shutdown` is cancelled.
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let id = config.janitor.janitor_id();
     if !migrate_when_reachable(&config, &shutdown).await? {
         return Ok(());
     }
+    run_migrated(config, shutdown).await
+}
+
+/// Runs the janitor on a schema already made current (the `all` mode migrates
+/// before it starts anything).
+pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let id = config.janitor.janitor_id();
     let queue = Queue::new(db::connect_pool(&config.database, "cbs-janitor")?);
     let storage = storage::from_config(&config.storage).await.context("artifact storage")?;
     let listener = Listener::start(&config.database, shutdown.clone());
