@@ -43,6 +43,12 @@ impl BuildSpec {
     }
 }
 
+/// A build key as `cbs.build_key` makes them: 64 lowercase hex digits. Checked
+/// before a key from outside reaches SQL or becomes a storage path.
+pub fn is_build_key(key: &str) -> bool {
+    key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 pub fn binary_name(os: &str) -> &'static str {
     if os == "windows" { "caddy.exe" } else { "caddy" }
 }

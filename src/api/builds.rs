@@ -105,11 +105,11 @@ fn view(state: &AppState, b: &Build) -> BuildView {
 
 /// Rejects anything but 64 lowercase hex digits before it reaches SQL or storage.
 pub fn check_key(key: &str) -> ApiResult<()> {
-    let ok = key.len() == 64 && key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if ok { Ok(()) } else { Err(ApiError::BadRequest(format!("{key:?} is not a build key (64 lowercase hex digits)"))) }
+    if crate::spec::is_build_key(key) { Ok(()) } else { Err(ApiError::BadRequest(format!("{key:?} is not a build key (64 lowercase hex digits)"))) }
 }
 
-async fn load(state: &AppState, key: &str) -> ApiResult<Build> {
+/// The build with this key, or 400 for a malformed key and 404 for an unknown one.
+pub async fn load(state: &AppState, key: &str) -> ApiResult<Build> {
     check_key(key)?;
     state.queue.get(key).await?.ok_or_else(|| ApiError::NotFound(format!("build {key} not found")))
 }

@@ -14,8 +14,8 @@ use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::builds::check_key;
-use super::error::{ApiError, ApiResult};
+use super::builds::load;
+use super::error::ApiResult;
 use super::state::AppState;
 use crate::db::DbError;
 
@@ -27,10 +27,7 @@ const CHANNEL_CAPACITY: usize = 64;
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 pub async fn log(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
-    check_key(&key)?;
-    if state.queue.get(&key).await?.is_none() {
-        return Err(ApiError::NotFound(format!("build {key} not found")));
-    }
+    load(&state, &key).await?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -29,7 +29,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use builds::check_key;
+pub use builds::{check_key, load};
 pub use error::{ApiError, ApiResult};
 pub use state::AppState;
 

@@ -354,13 +354,18 @@ impl ApiConfig {
     }
 }
 
+/// This machine's name, or empty when it has none.
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
 /// A process's name in the database and in logs: the configured one, or
 /// `<hostname>-<pid>`, unique per process on a host and readable to admins.
 pub(crate) fn process_id(configured: &str, fallback_host: &str) -> String {
     if !configured.is_empty() {
         return configured.to_string();
     }
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = hostname();
     let host = if host.is_empty() { fallback_host.to_string() } else { host };
     format!("{host}-{}", std::process::id())
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::StorageError;
-use crate::spec::binary_name;
+use crate::spec::{binary_name, is_build_key};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactPaths {
@@ -19,7 +19,7 @@ pub struct ArtifactPaths {
 impl ArtifactPaths {
     /// Paths for a build key (64 lowercase hex digits, checked) and target os.
     pub fn new(build_key: &str, os: &str) -> Result<ArtifactPaths, StorageError> {
-        if build_key.len() != 64 || !build_key.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !is_build_key(build_key) {
             return Err(StorageError::BadPath(build_key.to_string()));
         }
         let dir = format!("builds/{}/{}", &build_key[..2], build_key);

@@ -11,7 +11,7 @@ use minijinja::value::Serde;
 use minijinja::{context, Environment};
 use serde_json::json;
 
-use crate::api::{check_key, ApiError, AppState};
+use crate::api::{load, ApiError, AppState};
 use crate::spec::{binary_name, CADDY_MODULE};
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -72,8 +72,7 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Result<
 }
 
 pub async fn build(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    check_key(&key)?;
-    let build = state.queue.get(&key).await?.ok_or_else(|| ApiError::NotFound(format!("build {key} not found")))?;
+    let build = load(&state, &key).await?;
     let artifact = build.artifact.clone().unwrap_or_default();
     let file_name = binary_name(build.spec["os"].as_str().unwrap_or_default());
     render(

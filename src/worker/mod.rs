@@ -97,7 +97,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         .await
         .with_context(|| format!("worker.work_dir {}", config.worker.work_dir))?;
 
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let host = crate::config::hostname();
     queue
         .register_worker(&WorkerInfo {
             worker_id: worker_id.clone(),
