@@ -256,6 +256,41 @@ async fn queue_statistics_read_the_admin_view_and_the_webhook_backlog() {
     assert_eq!((overview[0].builds, overview[0].runnable), (2, 2));
     assert!(overview[0].oldest_age_secs.unwrap() >= 0.0);
     assert_eq!(q.webhook_backlog().await.unwrap(), 1);
+
+    // The job logs the numbers itself while the queue is busy or they changed, and
+    // stays quiet on an idle queue whose numbers did not move.
+    let logged = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = logged.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || LogSink(sink.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let lines = || String::from_utf8(logged.lock().unwrap().clone()).unwrap().lines().filter(|l| l.contains("queue statistics")).count();
     let job = caddy_build_server::janitor::stats::Stats::new(q.clone());
-    assert!(job.run_once().await.unwrap().is_empty(), "stats log themselves; nothing for the scheduler to log");
+    assert!(job.run_once().await.unwrap().is_empty(), "nothing for the scheduler to log");
+    assert_eq!(lines(), 1, "busy queue is logged");
+    assert!(String::from_utf8(logged.lock().unwrap().clone()).unwrap().contains("queued=2"));
+    for b in [key, q.build_key(&nth_spec(2)).await.unwrap()] {
+        q.cancel(&b, "test").await.unwrap();
+    }
+    // The pending delivery would keep the queue "busy"; this test is about the builds.
+    db.client().await.execute("DELETE FROM cbs.webhook_deliveries", &[]).await.unwrap();
+    job.run_once().await.unwrap();
+    assert_eq!(lines(), 2, "changed numbers are logged");
+    job.run_once().await.unwrap();
+    assert_eq!(lines(), 2, "an idle, unchanged queue is not logged again");
+}
+
+/// Collects what a test's tracing subscriber writes.
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -58,7 +58,6 @@ async fn two_janitors_one_leader_and_takeover_when_its_connection_dies() {
     assert_eq!(killed, 1);
     let t0 = Instant::now();
     let second = settled(&client, &all, Some(&first)).await;
-    assert_ne!(first, second);
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(3), "takeover took {took:?}");
     eprintln!("takeover after the leader's connection was terminated: {took:?}");
@@ -92,7 +91,7 @@ async fn killing_the_leader_process_hands_over_within_seconds() {
     let took = t0.elapsed();
     eprintln!("takeover after SIGKILL of the leader process: {took:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert_ne!(second, first);
+    assert_eq!(second, if first == "one" { "two" } else { "one" }, "the follower took over");
 
     // The follower's log tells the story; then it stops cleanly on SIGTERM.
     follower.signal("TERM");
@@ -111,7 +110,7 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
     let mut one = JanitorProcess::spawn(&janitor_yaml(&db.config, "one", ""), "frz-one");
     let mut two = JanitorProcess::spawn(&janitor_yaml(&db.config, "two", ""), "frz-two");
     let first = wait_for_single_leader(&client, None, Duration::from_secs(20)).await;
-    let (leader, follower) = if first == "one" { (&mut one, &mut two) } else { (&mut two, &mut one) };
+    let leader = if first == "one" { &mut one } else { &mut two };
 
     // Frozen: its TCP connection stays up, it just stops doing anything.
     leader.signal("STOP");
@@ -130,5 +129,4 @@ async fn a_frozen_leader_is_replaced_and_steps_down_when_it_wakes() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(lock_holders(&client).await, vec![second]);
-    let _ = follower;
 }
