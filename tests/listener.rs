@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use caddy_build_server::db::{Channel, Listener, ListenerEvent};
+use caddy_build_server::db::{Channel, Listener, ListenerEvent, WatchOn};
 use common::{nth_spec, TestDb};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::timeout;
@@ -63,8 +63,21 @@ async fn build_watch_wakes_on_finish_and_cancel() {
     let db = TestDb::new().await;
     let (listener, shutdown) = started(&db).await;
     let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
-    let watch = listener.watch_build(&b.build_key);
-    let other = listener.watch_build(&"f".repeat(64));
+    let watch = listener.watch_build(&b.build_key, WatchOn::Status);
+    let other = listener.watch_build(&"f".repeat(64), WatchOn::Status);
+    let log = listener.watch_build(&b.build_key, WatchOn::Log);
+    {
+        // New log lines wake log watches only: status waiters need not re-read the build.
+        let status_woken = watch.notified();
+        let log_woken = log.notified();
+        tokio::pin!(status_woken, log_woken);
+        status_woken.as_mut().enable();
+        log_woken.as_mut().enable();
+        db.client().await.execute("SELECT pg_notify('cbs_build_log', $1)", &[&b.build_key]).await.unwrap();
+        timeout(Duration::from_secs(5), log_woken).await.expect("log watch wakes on new lines");
+        assert!(timeout(Duration::from_millis(200), status_woken).await.is_err(), "status watch sleeps through log lines");
+    }
+    drop(log);
     {
         let woken = watch.notified();
         let other_woken = other.notified();
@@ -86,7 +99,7 @@ async fn terminated_backend_reconnects_and_tells_subscribers_to_recheck() {
     let db = TestDb::new().await;
     let (listener, shutdown) = started(&db).await;
     let mut rx = listener.subscribe();
-    let watch = listener.watch_build(&"a".repeat(64));
+    let watch = listener.watch_build(&"a".repeat(64), WatchOn::Status);
     let recheck = watch.notified();
     tokio::pin!(recheck);
     recheck.as_mut().enable();

@@ -47,7 +47,7 @@ fn follow(state: AppState, key: String, after: i64) -> impl Stream<Item = Result
 
 /// Sends events until the build is finished and every line was sent, or the client left.
 async fn pump(state: &AppState, key: &str, mut after: i64, tx: &mpsc::Sender<Result<Event, Infallible>>) -> Result<(), ()> {
-    let wake = state.listener.watch_build(key);
+    let wake = state.listener.watch_build(key, crate::db::WatchOn::Log);
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{Build, Listener, Queue};
+use crate::db::{Build, Listener, Queue, WatchOn};
 
 /// Pause before a watcher re-reads a build after a database error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
@@ -66,7 +66,7 @@ impl Waiters {
 }
 
 async fn watch_build(inner: Arc<Inner>, key: String, tx: watch::Sender<BuildState>, done: Arc<AtomicBool>) {
-    let wake = inner.listener.watch_build(&key);
+    let wake = inner.listener.watch_build(&key, WatchOn::Status);
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);

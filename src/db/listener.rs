@@ -65,7 +65,7 @@ pub enum ListenerEvent {
 
 struct Inner {
     events: broadcast::Sender<ListenerEvent>,
-    watches: Mutex<HashMap<String, Weak<Notify>>>,
+    watches: Mutex<HashMap<(String, WatchOn), Weak<Notify>>>,
     connected: AtomicBool,
     connected_changed: Notify,
     connections: AtomicU64,
@@ -77,8 +77,17 @@ pub struct Listener {
     inner: Arc<Inner>,
 }
 
-/// Wakes its owner on any notification about one build (finished, cancelled,
-/// new log lines) and after every reconnect. Arm `notified()` before reading the
+/// What a [`BuildWatch`] wakes for: a status watch on the build's end
+/// (finished, cancelled), a log watch also on every batch of new log lines, so
+/// that a build's log traffic never makes status waiters re-read the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WatchOn {
+    Status,
+    Log,
+}
+
+/// Wakes its owner on notifications about one build (see [`WatchOn`]) and
+/// after every reconnect. Arm `notified()` before reading the
 /// state, then await it, so that no wake-up falls between the two.
 pub struct BuildWatch {
     notify: Arc<Notify>,
@@ -111,13 +120,14 @@ impl Listener {
         self.inner.events.subscribe()
     }
 
-    pub fn watch_build(&self, build_key: &str) -> BuildWatch {
+    pub fn watch_build(&self, build_key: &str, on: WatchOn) -> BuildWatch {
+        let key = (build_key.to_string(), on);
         let mut watches = self.inner.watches.lock().unwrap();
-        if let Some(notify) = watches.get(build_key).and_then(Weak::upgrade) {
+        if let Some(notify) = watches.get(&key).and_then(Weak::upgrade) {
             return BuildWatch { notify };
         }
         let notify = Arc::new(Notify::new());
-        watches.insert(build_key.to_string(), Arc::downgrade(&notify));
+        watches.insert(key, Arc::downgrade(&notify));
         BuildWatch { notify }
     }
 
@@ -152,8 +162,13 @@ impl Listener {
     }
 
     fn dispatch(&self, channel: Channel, build_key: String) {
-        if channel != Channel::Queued {
-            let notify = self.inner.watches.lock().unwrap().get(&build_key).and_then(Weak::upgrade);
+        let kinds: &[WatchOn] = match channel {
+            Channel::Queued => &[],
+            Channel::Log => &[WatchOn::Log],
+            Channel::Finished | Channel::Cancelled => &[WatchOn::Status, WatchOn::Log],
+        };
+        for &on in kinds {
+            let notify = self.inner.watches.lock().unwrap().get(&(build_key.clone(), on)).and_then(Weak::upgrade);
             if let Some(n) = notify {
                 n.notify_waiters();
             }

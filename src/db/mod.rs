@@ -14,7 +14,7 @@ mod worker_support;
 
 pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
 pub use error::DbError;
-pub use listener::{BuildWatch, Channel, Listener, ListenerEvent};
+pub use listener::{BuildWatch, Channel, Listener, ListenerEvent, WatchOn};
 pub use migrate::{migrate, schema_fingerprint, MigrateError, SchemaReport};
 pub use janitor::{RetentionCandidate, StatusCount};
 pub use pool::{connect_pool, DbPool};
