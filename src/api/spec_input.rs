@@ -11,6 +11,8 @@ use crate::spec::{BuildSpec, Plugin, Replacement, CADDY_MODULE};
 
 /// ARM versions Go supports for `GOARM`.
 const ARM_VERSIONS: [&str; 3] = ["5", "6", "7"];
+/// GOARM when `arch=arm` comes without `arm` (as cbs.canonical_spec defaults it).
+const DEFAULT_ARM: &str = "7";
 
 /// A spec whose versions may still be queries (`latest`, empty, `v2.10`).
 #[derive(Debug, Clone, Default)]
@@ -89,16 +91,16 @@ pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec>
     let replacements = try_join_all(req.replacements.iter().map(|r| async {
         Ok::<_, ApiError>(Replacement { old: r.old.clone(), new: r.new.clone(), version: state.resolve(&r.new, &r.version).await? })
     }));
-    let (caddy, mut plugins, replacements) = futures::try_join!(async { Ok::<_, ApiError>(caddy.await?) }, plugins, replacements)?;
+    let (caddy, mut plugins, mut replacements) = futures::try_join!(async { Ok::<_, ApiError>(caddy.await?) }, plugins, replacements)?;
+    // The canonical form cbs.canonical_spec stores, so that equivalent requests
+    // also share one submit in the coalescer (which keys on this spec).
     plugins.sort_by(|a, b| a.module.cmp(&b.module));
-    Ok(BuildSpec {
-        caddy_version: caddy,
-        plugins,
-        replacements,
-        os: req.os,
-        arch: req.arch,
-        arm: req.arm.filter(|a| !a.is_empty()),
-    })
+    replacements.sort_by(|a, b| a.old.cmp(&b.old));
+    let arm = match req.arm.filter(|a| !a.is_empty()) {
+        None if req.arch == "arm" => Some(DEFAULT_ARM.to_string()),
+        arm => arm,
+    };
+    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm })
 }
 
 /// Splits `module@version` on the last `@` (a bare module means latest).
