@@ -64,6 +64,7 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     assert!(p["go_sum"].as_str().unwrap().contains(PLUGIN), "{p}");
     assert!(p["go_version"].as_str().unwrap().starts_with("go1."), "{p}");
     assert_eq!(p["image"], "caddy-builder:local");
+    assert!(p["image_id"].as_str().unwrap().starts_with("sha256:"), "{p}");
     assert!(done.artifact.unwrap().get("provenance").is_none(), "provenance is kept apart from the artifact");
 
     // Output of every step reached the log, and no container is left.

@@ -5,7 +5,7 @@
 //! go back to the queue with backoff.
 
 use crate::sandbox::SandboxError;
-use crate::storage::StorageError;
+use super::publish::PublishError;
 
 /// Substrings of Go's output that point at the network or the proxy, not the request.
 const TRANSIENT_GO_MARKERS: &[&str] = &[
@@ -58,9 +58,9 @@ impl From<SandboxError> for JobError {
     }
 }
 
-impl From<StorageError> for JobError {
-    fn from(e: StorageError) -> Self {
-        JobError::Transient(format!("storage: {e}"))
+impl From<PublishError> for JobError {
+    fn from(e: PublishError) -> Self {
+        JobError::Transient(e.to_string())
     }
 }
 

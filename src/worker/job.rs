@@ -31,8 +31,10 @@ pub struct JobContext {
     pub sandbox: Sandbox,
     pub publisher: Publisher,
     pub worker_id: String,
-    /// The builder image's id, for provenance.
-    pub image_id: String,
+    /// The builder image's id, for provenance: set by the runner each time it
+    /// finds Docker ready, so a worker started while Docker was down, or an image
+    /// rebuilt meanwhile, is recorded right.
+    pub image_id: std::sync::Mutex<String>,
 }
 
 /// Runs one build; `cancel` stops it (container killed, nothing reported).
@@ -105,7 +107,7 @@ async fn execute(
         "go_sum": read("go.sum").await,
         "go_version": read(recipe::GO_VERSION_FILE).await.trim(),
         "image": ctx.sandbox.image(),
-        "image_id": ctx.image_id,
+        "image_id": ctx.image_id.lock().unwrap().clone(),
         "worker_id": ctx.worker_id,
     });
     step(ctx, build, work, &compile, tx, cancel).await?;

@@ -26,7 +26,7 @@ use crate::db::{connect_pool, Listener, Queue, WorkerInfo};
 use crate::sandbox::{Owner, Sandbox};
 
 pub use failure::JobError;
-pub use publish::{sha256_file, ArtifactSigner, Publisher};
+pub use publish::{sha256_file, PublishError, Publisher};
 
 /// Waits between attempts to reach the database at start-up.
 const STARTUP_RETRY: Duration = Duration::from_secs(2);
@@ -115,23 +115,15 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
         return Ok(());
     };
-    let image_id = match sandbox.check().await {
-        Ok(id) => id,
-        Err(e) => {
-            warn!(error = %e, "Docker is not ready; builds are claimed once it is");
-            String::new()
-        }
-    };
-
     let listener_stop = CancellationToken::new();
     let listener = Listener::start(&config.database, listener_stop.clone());
     let ctx = Arc::new(job::JobContext {
         config: config.clone(),
         queue,
         sandbox,
-        publisher: Publisher { storage, signer: Some(Arc::new(signer)) },
+        publisher: Publisher { storage, signer },
         worker_id,
-        image_id,
+        image_id: Default::default(),
     });
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
     listener_stop.cancel();

@@ -1,56 +1,47 @@
-//! Publishing a finished binary: sha256, optional signature, atomic puts to
+//! Publishing a finished binary: sha256 and minisign signature, atomic puts to
 //! storage in the contract's layout, and the `Artifact` record for
-//! `cbs.complete_build`. Signing plugs in through [`ArtifactSigner`].
+//! `cbs.complete_build`.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use crate::signing::{Signer, SigningError};
 use crate::storage::{Artifact, ArtifactPaths, DynStorage, StorageError};
 
-/// Signs a binary; the signature is stored beside it (`caddy.minisig`).
-#[async_trait]
-pub trait ArtifactSigner: Send + Sync {
-    async fn sign(&self, binary: &Path) -> Result<Bytes, String>;
-}
-
-#[async_trait]
-impl ArtifactSigner for crate::signing::Signer {
-    async fn sign(&self, binary: &Path) -> Result<Bytes, String> {
-        self.sign_file_async(binary).await.map(Bytes::from).map_err(|e| e.to_string())
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("signing: {0}")]
+    Signing(#[from] SigningError),
 }
 
 #[derive(Clone)]
 pub struct Publisher {
     pub storage: DynStorage,
-    pub signer: Option<Arc<dyn ArtifactSigner>>,
+    pub signer: Signer,
 }
 
 impl Publisher {
-    /// Stores the binary, its checksum (and signature), binary first so that a
+    /// Stores the binary, its checksum and signature, binary first so that a
     /// checksum is never visible without the file it describes. The record is
     /// only written (by the caller) once every object is in place.
-    pub async fn publish(&self, build_key: &str, os: &str, binary: &Path) -> Result<Artifact, StorageError> {
+    pub async fn publish(&self, build_key: &str, os: &str, binary: &Path) -> Result<Artifact, PublishError> {
         let paths = ArtifactPaths::new(build_key, os)?;
-        // Hashing and the upload each read the whole file: do both at once.
-        let (hashed, put) = tokio::join!(sha256_file(binary), self.storage.put_file(&paths.binary, binary));
-        let ((sha256, size), ()) = (hashed?, put?);
+        // Hashing, signing and the upload each read the whole file: do them at once.
+        let (hashed, signature, put) = tokio::join!(
+            sha256_file(binary),
+            self.signer.sign_file_async(binary),
+            self.storage.put_file(&paths.binary, binary)
+        );
+        let ((sha256, size), signature, ()) = (hashed?, signature?, put?);
         let file_name = crate::spec::binary_name(os).to_string();
         self.storage.put_bytes(&paths.sha256, Bytes::from(format!("{sha256}  {file_name}\n"))).await?;
-        let signature = match &self.signer {
-            Some(signer) => {
-                let sig = signer.sign(binary).await.map_err(StorageError::Backend)?;
-                self.storage.put_bytes(&paths.signature, sig).await?;
-                Some(paths.signature.clone())
-            }
-            None => None,
-        };
-        Ok(Artifact { path: paths.binary, file_name, size, sha256, signature })
+        self.storage.put_bytes(&paths.signature, Bytes::from(signature)).await?;
+        Ok(Artifact { path: paths.binary, file_name, size, sha256, signature: Some(paths.signature) })
     }
 }
 

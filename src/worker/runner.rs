@@ -189,9 +189,12 @@ impl Runner {
     }
 
     async fn docker_ready(&mut self) -> bool {
-        let result = if self.docker_ok { self.ctx.sandbox.ping().await.map(|_| String::new()) } else { self.ctx.sandbox.check().await };
+        let result = if self.docker_ok { self.ctx.sandbox.ping().await.map(|_| None) } else { self.ctx.sandbox.check().await.map(Some) };
         match result {
-            Ok(_) => {
+            Ok(image_id) => {
+                if let Some(id) = image_id {
+                    *self.ctx.image_id.lock().unwrap() = id;
+                }
                 if !self.docker_ok {
                     info!("Docker daemon reachable and builder image present: claiming builds");
                     self.reap().await;
