@@ -64,13 +64,17 @@ fn parse(v: &str) -> Option<Version> {
     (version.build.is_empty() || version.build.as_str() == "incompatible").then_some(version)
 }
 
-/// The major version a module path implies: `Some(n)` for a `/vN` suffix, `None` for v0/v1.
+/// The major version a module path implies: `Some(n)` for a `/vN` suffix (or
+/// gopkg.in's `.vN`) with n >= 2, `None` for v0/v1.
 pub fn path_major(module: &str) -> Option<u64> {
-    if module.starts_with("gopkg.in/") {
-        return None;
-    }
     let last = module.rsplit('/').next()?;
-    last.strip_prefix('v').and_then(|d| d.parse::<u64>().ok()).filter(|n| *n >= 2)
+    let digits = if module.starts_with("gopkg.in/") {
+        let (_, major) = last.rsplit_once(".v")?;
+        major.strip_suffix("-unstable").unwrap_or(major)
+    } else {
+        last.strip_prefix('v')?
+    };
+    digits.parse::<u64>().ok().filter(|n| *n >= 2)
 }
 
 /// Picks the newest release in `list` (a proxy's `@v/list`) that matches the query,
@@ -97,6 +101,19 @@ pub fn select(list: &str, query: &VersionQuery, major: Option<u64>) -> Option<St
         .iter()
         .max_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp_precedence(b)))
         .map(|(_, s)| s.to_string())
+}
+
+/// The releases in `list` (a proxy's `@v/list`), newest first: no pre-releases,
+/// no `+incompatible` versions, for a version picker.
+pub fn releases(list: &str) -> Vec<String> {
+    let mut versions: Vec<Version> = list
+        .lines()
+        .filter_map(|l| parse(l.trim()))
+        .filter(|v| v.pre.is_empty() && v.build.is_empty())
+        .collect();
+    versions.sort_by(|a, b| b.cmp(a));
+    versions.dedup();
+    versions.iter().map(|v| format!("v{v}")).collect()
 }
 
 #[cfg(test)]
@@ -142,19 +159,8 @@ mod tests {
         assert_eq!(select("v1.0.0\nv3.0.0", &VersionQuery::Latest, Some(3)).as_deref(), Some("v3.0.0"));
         assert_eq!(path_major("github.com/caddyserver/caddy/v2"), Some(2));
         assert_eq!(path_major("github.com/caddy-dns/cloudflare"), None);
-        assert_eq!(path_major("gopkg.in/yaml.v3"), None);
+        assert_eq!(path_major("gopkg.in/yaml.v3"), Some(3));
+        assert_eq!(path_major("gopkg.in/yaml.v1"), None);
+        assert_eq!(select("v3.0.0\nv3.0.1\nv2.4.0", &VersionQuery::Latest, path_major("gopkg.in/yaml.v3")).as_deref(), Some("v3.0.1"));
     }
-}
-
-/// The releases in `list` (a proxy's `@v/list`), newest first: no pre-releases,
-/// no `+incompatible` versions, for a version picker.
-pub fn releases(list: &str) -> Vec<String> {
-    let mut versions: Vec<Version> = list
-        .lines()
-        .filter_map(|l| parse(l.trim()))
-        .filter(|v| v.pre.is_empty() && v.build.is_empty())
-        .collect();
-    versions.sort_by(|a, b| b.cmp(a));
-    versions.dedup();
-    versions.iter().map(|v| format!("v{v}")).collect()
 }
