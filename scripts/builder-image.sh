@@ -9,7 +9,6 @@ set -euo pipefail
 
 image=${1:-caddy-builder:local}
 goroot=${CBS_GOROOT:-/usr/local/go}
-here=$(cd "$(dirname "$0")" && pwd)
 
 [ -x "$goroot/bin/go" ] || { echo "builder-image.sh: no Go toolchain in $goroot" >&2; exit 1; }
 go_version=$("$goroot/bin/go" env GOVERSION)

@@ -58,11 +58,6 @@ impl Waiters {
         tokio::spawn(watch_build(self.inner.clone(), build_key.to_string(), tx, done));
         rx
     }
-
-    /// Builds with a running watcher.
-    pub fn watched(&self) -> usize {
-        self.inner.watchers.lock().unwrap().len()
-    }
 }
 
 async fn watch_build(inner: Arc<Inner>, key: String, tx: watch::Sender<BuildState>, done: Arc<AtomicBool>) {

@@ -20,10 +20,6 @@ pub struct CronSchedule {
 }
 
 impl CronSchedule {
-    pub fn schedule(&self) -> &cron::Schedule {
-        &self.schedule
-    }
-
     pub fn source(&self) -> &str {
         &self.source
     }

@@ -73,7 +73,8 @@ impl Default for Config {
 pub struct ApiConfig {
     /// `host:port` or `:port` (all interfaces).
     pub listen: String,
-    /// Base URL for links in responses; empty: derived from the request's Host.
+    /// Base URL of links in responses; empty: relative links (the pages' copy-paste
+    /// commands then use the request's Host).
     pub public_url: String,
     /// Largest accepted number of plugins in one build.
     pub max_plugins: usize,

@@ -145,7 +145,12 @@ impl Deliverer {
                 // Subscribe before the first claim, so no wake-up falls in between.
                 let mut events = listener.subscribe();
                 loop {
-                    let pause = match self.run_once().await.and(self.queue.next_webhook_due().await) {
+                    // Asks when the next retry is due only after a run that reached the database.
+                    let due = match self.run_once().await {
+                        Ok(_) => self.queue.next_webhook_due().await,
+                        Err(e) => Err(e),
+                    };
+                    let pause = match due {
                         Ok(next) => next.map_or(MAX_IDLE, |t| (t - chrono::Utc::now()).to_std().unwrap_or_default().min(MAX_IDLE)),
                         Err(e) => {
                             warn!(error = %e, "webhook delivery failed to reach the database");

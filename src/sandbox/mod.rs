@@ -94,10 +94,6 @@ impl Sandbox {
         })
     }
 
-    pub fn owner(&self) -> &Owner {
-        &self.owner
-    }
-
     pub fn image(&self) -> &str {
         &self.cfg.image
     }

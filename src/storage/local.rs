@@ -29,10 +29,6 @@ impl LocalStorage {
         Ok(LocalStorage { root: root.canonicalize().map_err(io_err(root))? })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn resolve(&self, path: &str) -> Result<PathBuf, StorageError> {
         check_path(path)?;
         Ok(self.root.join(path))
