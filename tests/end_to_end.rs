@@ -12,19 +12,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use caddy_build_server::storage::S3Storage;
+use common::free_port;
 use worker_support::{CADDY, GOBUILD_VOLUME, GOMOD_VOLUME, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
 
 /// A cold build on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn fresh_database() -> String {
-    let name = format!("cbs_e2e_{}_{}", std::process::id(), rand::random::<u32>());
-    common::admin_client().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    common::config_for(&name).url
+    common::config_for(&common::empty_database("e2e").await).url
 }
 
 fn temp_dir(what: &str) -> PathBuf {

@@ -13,14 +13,11 @@ use janitor_support::{lock_holders, temp_dir, wait_for_single_leader};
 
 #[tokio::test]
 async fn all_migrates_first_runs_the_janitor_and_stops_on_sigterm() {
-    let admin = common::admin_client().await;
-    let name = format!("cbs_all_{}_{}", std::process::id(), rand::random::<u32>());
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let cfg = common::config_for(&name);
+    let cfg = common::config_for(&common::empty_database("all").await);
     assert_eq!(db::schema_state(&cfg).await.unwrap(), SchemaState::Behind);
 
     let dir = temp_dir("all");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let yaml = format!(
         "database:\n  url: \"{}\"\nstorage:\n  path: \"{}\"\napi:\n  listen: \"127.0.0.1:{port}\"\nworker:\n  work_dir: \"{}\"\njanitor:\n  id: single\n  leader_retry: 200ms\n",
         cfg.url,

@@ -211,10 +211,7 @@ async fn the_leader_rescues_expired_leases_on_schedule_and_pings_its_heartbeats(
 
 #[tokio::test]
 async fn api_and_workers_wait_for_the_janitor_to_make_the_schema_current() {
-    let admin = common::admin_client().await;
-    let name = format!("cbs_empty_{}_{}", std::process::id(), rand::random::<u32>());
-    admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let cfg = common::config_for(&name);
+    let cfg = common::config_for(&common::empty_database("empty").await);
     assert_eq!(db::schema_state(&cfg).await.unwrap(), SchemaState::Behind);
 
     let stop = CancellationToken::new();

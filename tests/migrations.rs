@@ -4,19 +4,10 @@
 mod common;
 
 use caddy_build_server::db::{migrate, MigrateError};
-use common::{admin_client, config_for, TestDb};
+use common::{config_for, TestDb};
 
 async fn empty_database() -> String {
-    let name = format!("cbs_m_{}_{}", std::process::id(), rand_id());
-    admin_client().await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
-    name
-}
-
-fn rand_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed) * 1_000_000
-        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_micros() as u64
+    common::empty_database("m").await
 }
 
 #[tokio::test]

@@ -68,6 +68,19 @@ pub fn config_for(db: &str) -> DatabaseConfig {
     DatabaseConfig { url: url_for(db), pool_size: 12, ..DatabaseConfig::default() }
 }
 
+/// A new database with no schema at all (for migration and start-up tests);
+/// returns its name.
+pub async fn empty_database(prefix: &str) -> String {
+    let name = format!("cbs_{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), rand_suffix());
+    admin_client().await.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create database");
+    name
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A fresh, migrated database for one test.
 pub struct TestDb {
     pub name: String,
