@@ -1,7 +1,8 @@
 //! The sandbox on a real Docker engine, without a Caddy build: the build step's
 //! container cannot see the host's environment or files, has no network, runs
 //! unprivileged on a read-only root; the resolve step does have network (so the
-//! network check can fail); timeouts and cancellation remove the container.
+//! network check can fail); timeouts and cancellation kill the container, and
+//! closing the session removes both.
 
 mod common;
 mod worker_support;
@@ -9,7 +10,7 @@ mod worker_support;
 use std::time::{Duration, Instant};
 
 use caddy_build_server::config::Config;
-use caddy_build_server::sandbox::{Owner, Sandbox, SandboxError, StepSpec};
+use caddy_build_server::sandbox::{Owner, Sandbox, SandboxError, StepOutcome, StepSpec};
 use caddy_build_server::spec::BuildSpec;
 use caddy_build_server::worker::recipe;
 use tokio::sync::mpsc;
@@ -35,6 +36,15 @@ fn test_config() -> Config {
     c.worker.gomod_cache_volume = worker_support::GOMOD_VOLUME.into();
     c.worker.gobuild_cache_volume = worker_support::GOBUILD_VOLUME.into();
     c
+}
+
+/// Runs one step in a session of its own, closed afterwards.
+async fn one_step(sb: &Sandbox, work: &std::path::Path, step: &StepSpec, cancel: &CancellationToken) -> Result<StepOutcome, SandboxError> {
+    let session = sb.open(KEY, work);
+    let (tx, _rx) = mpsc::channel(100);
+    let out = session.run(step, &tx, cancel).await;
+    session.close().await;
+    out
 }
 
 fn work_dir(name: &str) -> std::path::PathBuf {
@@ -68,8 +78,9 @@ async fn build_step_is_isolated_from_the_host() {
         marker = marker_file.display()
     );
     let build = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), &script);
+    let session = sb.open(KEY, &work);
     let (tx, mut rx) = mpsc::channel(100);
-    let out = sb.run_step(KEY, &work, &build, &tx, &CancellationToken::new()).await.unwrap();
+    let out = session.run(&build, &tx, &CancellationToken::new()).await.unwrap();
     drop(tx);
     let mut streamed = Vec::new();
     while let Some(l) = rx.recv().await {
@@ -85,27 +96,35 @@ async fn build_step_is_isolated_from_the_host() {
     // The same probe in the resolve step does reach the proxy: the check above can fail.
     let resolve = with_script(recipe::resolve_step(&config, &spec(), Duration::from_secs(60)).unwrap(), &script);
     let (tx, _rx) = mpsc::channel(100);
-    let out = sb.run_step(KEY, &work, &resolve, &tx, &CancellationToken::new()).await.unwrap();
+    let out = session.run(&resolve, &tx, &CancellationToken::new()).await.unwrap();
     assert!(out.stdout.contains("network=yes") && out.stdout.contains("env=clean"), "{}", out.stdout);
-    assert!(sb.list_ours(&[]).await.unwrap().is_empty(), "containers are removed after each step");
+    // Steps sharing a container see only their own environment.
+    let mut first = with_script(build.clone(), "echo $CBS_STEP_ONLY");
+    first.env.push(("CBS_STEP_ONLY".into(), "first-step".into()));
+    assert_eq!(session.run(&first, &tx, &CancellationToken::new()).await.unwrap().stdout, "first-step\n");
+    let out = session.run(&with_script(build.clone(), "env"), &tx, &CancellationToken::new()).await.unwrap();
+    assert!(out.stdout.contains("GOPROXY=off") && !out.stdout.contains("CBS_STEP_ONLY"), "{}", out.stdout);
+    assert_eq!(sb.list_ours(&[]).await.unwrap().len(), 2, "one online and one sealed container");
+    session.close().await;
+    assert!(sb.list_ours(&[]).await.unwrap().is_empty(), "closing the session removes its containers");
     std::fs::remove_dir_all(work.parent().unwrap()).ok();
 }
 
 #[tokio::test]
-async fn timeout_and_cancel_remove_the_container() {
+async fn timeout_and_cancel_kill_the_container() {
     let config = test_config();
     let sb = sandbox(&config, "test-sandbox-stop");
     sb.check().await.unwrap();
     let work = work_dir("stop");
     let mut step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(1)).unwrap(), "echo started; sleep 60");
-    let (tx, _rx) = mpsc::channel(100);
     let t = Instant::now();
-    let e = sb.run_step(KEY, &work, &step, &tx, &CancellationToken::new()).await.unwrap_err();
+    let e = one_step(&sb, &work, &step, &CancellationToken::new()).await.unwrap_err();
     assert!(matches!(e, SandboxError::Timeout { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
 
     step.timeout = Duration::from_secs(60);
+    let session = sb.open(KEY, &work);
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -113,9 +132,31 @@ async fn timeout_and_cancel_remove_the_container() {
         c.cancel();
     });
     let t = Instant::now();
-    let e = sb.run_step(KEY, &work, &step, &tx, &cancel).await.unwrap_err();
+    let (tx, _rx) = mpsc::channel(100);
+    let e = session.run(&step, &tx, &cancel).await.unwrap_err();
     assert!(matches!(e, SandboxError::Cancelled { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let running = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", "label=io.caddy-build-server.namespace=test-sandbox-stop", "--filter", "label=io.caddy-build-server.role=sealed"])
+        .output()
+        .unwrap();
+    assert!(running.stdout.is_empty(), "the cancelled step's container was killed at once");
+    session.close().await;
+    assert!(sb.list_ours(&[]).await.unwrap().is_empty());
+    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+}
+
+#[tokio::test]
+async fn a_step_ends_when_its_process_exits_even_if_a_child_keeps_its_output_open() {
+    let config = test_config();
+    let sb = sandbox(&config, "test-sandbox-background");
+    sb.check().await.unwrap();
+    let work = work_dir("background");
+    let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "sleep 50 & echo done; exit 3");
+    let t = Instant::now();
+    let out = one_step(&sb, &work, &step, &CancellationToken::new()).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout.as_str()), (3, "done\n"));
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
     std::fs::remove_dir_all(work.parent().unwrap()).ok();
 }
@@ -135,23 +176,21 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
         let (step, work) = (step.clone(), work.clone());
         let cancel = CancellationToken::new();
         let c = cancel.clone();
-        tasks.push((sb.clone(), c, tokio::spawn(async move {
-            let (tx, _rx) = mpsc::channel(100);
-            sb.run_step(KEY, &work, &step, &tx, &cancel).await
-        })));
+        tasks.push((sb.clone(), c, tokio::spawn(async move { one_step(&sb, &work, &step, &cancel).await })));
     }
+    // Each session has two containers.
     let reaper = sandbox(&config, &ns);
     let start = Instant::now();
-    while reaper.list_ours(&[]).await.unwrap().len() < 2 {
+    while reaper.list_ours(&[]).await.unwrap().len() < 4 {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let removed = reaper.reap_leftovers(&["w-live".to_string()], &[]).await.unwrap();
-    assert_eq!(removed, 1);
+    assert_eq!(removed, 2);
     let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
-    assert_eq!(left, vec!["w-live".to_string()]);
+    assert_eq!(left, vec!["w-live".to_string(), "w-live".to_string()]);
     let other = Sandbox::connect(&config.worker, Owner { namespace: other_ns.clone(), worker_id: "x".into() }).unwrap();
-    assert_eq!(other.list_ours(&[]).await.unwrap().len(), 1, "another namespace's container is untouched");
+    assert_eq!(other.list_ours(&[]).await.unwrap().len(), 2, "another namespace's containers are untouched");
     for (_, cancel, _) in &tasks {
         cancel.cancel();
     }

@@ -1,14 +1,16 @@
-//! The container a step runs in, hardened: no capabilities, no privilege
-//! escalation, a non-root user, a read-only root with tmpfs for scratch,
-//! memory/CPU/pids limits, no network unless the step needs it, and only the
-//! environment the step names (nothing of the worker's own environment).
+//! The containers a build's steps run in, hardened: no capabilities, no
+//! privilege escalation, a non-root user, a read-only root with tmpfs for
+//! scratch, memory/CPU/pids limits, no network unless the role needs it, and
+//! no environment at all (each step brings its own, nothing of the worker's).
+//! The container itself only idles; steps are `exec`'d into it.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use super::{Sandbox, StepSpec, LABEL_BUILD, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_STEP, LABEL_WORKER};
+use super::{Sandbox, LABEL_BUILD, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_ROLE, LABEL_WORKER};
 
 /// The uid:gid steps run as; the builder image owns its cache and work directories by it.
 pub const BUILD_USER: &str = "1000:1000";
@@ -20,21 +22,34 @@ pub const GOCACHE: &str = "/cache/gobuild";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepNetwork {
-    /// Attached to this Docker network: the resolve step fetches modules from the proxy.
-    Attached(String),
+    /// Attached to `worker.resolve_network`: the resolve step fetches modules from the proxy.
+    Online,
     /// No network interface but loopback.
     None,
 }
 
+impl StepNetwork {
+    /// The role label of the container that has this network.
+    pub(super) fn role(&self) -> &'static str {
+        match self {
+            StepNetwork::Online => "online",
+            StepNetwork::None => "sealed",
+        }
+    }
+}
+
 impl Sandbox {
-    pub(super) fn container_body(&self, build_key: &str, work_dir: &Path, step: &StepSpec) -> ContainerCreateBody {
+    /// An idle container (its PID 1 sleeps under Docker's init, which reaps
+    /// whatever the steps leave behind) that exits on its own after `idle` even
+    /// if nobody removes it.
+    pub(super) fn container_body(&self, build_key: &str, work_dir: &Path, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
         let limits = &self.cfg.limits;
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_NAMESPACE.to_string(), self.owner.namespace.clone()),
             (LABEL_WORKER.to_string(), self.owner.worker_id.clone()),
             (LABEL_BUILD.to_string(), build_key.to_string()),
-            (LABEL_STEP.to_string(), step.name.clone()),
+            (LABEL_ROLE.to_string(), network.role().to_string()),
         ]);
         let mounts = vec![
             Mount {
@@ -49,8 +64,8 @@ impl Sandbox {
         ];
         let host_config = HostConfig {
             mounts: Some(mounts),
-            network_mode: Some(match &step.network {
-                StepNetwork::Attached(name) => name.clone(),
+            network_mode: Some(match network {
+                StepNetwork::Online => self.cfg.resolve_network.clone(),
                 StepNetwork::None => "none".into(),
             }),
             cap_drop: Some(vec!["ALL".into()]),
@@ -69,13 +84,13 @@ impl Sandbox {
         };
         ContainerCreateBody {
             image: Some(self.cfg.image.clone()),
-            cmd: Some(step.cmd.clone()),
+            cmd: Some(vec!["sleep".into(), idle.as_secs().max(1).to_string()]),
             entrypoint: Some(vec![]),
-            env: Some(step.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(vec![]),
             user: Some(BUILD_USER.into()),
             working_dir: Some(WORK_MOUNT.into()),
             labels: Some(labels),
-            network_disabled: Some(step.network == StepNetwork::None),
+            network_disabled: Some(*network == StepNetwork::None),
             host_config: Some(host_config),
             ..Default::default()
         }

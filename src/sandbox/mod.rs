@@ -1,12 +1,21 @@
-//! The Docker sandbox: every build step runs in a fresh, locked-down, throwaway
-//! container (bollard). This module knows Docker and nothing of the queue: it
-//! creates hardened containers, runs one step with a timeout while streaming its
-//! output, kills a build's containers on demand, and removes leftovers of dead
-//! workers. Every container carries labels (namespace, worker, build) so that
-//! several workers, test processes and databases can share one daemon safely.
+//! The Docker sandbox: every build runs in fresh, locked-down, throwaway
+//! containers (bollard), one with network for resolving modules and one
+//! without for building and running the binary. This module knows Docker and
+//! nothing of the queue: it opens a build's [`Session`] (both containers,
+//! hardened and idle), runs steps in them with `exec` under a timeout while
+//! streaming their output, kills a build's containers on demand, and removes
+//! leftovers of dead workers. Every container carries labels (namespace,
+//! worker, build, role) so that several workers, test processes and databases
+//! can share one daemon safely.
+//!
+//! Steps are `exec`'d into long-lived containers rather than each getting a
+//! container of its own because creating, starting and removing a container
+//! costs about half a second, several times per build; the network-less
+//! container starts while the resolve step runs.
 
 mod container;
 mod reap;
+mod session;
 mod step;
 
 use std::time::Duration;
@@ -15,6 +24,7 @@ use bollard::Docker;
 
 pub use container::{StepNetwork, BUILD_UID};
 pub use reap::Found;
+pub use session::Session;
 pub use step::{OutputLine, StepOutcome, StepSpec};
 
 use crate::config::WorkerConfig;
@@ -24,7 +34,8 @@ pub const LABEL_MANAGED: &str = "io.caddy-build-server.managed";
 pub const LABEL_NAMESPACE: &str = "io.caddy-build-server.namespace";
 pub const LABEL_WORKER: &str = "io.caddy-build-server.worker";
 pub const LABEL_BUILD: &str = "io.caddy-build-server.build";
-pub const LABEL_STEP: &str = "io.caddy-build-server.step";
+/// `online` (the resolve step's container) or `sealed` (build and verify, no network).
+pub const LABEL_ROLE: &str = "io.caddy-build-server.role";
 
 /// Timeout of ordinary Docker API calls (create, remove, inspect, ping).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -32,7 +43,7 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);
 /// own timeout is enforced separately and is always shorter.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SandboxError {
     /// The daemon cannot be reached or failed mid-step: worth retrying elsewhere or later.
     #[error("Docker daemon unavailable: {0}")]

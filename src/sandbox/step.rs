@@ -1,25 +1,35 @@
-//! Runs one step: create the container, follow its output line by line into a
-//! channel, and wait for it under the step's timeout and the build's
-//! cancellation token. The container is removed however the step ends.
+//! Runs one step in its session's container with `exec`: follows its output
+//! line by line into a channel and waits for its exit under the step's timeout
+//! and the build's cancellation token. A step that times out or is cancelled
+//! kills its container (and so everything the step started).
 
-use std::path::Path;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptions,
-};
-use futures::StreamExt;
+use bollard::exec::StartExecResults;
+use bollard::models::ExecConfig;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::{Sandbox, SandboxError, StepNetwork};
+use super::container::{BUILD_USER, WORK_MOUNT};
+use super::{Sandbox, SandboxError, Session, StepNetwork};
 
 /// Longest output line kept; longer ones are cut (a runaway line must not fill the database).
 const MAX_LINE: usize = 4096;
 /// How many of the last output lines a step keeps for its error message.
 const TAIL_LINES: usize = 40;
+/// Most stdout a step keeps as data.
+const MAX_STDOUT: usize = 1 << 20;
+/// How often a running step's process is checked for having exited while its
+/// output is still open (a background process it left may hold the output open),
+/// and how long the output may then still drain.
+const EXIT_CHECK: Duration = Duration::from_secs(1);
+const DRAIN: Duration = Duration::from_secs(1);
+/// How often the exit code is asked for once the output has ended.
+const EXIT_POLL: Duration = Duration::from_millis(10);
 
 /// One step to run.
 #[derive(Debug, Clone)]
@@ -50,37 +60,11 @@ pub struct StepOutcome {
     pub stdout: String,
 }
 
-impl Sandbox {
-    /// Runs `step` for `build_key` with `work_dir` mounted at /work. Output lines go to
+impl Session {
+    /// Runs `step` in the container its network calls for. Output lines go to
     /// `output`; cancelling `cancel` kills the container at once.
-    pub async fn run_step(
+    pub async fn run(
         &self,
-        build_key: &str,
-        work_dir: &Path,
-        step: &StepSpec,
-        output: &mpsc::Sender<OutputLine>,
-        cancel: &CancellationToken,
-    ) -> Result<StepOutcome, SandboxError> {
-        let name = format!("cbs-{}-{}-{:08x}", &build_key[..build_key.len().min(12)], step.name, rand::random::<u32>());
-        let body = self.container_body(build_key, work_dir, step);
-        let opts = CreateContainerOptionsBuilder::default().name(&name).build();
-        self.control.create_container(Some(opts), body).await.map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { status_code: 404, message } if message.contains("image") => {
-                SandboxError::ImageMissing(self.cfg.image.clone())
-            }
-            other => SandboxError::from_bollard(other),
-        })?;
-        let result = self.drive(&name, step, output, cancel).await;
-        if matches!(result, Err(SandboxError::Cancelled { .. } | SandboxError::Timeout { .. })) {
-            self.kill(&name).await;
-        }
-        self.remove(&name).await;
-        result
-    }
-
-    async fn drive(
-        &self,
-        name: &str,
         step: &StepSpec,
         output: &mpsc::Sender<OutputLine>,
         cancel: &CancellationToken,
@@ -88,63 +72,72 @@ impl Sandbox {
         if cancel.is_cancelled() {
             return Err(SandboxError::Cancelled { step: step.name.clone() });
         }
-        self.control.start_container(name, None).await.map_err(SandboxError::from_bollard)?;
-        let follow = self.follow(name, step, output);
-        let wait = async {
-            let mut s = self.stream.wait_container(name, None::<WaitContainerOptions>);
-            match s.next().await {
-                Some(Ok(r)) => Ok(r.status_code),
-                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-                Some(Err(e)) => Err(SandboxError::from_bollard(e)),
-                None => Err(SandboxError::Unavailable("wait stream ended without a status".into())),
-            }
-        };
+        let container = self.container(&step.network);
         let run = async {
-            let (collected, code) = tokio::join!(follow, wait);
-            let (tail, stdout) = collected?;
-            Ok::<_, SandboxError>(StepOutcome { exit_code: code?, tail, stdout })
+            container.ready().await?;
+            self.sandbox.exec(&container.name, step, output).await
         };
-        tokio::select! {
+        let result = tokio::select! {
             r = run => r,
             _ = cancel.cancelled() => Err(SandboxError::Cancelled { step: step.name.clone() }),
             _ = tokio::time::sleep(step.timeout) => Err(SandboxError::Timeout { step: step.name.clone(), after: step.timeout }),
+        };
+        if matches!(result, Err(SandboxError::Cancelled { .. } | SandboxError::Timeout { .. })) {
+            self.sandbox.kill(&container.name).await;
         }
+        result
+    }
+}
+
+impl Sandbox {
+    async fn exec(&self, container: &str, step: &StepSpec, output: &mpsc::Sender<OutputLine>) -> Result<StepOutcome, SandboxError> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(step.cmd.clone()),
+            env: Some(step.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            user: Some(BUILD_USER.into()),
+            working_dir: Some(WORK_MOUNT.into()),
+            ..Default::default()
+        };
+        let exec = self.control.create_exec(container, config).await.map_err(SandboxError::from_bollard)?;
+        let StartExecResults::Attached { output: stream, .. } =
+            self.stream.start_exec(&exec.id, None).await.map_err(SandboxError::from_bollard)?
+        else {
+            return Err(SandboxError::Docker("exec started detached".into()));
+        };
+        let mut lines = Lines::new(step, output);
+        let exit_code = {
+            let follow = lines.follow(stream);
+            tokio::pin!(follow);
+            tokio::select! {
+                followed = &mut follow => {
+                    followed?;
+                    self.exit_code(&exec.id, EXIT_POLL).await?
+                }
+                code = self.exit_code(&exec.id, EXIT_CHECK) => {
+                    if tokio::time::timeout(DRAIN, &mut follow).await.is_err() {
+                        debug!(step = %step.name, "step exited but its output stays open; no longer following it");
+                    }
+                    code?
+                }
+            }
+        };
+        let (tail, stdout) = lines.finish().await;
+        Ok(StepOutcome { exit_code, tail, stdout })
     }
 
-    /// Follows the container's output until it exits; returns its tail and stdout.
-    async fn follow(
-        &self,
-        name: &str,
-        step: &StepSpec,
-        output: &mpsc::Sender<OutputLine>,
-    ) -> Result<(Vec<String>, String), SandboxError> {
-        let opts = LogsOptionsBuilder::default().follow(true).stdout(true).stderr(true).build();
-        let mut logs = self.stream.logs(name, Some(opts));
-        let mut tail = std::collections::VecDeque::with_capacity(TAIL_LINES);
-        let mut stdout = String::new();
-        let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
-        while let Some(item) = logs.next().await {
-            let (stderr, bytes) = match item.map_err(SandboxError::from_bollard)? {
-                LogOutput::StdErr { message } => (true, message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
-                LogOutput::StdIn { .. } => continue,
-            };
-            if !stderr && stdout.len() < 1 << 20 {
-                stdout.push_str(&String::from_utf8_lossy(&bytes));
+    /// The exec's exit code, asked for every `every` until it has one.
+    async fn exit_code(&self, exec_id: &str, every: Duration) -> Result<i64, SandboxError> {
+        loop {
+            let state = self.control.inspect_exec(exec_id).await.map_err(SandboxError::from_bollard)?;
+            if state.running != Some(true)
+                && let Some(code) = state.exit_code
+            {
+                return Ok(code);
             }
-            let buf = if stderr { &mut err_buf } else { &mut out_buf };
-            buf.extend_from_slice(&bytes);
-            while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-                let raw: Vec<u8> = buf.drain(..=pos).collect();
-                emit(step, stderr, &raw[..raw.len() - 1], output, &mut tail).await;
-            }
+            tokio::time::sleep(every).await;
         }
-        for (stderr, rest) in [(false, out_buf), (true, err_buf)] {
-            if !rest.is_empty() {
-                emit(step, stderr, &rest, output, &mut tail).await;
-            }
-        }
-        Ok((tail.into_iter().collect(), stdout))
     }
 
     /// SIGKILLs a running container: faster than a forced removal, which also
@@ -159,35 +152,87 @@ impl Sandbox {
     /// Removes a container, killing it if it still runs. Failures are logged only:
     /// a worker's later reap pass removes whatever is left.
     pub(super) async fn remove(&self, name: &str) {
-        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.control.remove_container(name, Some(opts)).await {
             Ok(()) => debug!(container = name, "container removed"),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => warn!(container = name, error = %e, "could not remove container"),
+            Err(e) => tracing::warn!(container = name, error = %e, "could not remove container"),
         }
     }
 }
 
-async fn emit(
-    step: &StepSpec,
-    stderr: bool,
-    raw: &[u8],
-    output: &mpsc::Sender<OutputLine>,
-    tail: &mut std::collections::VecDeque<String>,
-) {
-    let mut line = String::from_utf8_lossy(raw).trim_end_matches('\r').to_string();
-    if line.len() > MAX_LINE {
-        let mut cut = MAX_LINE;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
+/// A step's output, cut into lines as it comes (each byte looked at once).
+struct Lines<'a> {
+    step: &'a StepSpec,
+    output: &'a mpsc::Sender<OutputLine>,
+    tail: VecDeque<String>,
+    stdout: Vec<u8>,
+    /// The unfinished last line of stdout and of stderr, at most `MAX_LINE + 1` bytes.
+    partial: [Vec<u8>; 2],
+}
+
+impl<'a> Lines<'a> {
+    fn new(step: &'a StepSpec, output: &'a mpsc::Sender<OutputLine>) -> Lines<'a> {
+        Lines { step, output, tail: VecDeque::with_capacity(TAIL_LINES), stdout: Vec::new(), partial: [Vec::new(), Vec::new()] }
+    }
+
+    async fn follow(&mut self, mut stream: impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin) -> Result<(), SandboxError> {
+        while let Some(item) = stream.next().await {
+            match item.map_err(SandboxError::from_bollard)? {
+                LogOutput::StdErr { message } => self.push(true, &message).await,
+                LogOutput::StdOut { message } | LogOutput::Console { message } => self.push(false, &message).await,
+                LogOutput::StdIn { .. } => {}
+            }
         }
-        line.truncate(cut);
-        line.push_str(" …");
+        Ok(())
     }
-    if tail.len() == TAIL_LINES {
-        tail.pop_front();
+
+    async fn push(&mut self, stderr: bool, mut bytes: &[u8]) {
+        if !stderr {
+            let room = MAX_STDOUT.saturating_sub(self.stdout.len());
+            self.stdout.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
+        while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+            self.keep(stderr, &bytes[..pos]);
+            let line = std::mem::take(&mut self.partial[stderr as usize]);
+            self.emit(stderr, &line).await;
+            bytes = &bytes[pos + 1..];
+        }
+        self.keep(stderr, bytes);
     }
-    tail.push_back(line.clone());
-    // A closed receiver only means nobody records the output any more.
-    let _ = output.send(OutputLine { step: step.name.clone(), stderr, line }).await;
+
+    fn keep(&mut self, stderr: bool, bytes: &[u8]) {
+        let buf = &mut self.partial[stderr as usize];
+        let room = (MAX_LINE + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// Sends the unfinished last lines; returns the tail and stdout.
+    async fn finish(mut self) -> (Vec<String>, String) {
+        for stderr in [false, true] {
+            let rest = std::mem::take(&mut self.partial[stderr as usize]);
+            if !rest.is_empty() {
+                self.emit(stderr, &rest).await;
+            }
+        }
+        (self.tail.into_iter().collect(), String::from_utf8_lossy(&self.stdout).into_owned())
+    }
+
+    async fn emit(&mut self, stderr: bool, raw: &[u8]) {
+        let mut line = String::from_utf8_lossy(raw).trim_end_matches('\r').to_string();
+        if line.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" …");
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.clone());
+        // A closed receiver only means nobody records the output any more.
+        let _ = self.output.send(OutputLine { step: self.step.name.clone(), stderr, line }).await;
+    }
 }

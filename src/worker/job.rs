@@ -1,6 +1,6 @@
 //! One claimed build, start to finish: a fresh work dir, resolve → build →
-//! verify in throwaway containers, publish, then `complete_build` or
-//! `fail_build`. A cancelled, released or preempted build reports nothing: the
+//! verify in the build's throwaway containers (publishing alongside verify),
+//! then `complete_build` or `fail_build`. A cancelled, released or preempted build reports nothing: the
 //! queue already moved on, and every report is fenced anyway.
 
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use super::publish::Publisher;
 use super::recipe;
 use crate::config::Config;
 use crate::db::{Build, Queue};
-use crate::sandbox::{OutputLine, Sandbox, StepOutcome, StepSpec};
+use crate::sandbox::{OutputLine, Sandbox, Session, StepOutcome, StepSpec};
 use crate::spec::BuildSpec;
 
 /// How often a final report is tried while the database is unreachable.
@@ -51,7 +51,8 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, cancel: CancellationToken) 
         };
         let logs = tokio::spawn(forward(target, rx));
         let work = work_dir(&ctx.config, &build);
-        let result = execute(&ctx, &build, &work, &tx, &cancel).await;
+        let mut session = None;
+        let result = execute(&ctx, &build, &work, &mut session, &tx, &cancel).await;
         if let Err(e) = &result
             && !matches!(e, JobError::Stopped)
         {
@@ -59,12 +60,16 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, cancel: CancellationToken) 
         }
         drop(tx);
         let _ = logs.await;
+        report(&ctx, &build, result, &cancel).await;
+        // Cleaning up comes after the report: it is nobody's wait.
+        if let Some(session) = session {
+            session.close().await;
+        }
         if let Err(e) = tokio::fs::remove_dir_all(&work).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
             warn!(dir = %work.display(), error = %e, "could not remove work dir");
         }
-        report(&ctx, &build, result, &cancel).await;
         info!(elapsed = ?started.elapsed(), "build attempt done");
     }
     .instrument(span)
@@ -83,6 +88,7 @@ async fn execute(
     ctx: &JobContext,
     build: &Build,
     work: &Path,
+    session: &mut Option<Session>,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
 ) -> Result<serde_json::Value, JobError> {
@@ -95,9 +101,10 @@ async fn execute(
     prepare_work_dir(work, &recipe::main_go(&spec).map_err(bad)?)
         .await
         .map_err(|e| JobError::Transient(format!("work dir {}: {e}", work.display())))?;
+    let session = session.insert(ctx.sandbox.open(&build.build_key, work));
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
 
-    step(ctx, build, work, &resolve, tx, cancel).await?;
+    step(ctx, session, &resolve, tx, cancel).await?;
     let read = |name: &str| {
         let p = work.join(name);
         async move { tokio::fs::read_to_string(&p).await.unwrap_or_default() }
@@ -110,20 +117,32 @@ async fn execute(
         "image_id": ctx.image_id.lock().unwrap().clone(),
         "worker_id": ctx.worker_id,
     });
-    step(ctx, build, work, &compile, tx, cancel).await?;
-    if recipe::can_verify(&spec) {
-        let verify = recipe::verify_step(&ctx.config, timeouts.verify);
-        let out = step(ctx, build, work, &verify, tx, cancel).await?;
+    step(ctx, session, &compile, tx, cancel).await?;
+    // Verifying and publishing run side by side; the objects of a binary that
+    // fails verification are deleted again (no build record points at them yet).
+    let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
+    let verify = async {
+        if !recipe::can_verify(&spec) {
+            return Ok(());
+        }
+        let out = step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel).await?;
         let missing = recipe::missing_plugins(&spec, &out.stdout);
         if !missing.is_empty() {
             return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
         }
+        Ok(())
+    };
+    let (verified, published) = tokio::join!(verify, ctx.publisher.publish(&build.build_key, &spec.os, &binary));
+    if let Err(e) = verified {
+        if published.is_ok() {
+            ctx.publisher.unpublish(&build.build_key, &spec.os).await;
+        }
+        return Err(e);
     }
+    let artifact = published?;
     if cancel.is_cancelled() {
         return Err(JobError::Stopped);
     }
-    let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
-    let artifact = ctx.publisher.publish(&build.build_key, &spec.os, &binary).await?;
     say(tx, &format!("published {} ({} bytes, sha256 {})", artifact.path, artifact.size, artifact.sha256)).await;
     let mut value = serde_json::to_value(&artifact).map_err(|e| JobError::Transient(e.to_string()))?;
     value["provenance"] = provenance;
@@ -132,8 +151,7 @@ async fn execute(
 
 async fn step(
     ctx: &JobContext,
-    build: &Build,
-    work: &Path,
+    session: &Session,
     spec: &StepSpec,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
@@ -144,7 +162,7 @@ async fn step(
     for line in shown.lines().filter(|l| *l != "set -eu") {
         let _ = tx.send(echo(format!("+ {line}"))).await;
     }
-    let out = ctx.sandbox.run_step(&build.build_key, work, spec, tx, cancel).await?;
+    let out = session.run(spec, tx, cancel).await?;
     let elapsed = started.elapsed();
     info!(step = %spec.name, exit_code = out.exit_code, ?elapsed, "step finished");
     let _ = tx.send(echo(format!("{} step exited with status {} after {:.1}s", spec.name, out.exit_code, elapsed.as_secs_f64()))).await;

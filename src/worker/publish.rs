@@ -43,6 +43,14 @@ impl Publisher {
         self.storage.put_bytes(&paths.signature, Bytes::from(signature)).await?;
         Ok(Artifact { path: paths.binary, file_name, size, sha256, signature: Some(paths.signature) })
     }
+
+    /// Deletes what `publish` stored for a build whose binary turned out unusable.
+    pub async fn unpublish(&self, build_key: &str, os: &str) {
+        let Ok(paths) = ArtifactPaths::new(build_key, os) else { return };
+        if let Err(e) = self.storage.delete_prefix(&paths.dir).await {
+            tracing::warn!(build_key, error = %e, "cannot delete the objects of an unverified binary; retention removes them later");
+        }
+    }
 }
 
 /// Lowercase hex sha256 and size of a file.

@@ -110,7 +110,7 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         name: "resolve".into(),
         cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")],
         env: base_env(config, true),
-        network: StepNetwork::Attached(config.worker.resolve_network.clone()),
+        network: StepNetwork::Online,
         timeout,
     })
 }
@@ -216,7 +216,7 @@ mod tests {
             .unwrap();
         let tidy = script.find("go mod tidy").unwrap();
         assert!(caddy_first < plugin && plugin < tidy, "{script}");
-        assert_eq!(s.network, StepNetwork::Attached("bridge".into()));
+        assert_eq!(s.network, StepNetwork::Online);
     }
 
     #[test]
