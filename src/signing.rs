@@ -95,7 +95,7 @@ impl Signer {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let trusted = format!("timestamp:{now}\tfile:{name}");
         let untrusted = format!("signature from caddy-build-server key {}", self.key_id());
-        let sig = minisign::sign(Some(&self.inner.pk), &self.inner.sk, std::io::BufReader::new(file), Some(&trusted), Some(&untrusted))
+        let sig = minisign::sign(Some(&self.inner.pk), &self.inner.sk, std::io::BufReader::with_capacity(1 << 20, file), Some(&trusted), Some(&untrusted))
             .map_err(|e| SigningError::Sign { path: path.display().to_string(), message: e.to_string() })?;
         Ok(sig.into_string().into_bytes())
     }

@@ -16,7 +16,7 @@ use caddy_build_server::worker::recipe;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const KEY: &str = "0000000000000000000000000000000000000000000000000000000000sandbox";
+const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
 fn sandbox(config: &Config, ns: &str) -> Sandbox {
     Sandbox::connect(&config.worker, Owner { namespace: ns.into(), worker_id: "w-sandbox".into() }).unwrap()
@@ -31,37 +31,37 @@ fn with_script(mut step: StepSpec, script: &str) -> StepSpec {
     step
 }
 
-fn test_config() -> Config {
+/// A config whose work dirs live under a directory of this test's own.
+fn test_config(name: &str) -> Config {
     let mut c = Config::default();
+    c.worker.work_dir = std::env::temp_dir().join(format!("cbs-sandbox-{name}-{}", std::process::id())).display().to_string();
     c.worker.gomod_cache_volume = worker_support::GOMOD_VOLUME.into();
     c.worker.gobuild_cache_volume = worker_support::GOBUILD_VOLUME.into();
     c
 }
 
 /// Runs one step in a session of its own, closed afterwards.
-async fn one_step(sb: &Sandbox, work: &std::path::Path, step: &StepSpec, cancel: &CancellationToken) -> Result<StepOutcome, SandboxError> {
-    let session = sb.open(KEY, work);
+async fn one_step(sb: &Sandbox, step: &StepSpec, cancel: &CancellationToken) -> Result<StepOutcome, SandboxError> {
+    let session = sb.open(Some(KEY)).await.unwrap();
     let (tx, _rx) = mpsc::channel(100);
     let out = session.run(step, &tx, cancel).await;
     session.close().await;
     out
 }
 
-fn work_dir(name: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let d = std::env::temp_dir().join(format!("cbs-sandbox-{name}-{}", std::process::id())).join("work");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-    d
+fn remove_work_root(config: &Config) {
+    std::fs::remove_dir_all(&config.worker.work_dir).ok();
 }
 
 #[tokio::test]
 async fn build_step_is_isolated_from_the_host() {
-    let config = test_config();
+    let config = test_config("isolation");
     let sb = sandbox(&config, "test-sandbox-isolation");
     sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
-    let work = work_dir("isolation");
-    let marker_file = work.parent().unwrap().join("host-marker");
+    let session = sb.open(Some(KEY)).await.unwrap();
+    let work = session.work_dir().to_path_buf();
+    // Beside the build's work dir, in the worker's own work root.
+    let marker_file = std::path::Path::new(&config.worker.work_dir).join("host-marker");
     std::fs::write(&marker_file, "host secret").unwrap();
     // SAFETY: set once, before any thread of this test binary reads the environment.
     unsafe { std::env::set_var("CBS_HOST_MARKER", "leaked-secret") };
@@ -78,7 +78,6 @@ async fn build_step_is_isolated_from_the_host() {
         marker = marker_file.display()
     );
     let build = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), &script);
-    let session = sb.open(KEY, &work);
     let (tx, mut rx) = mpsc::channel(100);
     let out = session.run(&build, &tx, &CancellationToken::new()).await.unwrap();
     drop(tx);
@@ -107,24 +106,24 @@ async fn build_step_is_isolated_from_the_host() {
     assert_eq!(sb.list_ours(&[]).await.unwrap().len(), 2, "one online and one sealed container");
     session.close().await;
     assert!(sb.list_ours(&[]).await.unwrap().is_empty(), "closing the session removes its containers");
-    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+    assert!(!work.exists(), "and its work dir");
+    remove_work_root(&config);
 }
 
 #[tokio::test]
 async fn timeout_and_cancel_kill_the_container() {
-    let config = test_config();
+    let config = test_config("stop");
     let sb = sandbox(&config, "test-sandbox-stop");
     sb.check().await.unwrap();
-    let work = work_dir("stop");
     let mut step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(1)).unwrap(), "echo started; sleep 60");
     let t = Instant::now();
-    let e = one_step(&sb, &work, &step, &CancellationToken::new()).await.unwrap_err();
+    let e = one_step(&sb, &step, &CancellationToken::new()).await.unwrap_err();
     assert!(matches!(e, SandboxError::Timeout { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
 
     step.timeout = Duration::from_secs(60);
-    let session = sb.open(KEY, &work);
+    let session = sb.open(Some(KEY)).await.unwrap();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -143,28 +142,26 @@ async fn timeout_and_cancel_kill_the_container() {
     assert!(running.stdout.is_empty(), "the cancelled step's container was killed at once");
     session.close().await;
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
-    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+    remove_work_root(&config);
 }
 
 #[tokio::test]
 async fn a_step_ends_when_its_process_exits_even_if_a_child_keeps_its_output_open() {
-    let config = test_config();
+    let config = test_config("background");
     let sb = sandbox(&config, "test-sandbox-background");
     sb.check().await.unwrap();
-    let work = work_dir("background");
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "sleep 50 & echo done; exit 3");
     let t = Instant::now();
-    let out = one_step(&sb, &work, &step, &CancellationToken::new()).await.unwrap();
+    let out = one_step(&sb, &step, &CancellationToken::new()).await.unwrap();
     assert_eq!((out.exit_code, out.stdout.as_str()), (3, "done\n"));
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
-    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+    remove_work_root(&config);
 }
 
 #[tokio::test]
 async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
-    let config = test_config();
-    let work = work_dir("reap");
+    let config = test_config("reap");
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(120)).unwrap(), "sleep 120");
     let ns = format!("test-reap-{}", std::process::id());
     let other_ns = format!("{ns}-other");
@@ -173,10 +170,10 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
     for (ns, worker) in [(&ns, "w-gone"), (&ns, "w-live"), (&other_ns, "w-gone")] {
         let sb = Sandbox::connect(&config.worker, Owner { namespace: ns.clone(), worker_id: worker.into() }).unwrap();
         sb.check().await.unwrap();
-        let (step, work) = (step.clone(), work.clone());
+        let step = step.clone();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
-        tasks.push((sb.clone(), c, tokio::spawn(async move { one_step(&sb, &work, &step, &cancel).await })));
+        tasks.push((sb.clone(), c, tokio::spawn(async move { one_step(&sb, &step, &cancel).await })));
     }
     // Each session has two containers.
     let reaper = sandbox(&config, &ns);
@@ -185,7 +182,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let removed = reaper.reap_leftovers(&["w-live".to_string()], &[]).await.unwrap();
+    let removed = reaper.reap_leftovers(&["w-live".to_string()], &[], &[]).await.unwrap();
     assert_eq!(removed, 2);
     let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
     assert_eq!(left, vec!["w-live".to_string(), "w-live".to_string()]);
@@ -199,5 +196,47 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
     }
     assert!(reaper.list_ours(&[]).await.unwrap().is_empty());
     assert!(other.list_ours(&[]).await.unwrap().is_empty());
-    std::fs::remove_dir_all(work.parent().unwrap()).ok();
+    remove_work_root(&config);
+}
+
+#[tokio::test]
+async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
+    let config = test_config("spare");
+    let sb = sandbox(&config, "test-sandbox-spare");
+    sb.check().await.unwrap();
+    let mut spare = sb.open(None).await.unwrap();
+    let names: Vec<String> = spare.container_names().iter().map(|n| n.to_string()).collect();
+    let start = Instant::now();
+    while sb.list_ours(&[]).await.unwrap().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let keep: Vec<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(sb.reap_leftovers(&[], &[], &keep).await.unwrap(), 0, "the worker's own spare is not a leftover");
+    assert!(sb.list_ours(&[]).await.unwrap().iter().all(|c| c.build_key.is_empty()));
+
+    spare.assign(KEY).await.unwrap();
+    let found = sb.list_ours(&[]).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(found.iter().all(|c| c.build_key == KEY && c.name.starts_with(&format!("cbs-{KEY}-"))), "{found:?}");
+    let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "echo hi > hello; cat hello");
+    let (tx, _rx) = mpsc::channel(100);
+    assert_eq!(spare.run(&step, &tx, &CancellationToken::new()).await.unwrap().stdout, "hi\n");
+    assert!(spare.work_dir().join("hello").exists());
+    assert_eq!(sb.kill_build(KEY).await.unwrap(), 2, "a taken spare is found by its build");
+    spare.close().await;
+
+    // A spare whose containers died is refused, not handed to a build.
+    let mut dead = sb.open(None).await.unwrap();
+    let name = dead.container_names()[1].to_string();
+    let start = Instant::now();
+    while !sb.list_ours(&[]).await.unwrap().iter().any(|c| c.name == name) {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::process::Command::new("docker").args(["kill", &name]).output().unwrap();
+    assert!(dead.assign(KEY).await.is_err());
+    dead.close().await;
+    assert!(sb.list_ours(&[]).await.unwrap().is_empty());
+    remove_work_root(&config);
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use super::{Sandbox, LABEL_BUILD, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_ROLE, LABEL_WORKER};
+use super::{Sandbox, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_ROLE, LABEL_WORKER};
 
 /// The uid:gid steps run as; the builder image owns its cache and work directories by it.
 pub const BUILD_USER: &str = "1000:1000";
@@ -42,13 +42,12 @@ impl Sandbox {
     /// An idle container (its PID 1 sleeps under Docker's init, which reaps
     /// whatever the steps leave behind) that exits on its own after `idle` even
     /// if nobody removes it.
-    pub(super) fn container_body(&self, build_key: &str, work_dir: &Path, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
+    pub(super) fn container_body(&self, work_dir: &Path, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
         let limits = &self.cfg.limits;
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_NAMESPACE.to_string(), self.owner.namespace.clone()),
             (LABEL_WORKER.to_string(), self.owner.worker_id.clone()),
-            (LABEL_BUILD.to_string(), build_key.to_string()),
             (LABEL_ROLE.to_string(), network.role().to_string()),
         ]);
         let mounts = vec![

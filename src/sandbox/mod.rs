@@ -5,8 +5,8 @@
 //! hardened and idle), runs steps in them with `exec` under a timeout while
 //! streaming their output, kills a build's containers on demand, and removes
 //! leftovers of dead workers. Every container carries labels (namespace,
-//! worker, build, role) so that several workers, test processes and databases
-//! can share one daemon safely.
+//! worker, role) and a name with its build key, so that several workers, test
+//! processes and databases can share one daemon safely.
 //!
 //! Steps are `exec`'d into long-lived containers rather than each getting a
 //! container of its own because creating, starting and removing a container
@@ -24,7 +24,7 @@ use bollard::Docker;
 
 pub use container::{StepNetwork, BUILD_UID};
 pub use reap::Found;
-pub use session::Session;
+pub use session::{Session, SPARE_MAX_AGE};
 pub use step::{OutputLine, StepOutcome, StepSpec};
 
 use crate::config::WorkerConfig;
@@ -33,7 +33,6 @@ use crate::config::WorkerConfig;
 pub const LABEL_MANAGED: &str = "io.caddy-build-server.managed";
 pub const LABEL_NAMESPACE: &str = "io.caddy-build-server.namespace";
 pub const LABEL_WORKER: &str = "io.caddy-build-server.worker";
-pub const LABEL_BUILD: &str = "io.caddy-build-server.build";
 /// `online` (the resolve step's container) or `sealed` (build and verify, no network).
 pub const LABEL_ROLE: &str = "io.caddy-build-server.role";
 
@@ -58,6 +57,8 @@ pub enum SandboxError {
     Cancelled { step: String },
     #[error("Docker error: {0}")]
     Docker(String),
+    #[error("work dir {0}")]
+    WorkDir(String),
 }
 
 impl SandboxError {

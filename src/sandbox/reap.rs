@@ -1,18 +1,23 @@
-//! Finding and removing containers by label: a build's containers (cancel,
-//! preemption) and the leftovers of workers that died without cleaning up.
+//! Finding and removing containers by label and name: a build's containers
+//! (cancel, preemption) and the leftovers of workers that died without
+//! cleaning up.
 //! Only containers of this service's namespace (one database) are ever touched.
 
 use std::collections::HashMap;
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 
-use super::{Sandbox, SandboxError, LABEL_BUILD, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_WORKER};
+use super::session::build_key_of;
+use super::{Sandbox, SandboxError, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_WORKER};
 
 /// A container of ours, as found on the daemon.
 #[derive(Debug, Clone)]
 pub struct Found {
     pub id: String,
+    /// The container's name, without Docker's leading `/`.
+    pub name: String,
     pub worker_id: String,
+    /// Empty for a spare that no build has taken yet.
     pub build_key: String,
 }
 
@@ -28,10 +33,12 @@ impl Sandbox {
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels.unwrap_or_default();
+                let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
                 Some(Found {
                     id: c.id?,
                     worker_id: labels.get(LABEL_WORKER).cloned().unwrap_or_default(),
-                    build_key: labels.get(LABEL_BUILD).cloned().unwrap_or_default(),
+                    build_key: build_key_of(&name).unwrap_or_default().to_string(),
+                    name,
                 })
             })
             .collect())
@@ -39,9 +46,8 @@ impl Sandbox {
 
     /// Kills and removes every container this worker runs for `build_key`.
     pub async fn kill_build(&self, build_key: &str) -> Result<usize, SandboxError> {
-        let found = self
-            .list_ours(&[(LABEL_WORKER, &self.owner.worker_id), (LABEL_BUILD, build_key)])
-            .await?;
+        let mut found = self.list_ours(&[(LABEL_WORKER, &self.owner.worker_id)]).await?;
+        found.retain(|c| c.build_key == build_key);
         for c in &found {
             self.kill(&c.id).await;
         }
@@ -52,12 +58,17 @@ impl Sandbox {
     }
 
     /// Removes containers of this namespace whose worker is not in `live_workers`
-    /// (this worker counts as live only for containers of builds it runs now).
-    pub async fn reap_leftovers(&self, live_workers: &[String], own_builds: &[String]) -> Result<usize, SandboxError> {
+    /// (this worker counts as live only for containers of builds it runs now and
+    /// for the containers named in `own_spare`).
+    pub async fn reap_leftovers(&self, live_workers: &[String], own_builds: &[String], own_spare: &[&str]) -> Result<usize, SandboxError> {
         let mut n = 0;
         for c in self.list_ours(&[]).await? {
             let mine = c.worker_id == self.owner.worker_id;
-            let keep = if mine { own_builds.contains(&c.build_key) } else { live_workers.contains(&c.worker_id) };
+            let keep = if mine {
+                own_builds.contains(&c.build_key) || own_spare.contains(&c.name.as_str())
+            } else {
+                live_workers.contains(&c.worker_id)
+            };
             if !keep {
                 tracing::info!(container = %c.id, worker = %c.worker_id, build_key = %c.build_key, "removing leftover build container");
                 self.remove(&c.id).await;

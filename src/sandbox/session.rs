@@ -1,28 +1,42 @@
-//! A build's containers: `online` (attached to the resolve network) for the
-//! resolve step and `sealed` (no network) for build and verify. Both are
-//! created and started in the background as soon as the session opens, so the
-//! sealed one is ready by the time resolving ends; a step waits only for its
-//! own container. Closing removes both; a session dropped without closing
-//! removes them in the background.
+//! A build's sandbox: its work dir and two containers, `online` (attached to
+//! the resolve network) for the resolve step and `sealed` (no network) for
+//! build and verify. Both are created and started in the background as soon as
+//! the session opens, so the sealed one is ready by the time resolving ends; a
+//! step waits only for its own container.
+//!
+//! A session may be opened before its build is known (a worker keeps one such
+//! spare ready, so a claimed build does not wait for container start-up); it is
+//! then [`Session::assign`]ed to the build, which renames its containers after
+//! the build key. A container's name (`cbs-<build key>-<tag>-<role>`) is what
+//! ties it to its build. Closing removes the containers and the work dir; a
+//! session dropped without closing removes them in the background.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bollard::query_parameters::CreateContainerOptionsBuilder;
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RenameContainerOptionsBuilder};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
+use super::container::BUILD_UID;
 use super::{Sandbox, SandboxError, StepNetwork};
 
-/// How long an idle container outlives the sum of the step timeouts before it
-/// exits by itself (should nobody remove it).
+/// How long an idle container outlives the longest wait for a build plus the
+/// sum of the step timeouts before it exits by itself (should nobody remove it).
 const IDLE_MARGIN: Duration = Duration::from_secs(300);
+/// A spare session older than this is replaced rather than used, well before
+/// its containers' idle time runs out.
+pub const SPARE_MAX_AGE: Duration = Duration::from_secs(600);
+const SPARE: &str = "spare";
 
 pub struct Session {
     pub(super) sandbox: Sandbox,
+    work_dir: PathBuf,
+    tag: String,
     online: Container,
     sealed: Container,
+    opened: Instant,
     closed: bool,
 }
 
@@ -46,22 +60,51 @@ impl Container {
             .await
             .clone()
     }
+
+    fn take(&mut self) -> Container {
+        Container {
+            name: self.name.clone(),
+            starting: Mutex::new(self.starting.lock().unwrap().take()),
+            ready: self.ready.take().map_or_else(OnceCell::new, |r| OnceCell::new_with(Some(r))),
+        }
+    }
+}
+
+/// `cbs-<build key or "spare">-<tag>-<role>`.
+fn container_name(owner: &str, tag: &str, network: &StepNetwork) -> String {
+    format!("cbs-{owner}-{tag}-{}", network.role())
+}
+
+/// The build key a container's name carries, if any.
+pub(super) fn build_key_of(name: &str) -> Option<&str> {
+    let rest = name.trim_start_matches('/').strip_prefix("cbs-")?;
+    let key = rest.split('-').next()?;
+    crate::spec::is_build_key(key).then_some(key)
 }
 
 impl Sandbox {
-    /// Opens `build_key`'s session with `work_dir` mounted at /work in both containers.
-    pub fn open(&self, build_key: &str, work_dir: &Path) -> Session {
+    /// Opens a session, for `build_key` or (with `None`) as a spare: makes its
+    /// work dir under `worker.work_dir` and starts its containers in the background.
+    pub async fn open(&self, build_key: Option<&str>) -> Result<Session, SandboxError> {
+        let tag = format!("{:016x}", rand::random::<u64>());
+        let work_dir = Path::new(&self.cfg.work_dir).join(format!("{}-{tag}", build_key.unwrap_or(SPARE)));
+        make_work_dir(&work_dir).await.map_err(|e| SandboxError::WorkDir(format!("{}: {e}", work_dir.display())))?;
         let t = &self.cfg.timeouts;
-        let idle = t.resolve + t.build + t.verify + IDLE_MARGIN;
-        let tag = format!("{}-{:08x}", &build_key[..build_key.len().min(12)], rand::random::<u32>());
-        let online = StepNetwork::Online;
-        let sealed = StepNetwork::None;
-        Session {
-            online: self.start_container(format!("cbs-{tag}-online"), self.container_body(build_key, work_dir, &online, idle)),
-            sealed: self.start_container(format!("cbs-{tag}-sealed"), self.container_body(build_key, work_dir, &sealed, idle)),
+        let idle = SPARE_MAX_AGE + t.resolve + t.build + t.verify + IDLE_MARGIN;
+        let owner = build_key.unwrap_or(SPARE);
+        let container = |network: StepNetwork| {
+            let body = self.container_body(&work_dir, &network, idle);
+            self.start_container(container_name(owner, &tag, &network), body)
+        };
+        Ok(Session {
+            online: container(StepNetwork::Online),
+            sealed: container(StepNetwork::None),
             sandbox: self.clone(),
+            work_dir,
+            tag,
+            opened: Instant::now(),
             closed: false,
-        }
+        })
     }
 
     fn start_container(&self, name: String, body: bollard::models::ContainerCreateBody) -> Container {
@@ -81,7 +124,30 @@ impl Sandbox {
     }
 }
 
+/// A work dir the containers' non-root user can write.
+async fn make_work_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::create_dir_all(dir).await?;
+    if std::os::unix::fs::chown(dir, Some(BUILD_UID), Some(BUILD_UID)).is_err() {
+        tokio::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).await?;
+    }
+    Ok(())
+}
+
 impl Session {
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// The names of its containers (for telling a spare from a leftover).
+    pub fn container_names(&self) -> [&str; 2] {
+        [&self.online.name, &self.sealed.name]
+    }
+
     pub(super) fn container(&self, network: &StepNetwork) -> &Container {
         match network {
             StepNetwork::Online => &self.online,
@@ -89,17 +155,40 @@ impl Session {
         }
     }
 
-    /// Removes both containers (killing whatever still runs in them).
+    /// Hands a spare session to `build_key`: checks that both containers still
+    /// run and renames them after the build. On error the session is unusable.
+    pub async fn assign(&mut self, build_key: &str) -> Result<(), SandboxError> {
+        let control = &self.sandbox.control;
+        for (c, network) in [(&mut self.online, StepNetwork::Online), (&mut self.sealed, StepNetwork::None)] {
+            c.ready().await?;
+            let state = control.inspect_container(&c.name, None).await.map_err(SandboxError::from_bollard)?.state;
+            if !state.and_then(|s| s.running).unwrap_or(false) {
+                return Err(SandboxError::Docker(format!("container {} no longer runs", c.name)));
+            }
+            let name = container_name(build_key, &self.tag, &network);
+            let opts = RenameContainerOptionsBuilder::default().name(&name).build();
+            control.rename_container(&c.name, opts).await.map_err(SandboxError::from_bollard)?;
+            c.name = name;
+        }
+        Ok(())
+    }
+
+    /// Removes both containers (killing whatever still runs in them) and the work dir.
     pub async fn close(mut self) {
         self.closed = true;
-        remove_all(&self.sandbox, &self.online, &self.sealed).await;
+        remove_all(&self.sandbox, &self.online, &self.sealed, &self.work_dir).await;
     }
 }
 
-async fn remove_all(sandbox: &Sandbox, online: &Container, sealed: &Container) {
+async fn remove_all(sandbox: &Sandbox, online: &Container, sealed: &Container, work_dir: &Path) {
     // A container still being created must exist before it can be removed.
     let _ = tokio::join!(online.ready(), sealed.ready());
     tokio::join!(sandbox.remove(&online.name), sandbox.remove(&sealed.name));
+    if let Err(e) = tokio::fs::remove_dir_all(work_dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %work_dir.display(), error = %e, "could not remove work dir");
+    }
 }
 
 impl Drop for Session {
@@ -109,12 +198,22 @@ impl Drop for Session {
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let sandbox = self.sandbox.clone();
-        let take = |c: &mut Container| Container {
-            name: c.name.clone(),
-            starting: Mutex::new(c.starting.lock().unwrap().take()),
-            ready: c.ready.take().map_or_else(OnceCell::new, |r| OnceCell::new_with(Some(r))),
-        };
-        let (online, sealed) = (take(&mut self.online), take(&mut self.sealed));
-        runtime.spawn(async move { remove_all(&sandbox, &online, &sealed).await });
+        let (online, sealed, work_dir) = (self.online.take(), self.sealed.take(), self.work_dir.clone());
+        runtime.spawn(async move { remove_all(&sandbox, &online, &sealed, &work_dir).await });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_build_key() {
+        let key = "ab".repeat(32);
+        let name = container_name(&key, "0123456789abcdef", &StepNetwork::Online);
+        assert_eq!(name, format!("cbs-{key}-0123456789abcdef-online"));
+        assert_eq!(build_key_of(&format!("/{name}")), Some(key.as_str()));
+        assert_eq!(build_key_of(&container_name(SPARE, "0123456789abcdef", &StepNetwork::None)), None);
+        assert_eq!(build_key_of("something-else"), None);
     }
 }

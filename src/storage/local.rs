@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{check_path, ByteStream, Storage, StorageError};
@@ -34,38 +34,47 @@ impl LocalStorage {
         Ok(self.root.join(path))
     }
 
-    /// Writes through a temp file and renames it into place.
-    async fn publish(&self, path: &str, write: impl AsyncFnOnce(&mut tokio::fs::File) -> std::io::Result<()>) -> Result<(), StorageError> {
+    /// Writes through a temp file and renames it into place. Blocking file calls
+    /// on one blocking thread: tokio's file adapter would hop threads per chunk.
+    async fn publish(&self, path: &str, write: impl FnOnce(&Path) -> std::io::Result<()> + Send + 'static) -> Result<(), StorageError> {
         let target = self.resolve(path)?;
-        let dir = target.parent().expect("storage paths have a directory");
-        tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
-        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), rand::random::<u64>()));
-        let result = async {
-            let mut f = tokio::fs::File::create(&tmp).await?;
-            write(&mut f).await?;
-            f.flush().await?;
-            f.sync_all().await?;
-            drop(f);
-            tokio::fs::rename(&tmp, &target).await?;
-            tokio::fs::File::open(dir).await?.sync_all().await
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result.map_err(io_err(&target))
+        let written = target.clone();
+        tokio::task::spawn_blocking(move || publish_blocking(&written, write))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(io_err(&target))
     }
+}
+
+fn publish_blocking(target: &Path, write: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
+    let dir = target.parent().expect("storage paths have a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), rand::random::<u64>()));
+    let result = (|| {
+        write(&tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, target)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[async_trait]
 impl Storage for LocalStorage {
     async fn put_file(&self, path: &str, file: &Path) -> Result<(), StorageError> {
-        let mut src = tokio::fs::File::open(file).await.map_err(io_err(file))?;
-        self.publish(path, async |dst| tokio::io::copy(&mut src, dst).await.map(|_| ())).await
+        // A missing source is the source's error, not the target's.
+        tokio::fs::metadata(file).await.map_err(io_err(file))?;
+        let src = file.to_path_buf();
+        // std::fs::copy lets the kernel copy the bytes (copy_file_range).
+        self.publish(path, move |tmp| std::fs::copy(&src, tmp).map(|_| ())).await
     }
 
     async fn put_bytes(&self, path: &str, data: Bytes) -> Result<(), StorageError> {
-        self.publish(path, async |dst| dst.write_all(&data).await).await
+        self.publish(path, move |tmp| std::fs::write(tmp, &data)).await
     }
 
     async fn size(&self, path: &str) -> Result<Option<u64>, StorageError> {

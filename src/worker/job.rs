@@ -3,7 +3,6 @@
 //! then `complete_build` or `fail_build`. A cancelled, released or preempted build reports nothing: the
 //! queue already moved on, and every report is fenced anyway.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use super::publish::Publisher;
 use super::recipe;
 use crate::config::Config;
 use crate::db::{Build, Queue};
-use crate::sandbox::{OutputLine, Sandbox, Session, StepOutcome, StepSpec};
+use crate::sandbox::{OutputLine, Sandbox, SandboxError, Session, StepOutcome, StepSpec};
 use crate::spec::BuildSpec;
 
 /// How often a final report is tried while the database is unreachable.
@@ -37,8 +36,9 @@ pub struct JobContext {
     pub image_id: std::sync::Mutex<String>,
 }
 
-/// Runs one build; `cancel` stops it (container killed, nothing reported).
-pub async fn run(ctx: Arc<JobContext>, build: Build, cancel: CancellationToken) {
+/// Runs one build in `session` (opened, or taken from the spare, by the
+/// runner); `cancel` stops it (container killed, nothing reported).
+pub async fn run(ctx: Arc<JobContext>, build: Build, session: Result<Session, SandboxError>, cancel: CancellationToken) {
     let span = tracing::info_span!("build", build_key = %build.build_key, attempt = build.attempt);
     async move {
         let started = std::time::Instant::now();
@@ -50,9 +50,10 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, cancel: CancellationToken) 
             worker_id: ctx.worker_id.clone(),
         };
         let logs = tokio::spawn(forward(target, rx));
-        let work = work_dir(&ctx.config, &build);
-        let mut session = None;
-        let result = execute(&ctx, &build, &work, &mut session, &tx, &cancel).await;
+        let result = match &session {
+            Ok(session) => execute(&ctx, &build, session, &tx, &cancel).await,
+            Err(e) => Err(JobError::from(e.clone())),
+        };
         if let Err(e) = &result
             && !matches!(e, JobError::Stopped)
         {
@@ -62,22 +63,13 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, cancel: CancellationToken) 
         let _ = logs.await;
         report(&ctx, &build, result, &cancel).await;
         // Cleaning up comes after the report: it is nobody's wait.
-        if let Some(session) = session {
+        if let Ok(session) = session {
             session.close().await;
-        }
-        if let Err(e) = tokio::fs::remove_dir_all(&work).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(dir = %work.display(), error = %e, "could not remove work dir");
         }
         info!(elapsed = ?started.elapsed(), "build attempt done");
     }
     .instrument(span)
     .await
-}
-
-fn work_dir(config: &Config, build: &Build) -> PathBuf {
-    Path::new(&config.worker.work_dir).join(format!("{}-{}-{:08x}", build.build_key, build.attempt, rand::random::<u32>()))
 }
 
 async fn say(tx: &mpsc::Sender<OutputLine>, line: &str) {
@@ -87,8 +79,7 @@ async fn say(tx: &mpsc::Sender<OutputLine>, line: &str) {
 async fn execute(
     ctx: &JobContext,
     build: &Build,
-    work: &Path,
-    session: &mut Option<Session>,
+    session: &Session,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
 ) -> Result<serde_json::Value, JobError> {
@@ -98,10 +89,11 @@ async fn execute(
     let timeouts = &ctx.config.worker.timeouts;
     let resolve = recipe::resolve_step(&ctx.config, &spec, timeouts.resolve).map_err(bad)?;
     let compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
-    prepare_work_dir(work, &recipe::main_go(&spec).map_err(bad)?)
+    let work = session.work_dir();
+    let main_go = work.join("main.go");
+    tokio::fs::write(&main_go, recipe::main_go(&spec).map_err(bad)?)
         .await
-        .map_err(|e| JobError::Transient(format!("work dir {}: {e}", work.display())))?;
-    let session = session.insert(ctx.sandbox.open(&build.build_key, work));
+        .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
 
     step(ctx, session, &resolve, tx, cancel).await?;
@@ -132,7 +124,13 @@ async fn execute(
         }
         Ok(())
     };
-    let (verified, published) = tokio::join!(verify, ctx.publisher.publish(&build.build_key, &spec.os, &binary));
+    let publish = async {
+        let started = std::time::Instant::now();
+        let published = ctx.publisher.publish(&build.build_key, &spec.os, &binary).await;
+        info!(elapsed = ?started.elapsed(), ok = published.is_ok(), "publish finished");
+        published
+    };
+    let (verified, published) = tokio::join!(verify, publish);
     if let Err(e) = verified {
         if published.is_ok() {
             ctx.publisher.unpublish(&build.build_key, &spec.os).await;
@@ -174,23 +172,6 @@ async fn step(
         return Err(step_failed(&spec.name, out.exit_code, &out.tail));
     }
     Ok(out)
-}
-
-/// A work dir the container's non-root user can write.
-async fn prepare_work_dir(work: &Path, main_go: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    tokio::fs::create_dir_all(work).await?;
-    tokio::fs::write(work.join("main.go"), main_go).await?;
-    let uid = crate::sandbox::BUILD_UID;
-    let work = work.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        if std::os::unix::fs::chown(&work, Some(uid), Some(uid)).is_err() {
-            std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777))?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(std::io::Error::other)?
 }
 
 /// Tells the queue how the attempt ended, retrying while the database is away.

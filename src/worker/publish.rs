@@ -6,7 +6,6 @@ use std::path::Path;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::signing::{Signer, SigningError};
 use crate::storage::{Artifact, ArtifactPaths, DynStorage, StorageError};
@@ -55,18 +54,22 @@ impl Publisher {
 
 /// Lowercase hex sha256 and size of a file.
 pub async fn sha256_file(path: &Path) -> Result<(String, u64), StorageError> {
-    let io = |source| StorageError::Io { path: path.display().to_string(), source };
-    let mut f = tokio::fs::File::open(path).await.map_err(io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).await.map_err(io)?;
-        if n == 0 {
-            break;
+    let owned = path.to_path_buf();
+    let hashed = tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::open(&owned)?;
+        let (mut hasher, mut buf, mut size) = (Sha256::new(), vec![0u8; 1 << 20], 0u64);
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
         }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex::encode(&hasher.finalize()[..]), size))
+        Ok::<_, std::io::Error>((hex::encode(&hasher.finalize()[..]), size))
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    hashed.map_err(|source| StorageError::Io { path: path.display().to_string(), source })
 }

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 use super::job::{self, JobContext};
 use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
+use crate::sandbox::{SandboxError, Session, SPARE_MAX_AGE};
 
 /// First and longest wait between checks of an unreachable Docker daemon.
 const DOCKER_RETRY_MIN: Duration = Duration::from_secs(1);
@@ -40,6 +41,9 @@ pub struct Runner {
     docker_ok: bool,
     docker_retry: Duration,
     next_wake: Instant,
+    /// A session opened ahead of the next claim, so that a build does not wait
+    /// for its containers to start.
+    spare: Option<Session>,
 }
 
 impl Runner {
@@ -52,6 +56,7 @@ impl Runner {
             docker_ok: false,
             docker_retry: DOCKER_RETRY_MIN,
             next_wake: Instant::now(),
+            spare: None,
         }
     }
 
@@ -79,11 +84,13 @@ impl Runner {
                 biased;
                 _ = preempt.cancelled() => {
                     self.preempt().await;
+                    self.close_spare().await;
                     return Ok(());
                 }
                 _ = shutdown.cancelled(), if drain_deadline.is_none() => {
                     info!(running = self.running.len(), stop_timeout = ?self.cfg().stop_timeout, "stopping: no new claims, letting running builds finish");
                     drain_deadline = Some(Instant::now() + self.cfg().stop_timeout);
+                    self.close_spare().await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
                     warn!(running = self.running.len(), "stop timeout reached: handing running builds back");
@@ -104,6 +111,7 @@ impl Runner {
             }
         }
         self.release_all("shutdown").await;
+        self.close_spare().await;
         Ok(())
     }
 
@@ -169,14 +177,42 @@ impl Runner {
             let cancel = CancellationToken::new();
             self.running.insert(build.build_key.clone(), Running { attempt: build.attempt, cancel: cancel.clone() });
             let key = build.build_key.clone();
+            let session = self.session_for(&key).await;
             let ctx = self.ctx.clone();
             self.jobs.spawn(async move {
-                job::run(ctx, build, cancel).await;
+                job::run(ctx, build, session, cancel).await;
                 key
             });
         }
         if got < free {
             self.schedule_retry_wake().await;
+        }
+        if self.spare.is_none() {
+            match self.ctx.sandbox.open(None).await {
+                Ok(spare) => self.spare = Some(spare),
+                Err(e) => warn!(error = %e, "cannot prepare a spare sandbox"),
+            }
+        }
+    }
+
+    /// The spare session, renamed for the build, when it is fresh and still
+    /// runs; a new session otherwise.
+    async fn session_for(&mut self, build_key: &str) -> Result<Session, SandboxError> {
+        if let Some(mut spare) = self.spare.take() {
+            if spare.age() < SPARE_MAX_AGE {
+                match spare.assign(build_key).await {
+                    Ok(()) => return Ok(spare),
+                    Err(e) => warn!(build_key, error = %e, "the spare sandbox is unusable; opening a new one"),
+                }
+            }
+            tokio::spawn(spare.close());
+        }
+        self.ctx.sandbox.open(Some(build_key)).await
+    }
+
+    async fn close_spare(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.close().await;
         }
     }
 
@@ -221,7 +257,8 @@ impl Runner {
             Err(e) => return warn!(error = %e, "cannot list live workers; not reaping"),
         };
         let own: Vec<String> = self.running.keys().cloned().collect();
-        match self.ctx.sandbox.reap_leftovers(&live, &own).await {
+        let spare = self.spare.as_ref().map(|s| s.container_names().to_vec()).unwrap_or_default();
+        match self.ctx.sandbox.reap_leftovers(&live, &own, &spare).await {
             Ok(0) => {}
             Ok(n) => info!(removed = n, "removed leftover build containers"),
             Err(e) => warn!(error = %e, "cannot reap leftover containers"),

@@ -134,7 +134,7 @@ pub async fn wait_terminal(queue: &Queue, key: &str, limit: Duration) -> Build {
     wait_for(queue, key, limit, |b| b.status.is_terminal()).await
 }
 
-/// Container ids on the default daemon carrying this build's label (running or not).
+/// Container ids on the default daemon named after this build (running or not).
 pub fn build_containers(key: &str) -> Vec<String> {
     list_containers(key, "-aq")
 }
@@ -146,7 +146,7 @@ pub fn running_build_containers(key: &str) -> Vec<String> {
 
 fn list_containers(key: &str, flags: &str) -> Vec<String> {
     let out = Command::new("docker")
-        .args(["ps", flags, "--filter", &format!("label=io.caddy-build-server.build={key}")])
+        .args(["ps", flags, "--filter", &format!("name=cbs-{key}-")])
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
