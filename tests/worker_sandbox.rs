@@ -42,7 +42,7 @@ fn test_config(name: &str) -> Config {
 
 /// Runs one step in a session of its own, closed afterwards.
 async fn one_step(sb: &Sandbox, step: &StepSpec, cancel: &CancellationToken) -> Result<StepOutcome, SandboxError> {
-    let session = sb.open(Some(KEY)).await.unwrap();
+    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
     let (tx, _rx) = mpsc::channel(100);
     let out = session.run(step, &tx, cancel).await;
     session.close().await;
@@ -58,7 +58,7 @@ async fn build_step_is_isolated_from_the_host() {
     let config = test_config("isolation");
     let sb = sandbox(&config, "test-sandbox-isolation");
     sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
-    let session = sb.open(Some(KEY)).await.unwrap();
+    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
     let work = session.work_dir().to_path_buf();
     // Beside the build's work dir, in the worker's own work root.
     let marker_file = std::path::Path::new(&config.worker.work_dir).join("host-marker");
@@ -97,13 +97,10 @@ async fn build_step_is_isolated_from_the_host() {
     let (tx, _rx) = mpsc::channel(100);
     let out = session.run(&resolve, &tx, &CancellationToken::new()).await.unwrap();
     assert!(out.stdout.contains("network=yes") && out.stdout.contains("env=clean"), "{}", out.stdout);
-    // Steps sharing a container see only their own environment.
-    let mut first = with_script(build.clone(), "echo $CBS_STEP_ONLY");
-    first.env.push(("CBS_STEP_ONLY".into(), "first-step".into()));
-    assert_eq!(session.run(&first, &tx, &CancellationToken::new()).await.unwrap().stdout, "first-step\n");
-    let out = session.run(&with_script(build.clone(), "env"), &tx, &CancellationToken::new()).await.unwrap();
-    assert!(out.stdout.contains("GOPROXY=off") && !out.stdout.contains("CBS_STEP_ONLY"), "{}", out.stdout);
-    assert_eq!(sb.list_ours(&[]).await.unwrap().len(), 2, "one online and one sealed container");
+    // A container runs one step only: what a step leaves running never meets the next.
+    let again = session.run(&with_script(build.clone(), "true"), &tx, &CancellationToken::new()).await;
+    assert!(matches!(again, Err(SandboxError::Docker(ref m)) if m.contains("used already")), "{again:?}");
+    assert_eq!(sb.list_ours(&[]).await.unwrap().len(), 3, "one container per step");
     session.close().await;
     assert!(sb.list_ours(&[]).await.unwrap().is_empty(), "closing the session removes its containers");
     assert!(!work.exists(), "and its work dir");
@@ -123,7 +120,7 @@ async fn timeout_and_cancel_kill_the_container() {
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
 
     step.timeout = Duration::from_secs(60);
-    let session = sb.open(Some(KEY)).await.unwrap();
+    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -136,7 +133,7 @@ async fn timeout_and_cancel_kill_the_container() {
     assert!(matches!(e, SandboxError::Cancelled { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     let running = std::process::Command::new("docker")
-        .args(["ps", "-q", "--filter", "label=io.caddy-build-server.namespace=test-sandbox-stop", "--filter", "label=io.caddy-build-server.role=sealed"])
+        .args(["ps", "-q", "--filter", "label=io.caddy-build-server.namespace=test-sandbox-stop", "--filter", "label=io.caddy-build-server.step=build"])
         .output()
         .unwrap();
     assert!(running.stdout.is_empty(), "the cancelled step's container was killed at once");
@@ -175,19 +172,19 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
         let c = cancel.clone();
         tasks.push((sb.clone(), c, tokio::spawn(async move { one_step(&sb, &step, &cancel).await })));
     }
-    // Each session has two containers.
+    // Each session has three containers.
     let reaper = sandbox(&config, &ns);
     let start = Instant::now();
-    while reaper.list_ours(&[]).await.unwrap().len() < 4 {
+    while reaper.list_ours(&[]).await.unwrap().len() < 6 {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let removed = reaper.reap_leftovers(&["w-live".to_string()], &[], &[]).await.unwrap();
-    assert_eq!(removed, 2);
+    assert_eq!(removed, 3);
     let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
-    assert_eq!(left, vec!["w-live".to_string(), "w-live".to_string()]);
+    assert_eq!(left, vec!["w-live".to_string(); 3]);
     let other = Sandbox::connect(&config.worker, Owner { namespace: other_ns.clone(), worker_id: "x".into() }).unwrap();
-    assert_eq!(other.list_ours(&[]).await.unwrap().len(), 2, "another namespace's containers are untouched");
+    assert_eq!(other.list_ours(&[]).await.unwrap().len(), 3, "another namespace's containers are untouched");
     for (_, cancel, _) in &tasks {
         cancel.cancel();
     }
@@ -204,10 +201,10 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     let config = test_config("spare");
     let sb = sandbox(&config, "test-sandbox-spare");
     sb.check().await.unwrap();
-    let mut spare = sb.open(None).await.unwrap();
+    let mut spare = sb.open(None, &recipe::STEPS).await.unwrap();
     let names: Vec<String> = spare.container_names().iter().map(|n| n.to_string()).collect();
     let start = Instant::now();
-    while sb.list_ours(&[]).await.unwrap().len() < 2 {
+    while sb.list_ours(&[]).await.unwrap().len() < 3 {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -217,17 +214,17 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
 
     spare.assign(KEY).await.unwrap();
     let found = sb.list_ours(&[]).await.unwrap();
-    assert_eq!(found.len(), 2);
+    assert_eq!(found.len(), 3);
     assert!(found.iter().all(|c| c.build_key == KEY && c.name.starts_with(&format!("cbs-{KEY}-"))), "{found:?}");
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "echo hi > hello; cat hello");
     let (tx, _rx) = mpsc::channel(100);
     assert_eq!(spare.run(&step, &tx, &CancellationToken::new()).await.unwrap().stdout, "hi\n");
     assert!(spare.work_dir().join("hello").exists());
-    assert_eq!(sb.kill_build(KEY).await.unwrap(), 2, "a taken spare is found by its build");
+    assert_eq!(sb.kill_build(KEY).await.unwrap(), 3, "a taken spare is found by its build");
     spare.close().await;
 
     // A spare whose containers died is refused, not handed to a build.
-    let mut dead = sb.open(None).await.unwrap();
+    let mut dead = sb.open(None, &recipe::STEPS).await.unwrap();
     let name = dead.container_names()[1].to_string();
     let start = Instant::now();
     while !sb.list_ours(&[]).await.unwrap().iter().any(|c| c.name == name) {

@@ -1,8 +1,8 @@
-//! The containers a build's steps run in, hardened: no capabilities, no
+//! The container a build step runs in, hardened: no capabilities, no
 //! privilege escalation, a non-root user, a read-only root with tmpfs for
-//! scratch, memory/CPU/pids limits, no network unless the role needs it, and
-//! no environment at all (each step brings its own, nothing of the worker's).
-//! The container itself only idles; steps are `exec`'d into it.
+//! scratch, memory/CPU/pids limits, no network unless the step needs it, and
+//! no environment at all (the step brings its own, nothing of the worker's).
+//! The container itself only idles until its step is `exec`'d into it.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 
-use super::{Sandbox, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_ROLE, LABEL_WORKER};
+use super::{Sandbox, LABEL_MANAGED, LABEL_NAMESPACE, LABEL_STEP, LABEL_WORKER};
 
 /// The uid:gid steps run as; the builder image owns its cache and work directories by it.
 pub const BUILD_USER: &str = "1000:1000";
@@ -20,7 +20,7 @@ pub const WORK_MOUNT: &str = "/work";
 pub const GOMODCACHE: &str = "/cache/gomod";
 pub const GOCACHE: &str = "/cache/gobuild";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepNetwork {
     /// Attached to `worker.resolve_network`: the resolve step fetches modules from the proxy.
     Online,
@@ -28,27 +28,17 @@ pub enum StepNetwork {
     None,
 }
 
-impl StepNetwork {
-    /// The role label of the container that has this network.
-    pub(super) fn role(&self) -> &'static str {
-        match self {
-            StepNetwork::Online => "online",
-            StepNetwork::None => "sealed",
-        }
-    }
-}
-
 impl Sandbox {
     /// An idle container (its PID 1 sleeps under Docker's init, which reaps
     /// whatever the steps leave behind) that exits on its own after `idle` even
     /// if nobody removes it.
-    pub(super) fn container_body(&self, work_dir: &Path, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
+    pub(super) fn container_body(&self, work_dir: &Path, step: &str, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
         let limits = &self.cfg.limits;
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_NAMESPACE.to_string(), self.owner.namespace.clone()),
             (LABEL_WORKER.to_string(), self.owner.worker_id.clone()),
-            (LABEL_ROLE.to_string(), network.role().to_string()),
+            (LABEL_STEP.to_string(), step.to_string()),
         ]);
         let mounts = vec![
             Mount {

@@ -1,17 +1,16 @@
-//! The Docker sandbox: every build runs in fresh, locked-down, throwaway
-//! containers (bollard), one with network for resolving modules and one
-//! without for building and running the binary. This module knows Docker and
-//! nothing of the queue: it opens a build's [`Session`] (both containers,
-//! hardened and idle), runs steps in them with `exec` under a timeout while
-//! streaming their output, kills a build's containers on demand, and removes
+//! The Docker sandbox: every build step runs in a fresh, locked-down,
+//! throwaway container (bollard). This module knows Docker and nothing of the
+//! queue: it opens a build's [`Session`] (one hardened, idle container per
+//! step), runs each step in its container with `exec` under a timeout while
+//! streaming its output, kills a build's containers on demand, and removes
 //! leftovers of dead workers. Every container carries labels (namespace,
-//! worker, role) and a name with its build key, so that several workers, test
+//! worker, step) and a name with its build key, so that several workers, test
 //! processes and databases can share one daemon safely.
 //!
-//! Steps are `exec`'d into long-lived containers rather than each getting a
-//! container of its own because creating, starting and removing a container
-//! costs about half a second, several times per build; the network-less
-//! container starts while the resolve step runs.
+//! Containers are started ahead (all of a build's at once, and a spare set
+//! before a build is even claimed) and the step `exec`'d into its container,
+//! because creating and starting a container costs about half a second; a
+//! build would otherwise wait for that before each step.
 
 mod container;
 mod reap;
@@ -33,8 +32,7 @@ use crate::config::WorkerConfig;
 pub const LABEL_MANAGED: &str = "io.caddy-build-server.managed";
 pub const LABEL_NAMESPACE: &str = "io.caddy-build-server.namespace";
 pub const LABEL_WORKER: &str = "io.caddy-build-server.worker";
-/// `online` (the resolve step's container) or `sealed` (build and verify, no network).
-pub const LABEL_ROLE: &str = "io.caddy-build-server.role";
+pub const LABEL_STEP: &str = "io.caddy-build-server.step";
 
 /// Timeout of ordinary Docker API calls (create, remove, inspect, ping).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(60);

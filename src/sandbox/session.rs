@@ -1,13 +1,13 @@
-//! A build's sandbox: its work dir and two containers, `online` (attached to
-//! the resolve network) for the resolve step and `sealed` (no network) for
-//! build and verify. Both are created and started in the background as soon as
-//! the session opens, so the sealed one is ready by the time resolving ends; a
-//! step waits only for its own container.
+//! A build's sandbox: its work dir and one container per step, each with the
+//! step's network (the resolve step's attached to the resolve network, the
+//! others with none). All are created and started in the background as soon as
+//! the session opens, so later steps find theirs ready; a step waits only for
+//! its own container, and no container runs more than one step.
 //!
 //! A session may be opened before its build is known (a worker keeps one such
 //! spare ready, so a claimed build does not wait for container start-up); it is
 //! then [`Session::assign`]ed to the build, which renames its containers after
-//! the build key. A container's name (`cbs-<build key>-<tag>-<role>`) is what
+//! the build key. A container's name (`cbs-<build key>-<tag>-<step>`) is what
 //! ties it to its build. Closing removes the containers and the work dir; a
 //! session dropped without closing removes them in the background.
 
@@ -34,14 +34,16 @@ pub struct Session {
     pub(super) sandbox: Sandbox,
     work_dir: PathBuf,
     tag: String,
-    online: Container,
-    sealed: Container,
+    containers: Vec<Container>,
     opened: Instant,
     closed: bool,
 }
 
 pub(super) struct Container {
+    step: &'static str,
     pub(super) name: String,
+    /// Set when its step runs: a container never runs a second one.
+    pub(super) used: std::sync::atomic::AtomicBool,
     starting: Mutex<Option<JoinHandle<Result<(), SandboxError>>>>,
     ready: OnceCell<Result<(), SandboxError>>,
 }
@@ -63,16 +65,18 @@ impl Container {
 
     fn take(&mut self) -> Container {
         Container {
+            step: self.step,
             name: self.name.clone(),
+            used: std::sync::atomic::AtomicBool::new(true),
             starting: Mutex::new(self.starting.lock().unwrap().take()),
             ready: self.ready.take().map_or_else(OnceCell::new, |r| OnceCell::new_with(Some(r))),
         }
     }
 }
 
-/// `cbs-<build key or "spare">-<tag>-<role>`.
-fn container_name(owner: &str, tag: &str, network: &StepNetwork) -> String {
-    format!("cbs-{owner}-{tag}-{}", network.role())
+/// `cbs-<build key or "spare">-<tag>-<step>`.
+fn container_name(owner: &str, tag: &str, step: &str) -> String {
+    format!("cbs-{owner}-{tag}-{step}")
 }
 
 /// The build key a container's name carries, if any.
@@ -83,22 +87,25 @@ pub(super) fn build_key_of(name: &str) -> Option<&str> {
 }
 
 impl Sandbox {
-    /// Opens a session, for `build_key` or (with `None`) as a spare: makes its
-    /// work dir under `worker.work_dir` and starts its containers in the background.
-    pub async fn open(&self, build_key: Option<&str>) -> Result<Session, SandboxError> {
+    /// Opens a session, for `build_key` or (with `None`) as a spare, with a
+    /// container for each of `steps` (name and network): makes its work dir
+    /// under `worker.work_dir` and starts the containers in the background.
+    pub async fn open(&self, build_key: Option<&str>, steps: &[(&'static str, StepNetwork)]) -> Result<Session, SandboxError> {
         let tag = format!("{:016x}", rand::random::<u64>());
         let work_dir = Path::new(&self.cfg.work_dir).join(format!("{}-{tag}", build_key.unwrap_or(SPARE)));
         make_work_dir(&work_dir).await.map_err(|e| SandboxError::WorkDir(format!("{}: {e}", work_dir.display())))?;
         let t = &self.cfg.timeouts;
         let idle = SPARE_MAX_AGE + t.resolve + t.build + t.verify + IDLE_MARGIN;
         let owner = build_key.unwrap_or(SPARE);
-        let container = |network: StepNetwork| {
-            let body = self.container_body(&work_dir, &network, idle);
-            self.start_container(container_name(owner, &tag, &network), body)
-        };
+        let containers = steps
+            .iter()
+            .map(|(step, network)| {
+                let body = self.container_body(&work_dir, step, network, idle);
+                self.start_container(step, container_name(owner, &tag, step), body)
+            })
+            .collect();
         Ok(Session {
-            online: container(StepNetwork::Online),
-            sealed: container(StepNetwork::None),
+            containers,
             sandbox: self.clone(),
             work_dir,
             tag,
@@ -107,7 +114,7 @@ impl Sandbox {
         })
     }
 
-    fn start_container(&self, name: String, body: bollard::models::ContainerCreateBody) -> Container {
+    fn start_container(&self, step: &'static str, name: String, body: bollard::models::ContainerCreateBody) -> Container {
         let sandbox = self.clone();
         let task_name = name.clone();
         let task = tokio::spawn(async move {
@@ -120,7 +127,7 @@ impl Sandbox {
             })?;
             sandbox.control.start_container(&task_name, None).await.map_err(SandboxError::from_bollard)
         });
-        Container { name, starting: Mutex::new(Some(task)), ready: OnceCell::new() }
+        Container { step, name, used: Default::default(), starting: Mutex::new(Some(task)), ready: OnceCell::new() }
     }
 }
 
@@ -144,28 +151,34 @@ impl Session {
     }
 
     /// The names of its containers (for telling a spare from a leftover).
-    pub fn container_names(&self) -> [&str; 2] {
-        [&self.online.name, &self.sealed.name]
+    pub fn container_names(&self) -> Vec<&str> {
+        self.containers.iter().map(|c| c.name.as_str()).collect()
     }
 
-    pub(super) fn container(&self, network: &StepNetwork) -> &Container {
-        match network {
-            StepNetwork::Online => &self.online,
-            StepNetwork::None => &self.sealed,
+    /// The container of `step`, which must not have run yet.
+    pub(super) fn take_container(&self, step: &str) -> Result<&Container, SandboxError> {
+        let c = self
+            .containers
+            .iter()
+            .find(|c| c.step == step)
+            .ok_or_else(|| SandboxError::Docker(format!("the session has no container for the {step} step")))?;
+        if c.used.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(SandboxError::Docker(format!("the {step} step's container was used already")));
         }
+        Ok(c)
     }
 
-    /// Hands a spare session to `build_key`: checks that both containers still
+    /// Hands a spare session to `build_key`: checks that its containers still
     /// run and renames them after the build. On error the session is unusable.
     pub async fn assign(&mut self, build_key: &str) -> Result<(), SandboxError> {
         let control = &self.sandbox.control;
-        for (c, network) in [(&mut self.online, StepNetwork::Online), (&mut self.sealed, StepNetwork::None)] {
+        for c in &mut self.containers {
             c.ready().await?;
             let state = control.inspect_container(&c.name, None).await.map_err(SandboxError::from_bollard)?.state;
             if !state.and_then(|s| s.running).unwrap_or(false) {
                 return Err(SandboxError::Docker(format!("container {} no longer runs", c.name)));
             }
-            let name = container_name(build_key, &self.tag, &network);
+            let name = container_name(build_key, &self.tag, c.step);
             let opts = RenameContainerOptionsBuilder::default().name(&name).build();
             control.rename_container(&c.name, opts).await.map_err(SandboxError::from_bollard)?;
             c.name = name;
@@ -173,17 +186,20 @@ impl Session {
         Ok(())
     }
 
-    /// Removes both containers (killing whatever still runs in them) and the work dir.
+    /// Removes the containers (killing whatever still runs in them) and the work dir.
     pub async fn close(mut self) {
         self.closed = true;
-        remove_all(&self.sandbox, &self.online, &self.sealed, &self.work_dir).await;
+        remove_all(&self.sandbox, &self.containers, &self.work_dir).await;
     }
 }
 
-async fn remove_all(sandbox: &Sandbox, online: &Container, sealed: &Container, work_dir: &Path) {
-    // A container still being created must exist before it can be removed.
-    let _ = tokio::join!(online.ready(), sealed.ready());
-    tokio::join!(sandbox.remove(&online.name), sandbox.remove(&sealed.name));
+async fn remove_all(sandbox: &Sandbox, containers: &[Container], work_dir: &Path) {
+    futures::future::join_all(containers.iter().map(|c| async move {
+        // A container still being created must exist before it can be removed.
+        let _ = c.ready().await;
+        sandbox.remove(&c.name).await;
+    }))
+    .await;
     if let Err(e) = tokio::fs::remove_dir_all(work_dir).await
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -198,8 +214,9 @@ impl Drop for Session {
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let sandbox = self.sandbox.clone();
-        let (online, sealed, work_dir) = (self.online.take(), self.sealed.take(), self.work_dir.clone());
-        runtime.spawn(async move { remove_all(&sandbox, &online, &sealed, &work_dir).await });
+        let containers: Vec<Container> = self.containers.iter_mut().map(Container::take).collect();
+        let work_dir = self.work_dir.clone();
+        runtime.spawn(async move { remove_all(&sandbox, &containers, &work_dir).await });
     }
 }
 
@@ -210,10 +227,10 @@ mod tests {
     #[test]
     fn names_carry_the_build_key() {
         let key = "ab".repeat(32);
-        let name = container_name(&key, "0123456789abcdef", &StepNetwork::Online);
-        assert_eq!(name, format!("cbs-{key}-0123456789abcdef-online"));
+        let name = container_name(&key, "0123456789abcdef", "resolve");
+        assert_eq!(name, format!("cbs-{key}-0123456789abcdef-resolve"));
         assert_eq!(build_key_of(&format!("/{name}")), Some(key.as_str()));
-        assert_eq!(build_key_of(&container_name(SPARE, "0123456789abcdef", &StepNetwork::None)), None);
+        assert_eq!(build_key_of(&container_name(SPARE, "0123456789abcdef", "build")), None);
         assert_eq!(build_key_of("something-else"), None);
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::container::{BUILD_USER, WORK_MOUNT};
-use super::{Sandbox, SandboxError, Session, StepNetwork};
+use super::{Sandbox, SandboxError, Session};
 
 /// Longest output line kept; longer ones are cut (a runaway line must not fill the database).
 const MAX_LINE: usize = 4096;
@@ -34,12 +34,11 @@ const EXIT_POLL: Duration = Duration::from_millis(10);
 /// One step to run.
 #[derive(Debug, Clone)]
 pub struct StepSpec {
-    /// `resolve`, `build` or `verify`: names the step in logs and labels.
+    /// `resolve`, `build` or `verify`: names the step in logs and picks its container.
     pub name: String,
     pub cmd: Vec<String>,
     /// The complete environment of the step: nothing else is passed in.
     pub env: Vec<(String, String)>,
-    pub network: StepNetwork,
     pub timeout: Duration,
 }
 
@@ -61,8 +60,8 @@ pub struct StepOutcome {
 }
 
 impl Session {
-    /// Runs `step` in the container its network calls for. Output lines go to
-    /// `output`; cancelling `cancel` kills the container at once.
+    /// Runs `step` in its own container. Output lines go to `output`;
+    /// cancelling `cancel` kills the container at once.
     pub async fn run(
         &self,
         step: &StepSpec,
@@ -72,7 +71,7 @@ impl Session {
         if cancel.is_cancelled() {
             return Err(SandboxError::Cancelled { step: step.name.clone() });
         }
-        let container = self.container(&step.network);
+        let container = self.take_container(&step.name)?;
         let run = async {
             container.ready().await?;
             self.sandbox.exec(&container.name, step, output).await

@@ -15,6 +15,8 @@ const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
 pub const GO_VERSION_FILE: &str = ".go-version";
 /// The binary's directory inside the work dir.
 pub const OUT_DIR: &str = "out";
+/// Every step a build may run, with its network: a build's sandbox has a container for each.
+pub const STEPS: [(&str, StepNetwork); 3] = [("resolve", StepNetwork::Online), ("build", StepNetwork::None), ("verify", StepNetwork::None)];
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
@@ -110,7 +112,6 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         name: "resolve".into(),
         cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")],
         env: base_env(config, true),
-        network: StepNetwork::Online,
         timeout,
     })
 }
@@ -140,7 +141,6 @@ pub fn build_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Resul
             .map(String::from)
             .to_vec(),
         env,
-        network: StepNetwork::None,
         timeout,
     })
 }
@@ -164,7 +164,6 @@ pub fn verify_step(config: &Config, timeout: Duration) -> StepSpec {
         name: "verify".into(),
         cmd: vec!["/bin/sh".into(), "-c".into(), script],
         env: base_env(config, false),
-        network: StepNetwork::None,
         timeout,
     }
 }
@@ -216,7 +215,7 @@ mod tests {
             .unwrap();
         let tidy = script.find("go mod tidy").unwrap();
         assert!(caddy_first < plugin && plugin < tidy, "{script}");
-        assert_eq!(s.network, StepNetwork::Online);
+        assert_eq!(STEPS[0], (s.name.as_str(), StepNetwork::Online), "only the resolve step has network");
     }
 
     #[test]
@@ -226,7 +225,8 @@ mod tests {
         let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
         assert!(b.cmd.contains(&"out/caddy.exe".to_string()));
         assert!(b.env.contains(&("GOPROXY".into(), "off".into())));
-        assert_eq!(b.network, StepNetwork::None);
+        assert!(STEPS.contains(&(b.name.as_str(), StepNetwork::None)));
+        assert!(STEPS.contains(&(verify_step(&Config::default(), Duration::from_secs(1)).name.as_str(), StepNetwork::None)));
         sp.os = "linux".into();
         sp.arch = "arm".into();
         sp.arm = Some("6".into());

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::job::{self, JobContext};
+use super::recipe;
 use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
 use crate::sandbox::{SandboxError, Session, SPARE_MAX_AGE};
 
@@ -188,7 +189,7 @@ impl Runner {
             self.schedule_retry_wake().await;
         }
         if self.spare.is_none() {
-            match self.ctx.sandbox.open(None).await {
+            match self.ctx.sandbox.open(None, &recipe::STEPS).await {
                 Ok(spare) => self.spare = Some(spare),
                 Err(e) => warn!(error = %e, "cannot prepare a spare sandbox"),
             }
@@ -207,7 +208,7 @@ impl Runner {
             }
             tokio::spawn(spare.close());
         }
-        self.ctx.sandbox.open(Some(build_key)).await
+        self.ctx.sandbox.open(Some(build_key), &recipe::STEPS).await
     }
 
     async fn close_spare(&mut self) {
@@ -257,7 +258,7 @@ impl Runner {
             Err(e) => return warn!(error = %e, "cannot list live workers; not reaping"),
         };
         let own: Vec<String> = self.running.keys().cloned().collect();
-        let spare = self.spare.as_ref().map(|s| s.container_names().to_vec()).unwrap_or_default();
+        let spare = self.spare.as_ref().map(|s| s.container_names()).unwrap_or_default();
         match self.ctx.sandbox.reap_leftovers(&live, &own, &spare).await {
             Ok(0) => {}
             Ok(n) => info!(removed = n, "removed leftover build containers"),
