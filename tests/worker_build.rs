@@ -77,7 +77,7 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
         assert!(log.iter().any(|l| l.starts_with(step)), "no {step} lines in\n{}", log.join("\n"));
     }
     assert!(log.iter().any(|l| l.starts_with("verify:") && l.contains(PLUGIN_MODULE_ID)));
-    wait_no_containers(&b.build_key, Duration::from_secs(15)).await;
+    wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     worker.stop().await;
     remove_scratch(&db);
 }
@@ -97,7 +97,7 @@ async fn unknown_plugin_fails_at_once_quoting_go() {
     let error = done.error.unwrap();
     assert!(error.contains("resolve step failed"), "{error}");
     assert!(error.contains("go: ") && error.contains("github.com/caddy-dns/no-such-plugin-cbs"), "Go's own words: {error}");
-    wait_no_containers(&b.build_key, Duration::from_secs(15)).await;
+    wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     worker.stop().await;
     remove_scratch(&db);
 }

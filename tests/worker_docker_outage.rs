@@ -96,9 +96,8 @@ async fn daemon_stopped_mid_build_means_retry_not_loss() {
 
     let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     let key = b.build_key.clone();
-    let build_step = [format!("label=io.caddy-build-server.build={key}"), "label=io.caddy-build-server.step=build".to_string()];
     let t = Instant::now();
-    while docker.containers(&build_step).is_empty() {
+    while !log_lines(&db.queue, &key).await.iter().any(|l| l.starts_with("build: + go build")) {
         assert!(t.elapsed() < Duration::from_secs(600), "the build step never started");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -117,7 +116,7 @@ async fn daemon_stopped_mid_build_means_retry_not_loss() {
     let done = wait_terminal(&db.queue, &key, Duration::from_secs(20 * 60)).await;
     assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
     assert_eq!(done.attempt, 2);
-    let ours = [format!("label=io.caddy-build-server.build={key}")];
+    let ours = [format!("name=cbs-{key}-")];
     let t = Instant::now();
     while !docker.containers(&ours).is_empty() {
         assert!(t.elapsed() < Duration::from_secs(60), "the interrupted attempt's container was never removed");

@@ -24,7 +24,7 @@ async fn cancel_kills_the_container_within_a_second() {
     let db = TestDb::new().await;
     let worker = start_worker(worker_config(&db, "w-cancel"));
     let b = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
-    wait_for_container(&b.build_key, Duration::from_secs(120)).await;
+    wait_for_container(&db.queue, &b.build_key, Duration::from_secs(120)).await;
     // Output reaches cbs.build_logs while the build still runs (batches, not at the end).
     let t = Instant::now();
     while !log_lines(&db.queue, &b.build_key).await.iter().any(|l| l.starts_with("resolve: + go mod init")) {
@@ -34,11 +34,11 @@ async fn cancel_kills_the_container_within_a_second() {
     assert_eq!(db.queue.get(&b.build_key).await.unwrap().unwrap().status, BuildStatus::Building);
     let t = Instant::now();
     db.queue.cancel(&b.build_key, "test cancels").await.unwrap();
-    while !running_build_containers(&b.build_key).is_empty() {
+    while !running_build_containers(&db.queue, &b.build_key).await.is_empty() {
         assert!(t.elapsed() < Duration::from_secs(1), "container still running {:?} after cancel", t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_no_containers(&b.build_key, Duration::from_secs(15)).await;
+    wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
     assert_eq!(after.status, BuildStatus::Cancelled);
     // The worker is free again and reported nothing over the cancellation.
@@ -70,7 +70,7 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
 
     // Worker A claims it; SIGUSR1 hands it back within a second.
     let mut a = spawn_worker_process(&db, &worker_config(&db, "w-a"));
-    wait_for_container(&key, Duration::from_secs(120)).await;
+    wait_for_container(&db.queue, &key, Duration::from_secs(120)).await;
     let t = Instant::now();
     signal(&a, "-USR1");
     let released = wait_for(&db.queue, &key, Duration::from_secs(5), |b| b.status == BuildStatus::Queued).await;
@@ -78,8 +78,8 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     assert_eq!((released.attempt, released.worker_id), (0, None), "a release does not count as an attempt");
     let status = tokio::task::spawn_blocking(move || a.wait().unwrap()).await.unwrap();
     assert!(status.success(), "a preempted worker exits cleanly: {status:?}");
-    wait_not_running(&key, Duration::from_secs(3)).await;
-    wait_no_containers(&key, Duration::from_secs(15)).await;
+    wait_not_running(&db.queue, &key, Duration::from_secs(3)).await;
+    wait_no_containers(&db.queue, &key, Duration::from_secs(15)).await;
 
     // Worker B (short lease) claims it and dies by SIGKILL, leaving its container behind.
     let mut cb = worker_config(&db, "w-b");
@@ -87,7 +87,7 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     cb.worker.heartbeat_interval = Duration::from_secs(2);
     let mut b_proc = spawn_worker_process(&db, &cb);
     wait_for(&db.queue, &key, Duration::from_secs(60), |b| b.worker_id.as_deref() == Some("w-b")).await;
-    wait_for_container(&key, Duration::from_secs(60)).await;
+    wait_for_container(&db.queue, &key, Duration::from_secs(60)).await;
     signal(&b_proc, "-KILL");
     b_proc.wait().unwrap();
     let expired = wait_for(&db.queue, &key, Duration::from_secs(30), |b| {
@@ -106,7 +106,7 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
     assert_eq!(done.attempt, 2, "B's attempt counted, A's release did not");
     let t = Instant::now();
-    while !build_containers(&key).is_empty() {
+    while !build_containers(&db.queue, &key).await.is_empty() {
         assert!(t.elapsed() < Duration::from_secs(60), "B's leftover container was never reaped");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -137,7 +137,7 @@ async fn shutdown_finishes_running_builds_and_claims_no_more() {
     config.worker.stop_timeout = Duration::from_secs(15 * 60);
     let worker = start_worker(config);
     let first = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
-    wait_for_container(&first.build_key, Duration::from_secs(120)).await;
+    wait_for_container(&db.queue, &first.build_key, Duration::from_secs(120)).await;
     worker.shutdown.cancel();
     let second = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
     tokio::time::timeout(Duration::from_secs(15 * 60), worker.handle).await.expect("worker drains").unwrap().unwrap();
@@ -157,11 +157,11 @@ async fn stop_timeout_hands_running_builds_back() {
     config.worker.stop_timeout = Duration::from_millis(500);
     let worker = start_worker(config);
     let b = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
-    wait_for_container(&b.build_key, Duration::from_secs(120)).await;
+    wait_for_container(&db.queue, &b.build_key, Duration::from_secs(120)).await;
     worker.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(15), worker.handle).await.expect("worker stops after its stop timeout").unwrap().unwrap();
     let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
     assert_eq!((after.status, after.attempt, after.worker_id), (BuildStatus::Queued, 0, None), "released, not lost");
-    wait_not_running(&b.build_key, Duration::from_secs(3)).await;
-    wait_no_containers(&b.build_key, Duration::from_secs(15)).await;
+    wait_not_running(&db.queue, &b.build_key, Duration::from_secs(3)).await;
+    wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
 }

@@ -48,12 +48,9 @@ impl Sandbox {
     pub async fn kill_build(&self, build_key: &str) -> Result<usize, SandboxError> {
         let mut found = self.list_ours(&[(LABEL_WORKER, &self.owner.worker_id)]).await?;
         found.retain(|c| c.build_key == build_key);
-        for c in &found {
-            self.kill(&c.id).await;
-        }
-        for c in &found {
-            self.remove(&c.id).await;
-        }
+        // All at once: a build has several containers, and a cancel must stop them within a second.
+        futures::future::join_all(found.iter().map(|c| self.kill(&c.id))).await;
+        futures::future::join_all(found.iter().map(|c| self.remove(&c.id))).await;
         Ok(found.len())
     }
 

@@ -134,46 +134,48 @@ pub async fn wait_terminal(queue: &Queue, key: &str, limit: Duration) -> Build {
     wait_for(queue, key, limit, |b| b.status.is_terminal()).await
 }
 
-/// Container ids on the default daemon named after this build (running or not).
-pub fn build_containers(key: &str) -> Vec<String> {
-    list_containers(key, "-aq")
+/// Container ids on the default daemon named after this build (running or not), in the
+/// database's namespace (other tests may build the same spec at the same time).
+pub async fn build_containers(queue: &Queue, key: &str) -> Vec<String> {
+    list_containers(queue, key, "-aq").await
 }
 
 /// Running containers of this build.
-pub fn running_build_containers(key: &str) -> Vec<String> {
-    list_containers(key, "-q")
+pub async fn running_build_containers(queue: &Queue, key: &str) -> Vec<String> {
+    list_containers(queue, key, "-q").await
 }
 
-fn list_containers(key: &str, flags: &str) -> Vec<String> {
+async fn list_containers(queue: &Queue, key: &str, flags: &str) -> Vec<String> {
+    let ns = queue.namespace().await.unwrap();
     let out = Command::new("docker")
-        .args(["ps", flags, "--filter", &format!("name=cbs-{key}-")])
+        .args(["ps", flags, "--filter", &format!("name=cbs-{key}-"), "--filter", &format!("label=io.caddy-build-server.namespace={ns}")])
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
 }
 
 /// Waits until no container of the build runs any more.
-pub async fn wait_not_running(key: &str, limit: Duration) {
+pub async fn wait_not_running(queue: &Queue, key: &str, limit: Duration) {
     let start = Instant::now();
-    while !running_build_containers(key).is_empty() {
+    while !running_build_containers(queue, key).await.is_empty() {
         assert!(start.elapsed() < limit, "a container of {key} still runs after {limit:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// Waits until the build has no container at all (removal may trail the kill).
-pub async fn wait_no_containers(key: &str, limit: Duration) {
+pub async fn wait_no_containers(queue: &Queue, key: &str, limit: Duration) {
     let start = Instant::now();
-    while !build_containers(key).is_empty() {
+    while !build_containers(queue, key).await.is_empty() {
         assert!(start.elapsed() < limit, "containers of {key} still there after {limit:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// Waits until a container of the build runs (a step is under way).
-pub async fn wait_for_container(key: &str, limit: Duration) {
+pub async fn wait_for_container(queue: &Queue, key: &str, limit: Duration) {
     let start = Instant::now();
-    while build_containers(key).is_empty() {
+    while build_containers(queue, key).await.is_empty() {
         assert!(start.elapsed() < limit, "no container for build {key} after {limit:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
