@@ -168,31 +168,49 @@ fn histogram_percentile(metrics: &str, name: &str, p: f64) -> f64 {
     buckets.iter().find(|(_, c)| *c >= total * p).map_or(f64::NAN, |b| b.0)
 }
 
+/// One compat request on its own connection, through a bare hyper client: a
+/// waiter costs the bench process one task and one connection, so that the
+/// client competes as little as possible with the api for the cores while ten
+/// thousand responses arrive at once. Returns when the response head arrived,
+/// and the body's length.
+async fn wait_once(addr: std::net::SocketAddr, path: String, gate: Arc<Semaphore>) -> (Instant, usize) {
+    use http_body_util::BodyExt;
+    let permit = gate.acquire_owned().await.unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    let request = http::Request::get(path)
+        .header(http::header::HOST, addr.to_string())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let exchange = async move {
+        let resp = sender.send_request(request);
+        tokio::pin!(resp);
+        // Hold the permit until the request was sent and is waiting.
+        let resp = tokio::select! {
+            r = &mut resp => r,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => { drop(permit); resp.await }
+        };
+        let resp = resp.unwrap();
+        let at = Instant::now();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (at, body.len())
+    };
+    tokio::pin!(exchange);
+    tokio::select! {
+        biased;
+        out = &mut exchange => out,
+        end = conn => panic!("connection ended before the response: {end:?}"),
+    }
+}
+
 async fn waiters(db: &TestDb, api: &Api, waiters: usize) {
-    let url = format!("{}/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare", api.base);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let addr: std::net::SocketAddr = api.base.trim_start_matches("http://").parse().unwrap();
+    let path = "/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare".to_string();
     let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
     let rss_idle = api.rss_mb();
-    let tasks: Vec<_> = (0..waiters)
-        .map(|_| {
-            let (http, url, gate) = (http.clone(), url.clone(), gate.clone());
-            tokio::spawn(async move {
-                let permit = gate.acquire_owned().await.unwrap();
-                let resp = http.get(url).timeout(Duration::from_secs(600)).send();
-                tokio::pin!(resp);
-                // Hold the permit until the request was sent and is waiting.
-                let resp = tokio::select! {
-                    r = &mut resp => r,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => { drop(permit); resp.await }
-                };
-                let resp = resp.unwrap();
-                let at = Instant::now();
-                assert_eq!(resp.status(), 200);
-                let body = resp.bytes().await.unwrap();
-                (at, body.len())
-            })
-        })
-        .collect();
+    let tasks: Vec<_> = (0..waiters).map(|_| tokio::spawn(wait_once(addr, path.clone(), gate.clone()))).collect();
     let key = only_key(db, 1).await;
     let lined_up = Instant::now();
     while api.open_waiters().await < waiters {

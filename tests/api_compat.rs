@@ -115,6 +115,65 @@ async fn concurrent_identical_requests_share_one_build() {
     assert_eq!(api.build_count().await, 1);
 }
 
+/// Waiters of one build, released together: plain GETs, a HEAD, a range and a
+/// conditional request each get what they would get from a cached build.
+async fn mixed_waiters_get_their_answers(api: &TestApi, binary: &[u8]) {
+    const GETS: usize = 50;
+    let url = api.url(COMPAT);
+    let spawn = |req: reqwest::RequestBuilder| {
+        tokio::spawn(async move {
+            let r = req.send().await.unwrap();
+            let headers = r.headers().clone();
+            (r.status().as_u16(), headers, r.bytes().await.unwrap())
+        })
+    };
+    let gets: Vec<_> = (0..GETS).map(|_| spawn(api.http.get(&url))).collect();
+    let key = api.only_build_key().await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(binary));
+    let etag = format!("\"{sha}\"");
+    let head = spawn(api.http.head(&url));
+    let range = spawn(api.http.get(&url).header("range", "bytes=3-9"));
+    let conditional = spawn(api.http.get(&url).header("if-none-match", &etag));
+    api.wait_for_waiters(GETS + 3).await;
+    api.succeed(&key, binary).await;
+
+    for r in join_all(gets).await {
+        let (status, headers, body) = r.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(headers["content-length"].to_str().unwrap(), binary.len().to_string());
+        assert_eq!(headers["etag"].to_str().unwrap(), etag);
+        assert_eq!(headers["x-build-key"].to_str().unwrap(), key);
+        assert_eq!(headers["content-disposition"], "attachment; filename=\"caddy\"");
+        assert_eq!(headers["accept-ranges"], "bytes");
+        assert_eq!(&body[..], binary);
+    }
+    let (status, headers, body) = head.await.unwrap();
+    assert_eq!((status, body.len()), (200, 0));
+    assert_eq!(headers["content-length"].to_str().unwrap(), binary.len().to_string());
+    let (status, headers, body) = range.await.unwrap();
+    assert_eq!(status, 206);
+    assert_eq!(headers["content-range"].to_str().unwrap(), format!("bytes 3-9/{}", binary.len()));
+    assert_eq!(&body[..], &binary[3..10]);
+    let (status, headers, body) = conditional.await.unwrap();
+    assert_eq!((status, body.len()), (304, 0));
+    assert_eq!(headers["etag"].to_str().unwrap(), etag);
+    assert_eq!(api.server_errors().await, 0.0);
+}
+
+#[tokio::test]
+async fn waiters_share_one_prepared_download() {
+    let api = TestApi::start().await;
+    let binary: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    mixed_waiters_get_their_answers(&api, &binary).await;
+}
+
+#[tokio::test]
+async fn artifact_over_the_shared_size_streams_to_each_waiter() {
+    let api = TestApi::start_with(|c| c.api.shared_download_max_bytes = 1000).await;
+    let binary: Vec<u8> = (0..300_000u32).map(|i| (i % 239) as u8).collect();
+    mixed_waiters_get_their_answers(&api, &binary).await;
+}
+
 #[tokio::test]
 async fn failed_build_answers_with_its_error() {
     let api = TestApi::start().await;

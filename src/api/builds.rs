@@ -160,7 +160,7 @@ pub async fn status(State(state): State<AppState>, Path(key): Path<String>, Quer
     };
     let build = match wait {
         Some(limit) if !build.status.is_terminal() => match until_terminal(&state, &key, limit).await? {
-            WaitEnd::Terminal(b) => b,
+            WaitEnd::Terminal(w) => w.build.clone(),
             WaitEnd::TimedOut(b) => b.unwrap_or_else(|| Arc::new(build)),
         },
         _ => Arc::new(build),
@@ -170,7 +170,7 @@ pub async fn status(State(state): State<AppState>, Path(key): Path<String>, Quer
 
 pub async fn download(State(state): State<AppState>, Path(key): Path<String>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
     let build = load(&state, &key).await?;
-    super::compat::finished(&state, &build, &method, &headers).await
+    super::compat::finished(&state, &build, None, &method, &headers).await
 }
 
 /// `sha256sum` format: the checksum, two spaces, the file name.

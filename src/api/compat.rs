@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use tracing::Instrument;
 
-use super::download;
+use super::download::{self, SharedDownload};
 use super::error::{ApiError, ApiResult};
 use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
 use super::state::AppState;
@@ -44,24 +44,20 @@ pub async fn compat(State(state): State<AppState>, method: Method, headers: Head
     let build = Box::pin(submit(&state, raw)).await?;
     let span = tracing::info_span!("compat", build_key = %build.build_key);
     async move {
-        let build = if build.status.is_terminal() {
-            build
-        } else {
-            let key = build.build_key.clone();
-            drop(build);
-            tracing::debug!("waiting for the build");
-            let limit = state.config.api.compat_wait_limit;
-            match until_terminal(&state, &key, limit).await? {
-                WaitEnd::Terminal(b) => b,
-                WaitEnd::TimedOut(_) => {
-                    return Err(ApiError::WaitLimit(format!(
-                        "build {key} did not finish within {}; retry the same request to keep waiting",
-                        humantime::format_duration(limit)
-                    )));
-                }
-            }
-        };
-        Box::pin(finished(&state, &build, &method, &headers)).await
+        if build.status.is_terminal() {
+            return Box::pin(finished(&state, &build, None, &method, &headers)).await;
+        }
+        let key = build.build_key.clone();
+        drop(build);
+        tracing::debug!("waiting for the build");
+        let limit = state.config.api.compat_wait_limit;
+        match until_terminal(&state, &key, limit).await? {
+            WaitEnd::Terminal(w) => Box::pin(finished(&state, &w.build, Some(&w.download), &method, &headers)).await,
+            WaitEnd::TimedOut(_) => Err(ApiError::WaitLimit(format!(
+                "build {key} did not finish within {}; retry the same request to keep waiting",
+                humantime::format_duration(limit)
+            ))),
+        }
     }
     .instrument(span)
     .await
@@ -80,10 +76,20 @@ async fn submit(state: &AppState, raw: Option<String>) -> ApiResult<Arc<Build>> 
         .await
 }
 
-/// Answers with the binary, or with the reason a finished build has none.
-pub async fn finished(state: &AppState, build: &Build, method: &Method, headers: &HeaderMap) -> ApiResult<Response> {
+/// Answers with the binary, or with the reason a finished build has none. A
+/// request that waited for the build passes the download its build's waiters share.
+pub async fn finished(
+    state: &AppState,
+    build: &Build,
+    shared: Option<&SharedDownload>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     match build.status {
-        BuildStatus::Succeeded => download::serve(state, build, method, headers).await,
+        BuildStatus::Succeeded => match shared {
+            Some(shared) => download::respond(state, &*shared.get(state, build).await?, method, headers).await,
+            None => download::serve(state, build, method, headers).await,
+        },
         BuildStatus::Failed => Err(ApiError::BuildFailed(
             build.error.clone().unwrap_or_else(|| format!("build {} failed", build.build_key)),
         )),

@@ -2,10 +2,14 @@
 //! `Content-Length`, `Content-Disposition`, `ETag` (the sha256) and
 //! `X-Build-Key`; `If-None-Match` answers 304, a single `Range` answers 206;
 //! with S3 and `storage.s3.redirect`, a 302 to a presigned URL instead.
+//! Requests that waited for a build share one prepared download ([`SharedDownload`]).
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
@@ -33,38 +37,104 @@ fn header_value(s: &str) -> ApiResult<HeaderValue> {
     HeaderValue::from_str(s).map_err(|e| ApiError::Internal(format!("bad header value {s:?}: {e}")))
 }
 
+/// What a download's response takes from its build and storage, independent of
+/// the request: prepared once per request for a cache hit, once per build for the
+/// requests that waited on it ([`SharedDownload`]).
+pub struct Prepared {
+    artifact: Artifact,
+    /// `"<sha256>"`, as sent and as compared with `If-None-Match`/`If-Range`.
+    etag: String,
+    headers: HeaderMap,
+    /// The presigned URL a `302` points to, with S3 and `storage.s3.redirect`.
+    redirect: Option<HeaderValue>,
+    /// The whole artifact, when it was read into memory (see [`SharedDownload`]).
+    body: Option<Bytes>,
+}
+
+impl Prepared {
+    /// Parses the artifact record, builds the fixed headers, presigns when
+    /// redirecting, and reads the whole body when it is at most `body_up_to` bytes.
+    async fn new(state: &AppState, build: &Build, body_up_to: u64) -> ApiResult<Prepared> {
+        let artifact = artifact_of(build)?;
+        let etag = format!("\"{}\"", artifact.sha256);
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(header::ETAG, header_value(&etag)?);
+        headers.insert(BUILD_KEY_HEADER, header_value(&build.build_key)?);
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+
+        let s3 = &state.config.storage.s3;
+        let redirect = match s3.redirect {
+            true => state.storage.presigned_url(&artifact.path, s3.presign_ttl).await?.map(|u| header_value(&u)).transpose()?,
+            false => None,
+        };
+        let body = if redirect.is_none() && artifact.size <= body_up_to {
+            let _permit = state.opens.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+            let bytes = state.storage.get_bytes(&artifact.path).await?;
+            if bytes.len() as u64 != artifact.size {
+                return Err(ApiError::Internal(format!(
+                    "build {}: stored artifact has {} bytes, its record says {}",
+                    build.build_key,
+                    bytes.len(),
+                    artifact.size
+                )));
+            }
+            Some(bytes)
+        } else {
+            None
+        };
+        Ok(Prepared { artifact, etag, headers, redirect, body })
+    }
+}
+
+/// The download of one succeeded build, prepared by the first of its waiting
+/// requests to need it and shared by all the others: when ten thousand requests
+/// wait on one build, its completion costs one storage read (one S3 GET or
+/// presign), not ten thousand. Artifacts up to `api.shared_download_max_bytes`
+/// are held in memory (one copy, cloned by reference into every response) until
+/// the last waiter has its response.
+#[derive(Default)]
+pub struct SharedDownload(tokio::sync::OnceCell<Result<Arc<Prepared>, ApiError>>);
+
+impl SharedDownload {
+    /// The prepared download; an error is shared too, so that a storage outage
+    /// costs one failed read, not one per waiter.
+    pub async fn get(&self, state: &AppState, build: &Build) -> ApiResult<Arc<Prepared>> {
+        let cap = state.config.api.shared_download_max_bytes;
+        self.0.get_or_init(|| async { Prepared::new(state, build, cap).await.map(Arc::new) }).await.clone()
+    }
+}
+
 /// The response for a download of `build` (which must have succeeded).
 pub async fn serve(state: &AppState, build: &Build, method: &Method, headers: &HeaderMap) -> ApiResult<Response> {
-    let artifact = artifact_of(build)?;
-    let etag = format!("\"{}\"", artifact.sha256);
-    let mut builder = Response::builder()
-        .header(header::ETAG, header_value(&etag)?)
-        .header(BUILD_KEY_HEADER, header_value(&build.build_key)?)
-        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+    let prepared = Prepared::new(state, build, 0).await?;
+    respond(state, &prepared, method, headers).await
+}
 
-    let s3 = &state.config.storage.s3;
-    if s3.redirect
-        && let Some(url) = state.storage.presigned_url(&artifact.path, s3.presign_ttl).await?
-    {
-        return Ok(builder
-            .status(StatusCode::FOUND)
-            .header(header::LOCATION, header_value(&url)?)
-            .body(Body::empty())
-            .expect("valid response"));
+/// The response for one request of a prepared download.
+pub async fn respond(state: &AppState, prepared: &Prepared, method: &Method, headers: &HeaderMap) -> ApiResult<Response> {
+    let mut response = Response::new(Body::empty());
+    *response.headers_mut() = prepared.headers.clone();
+    if let Some(url) = &prepared.redirect {
+        *response.status_mut() = StatusCode::FOUND;
+        response.headers_mut().insert(header::LOCATION, url.clone());
+        return Ok(response);
     }
 
+    let etag = &prepared.etag;
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
-        && etag_matches(inm, &etag)
+        && etag_matches(inm, etag)
     {
-        return Ok(builder.status(StatusCode::NOT_MODIFIED).body(Body::empty()).expect("valid response"));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(response);
     }
 
-    builder = builder
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header(header::CONTENT_DISPOSITION, header_value(&format!("attachment; filename=\"{}\"", artifact.file_name))?)
-        .header(header::ACCEPT_RANGES, "bytes");
+    let artifact = &prepared.artifact;
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    out.insert(header::CONTENT_DISPOSITION, header_value(&format!("attachment; filename=\"{}\"", artifact.file_name))?);
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let size = artifact.size;
-    let range = match requested_range(headers, &etag, size) {
+    let range = match requested_range(headers, etag, size) {
         Ok(range) => range,
         Err(e) => {
             let mut response = e.into_response();
@@ -72,22 +142,30 @@ pub async fn serve(state: &AppState, build: &Build, method: &Method, headers: &H
             return Ok(response);
         }
     };
-    let (status, length) = match &range {
+    let length = match &range {
         Some(r) => {
-            builder = builder.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", r.start, r.end - 1));
-            (StatusCode::PARTIAL_CONTENT, r.end - r.start)
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let content_range = format!("bytes {}-{}/{size}", r.start, r.end - 1);
+            response.headers_mut().insert(header::CONTENT_RANGE, header_value(&content_range)?);
+            r.end - r.start
         }
-        None => (StatusCode::OK, size),
+        None => size,
     };
-    builder = builder.status(status).header(header::CONTENT_LENGTH, length);
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if method == Method::HEAD {
-        return Ok(builder.body(Body::empty()).expect("valid response"));
+        return Ok(response);
     }
-    let stream = {
-        let _permit = state.opens.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
-        state.storage.get(&artifact.path, range).await?
+    *response.body_mut() = match (&prepared.body, range) {
+        (Some(bytes), None) => Body::from(bytes.clone()),
+        (_, range) => {
+            let stream = {
+                let _permit = state.opens.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+                state.storage.get(&artifact.path, range).await?
+            };
+            Body::from_stream(stream)
+        }
     };
-    Ok(builder.body(Body::from_stream(stream)).expect("valid response"))
+    Ok(response)
 }
 
 /// The one byte range to serve, honouring `If-Range`; several ranges get the whole file.

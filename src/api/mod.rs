@@ -17,6 +17,7 @@ mod middleware;
 mod modules;
 mod openapi;
 mod routes;
+mod server;
 mod signing_key;
 mod spec_input;
 mod state;
@@ -58,7 +59,7 @@ pub async fn serve_state(state: AppState, listener: TcpListener, shutdown: Cance
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
     let app = routes::router(state);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    server::serve(listener, app, shutdown).await;
     tracing::info!("api stopped");
     Ok(())
 }

@@ -11,11 +11,13 @@ use chrono::Utc;
 use super::error::{ApiError, ApiResult};
 use super::metrics::WaiterGuard;
 use super::state::AppState;
+use super::waiters::Watched;
 use crate::db::Build;
 
 pub enum WaitEnd {
-    /// The build finished (succeeded, failed or was cancelled).
-    Terminal(Arc<Build>),
+    /// The build finished (succeeded, failed or was cancelled), with the download
+    /// its waiters share.
+    Terminal(Arc<Watched>),
     /// The limit passed first; the latest state seen.
     TimedOut(Option<Arc<Build>>),
 }
@@ -30,14 +32,14 @@ pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration) 
     let mut rejoined = false;
     loop {
         let current = rx.borrow_and_update().clone();
-        if let Some(build) = &current
-            && build.status.is_terminal()
+        if let Some(watched) = &current
+            && watched.build.status.is_terminal()
         {
-            if waited && let Some(finished) = build.finished_at {
+            if waited && let Some(finished) = watched.build.finished_at {
                 let latency = (Utc::now() - finished).to_std().unwrap_or_default();
                 state.metrics.wakeup_latency.observe(latency.as_secs_f64());
             }
-            return Ok(WaitEnd::Terminal(build.clone()));
+            return Ok(WaitEnd::Terminal(watched.clone()));
         }
         tokio::select! {
             changed = rx.changed() => {
@@ -52,13 +54,13 @@ pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration) 
                             rejoined = true;
                             rx = state.waiters.subscribe(build_key);
                         }
-                        Some(b) if b.status.is_terminal() => continue,
+                        Some(w) if w.build.status.is_terminal() => continue,
                         Some(_) => rx = state.waiters.subscribe(build_key),
                     }
                 }
             }
             _ = &mut deadline => {
-                return Ok(WaitEnd::TimedOut(current));
+                return Ok(WaitEnd::TimedOut(current.map(|w| w.build.clone())));
             }
             _ = state.shutdown.cancelled() => {
                 return Err(ApiError::Unavailable("the server is shutting down; retry".into()));

@@ -5,6 +5,9 @@
 //! of that build reads. Ten thousand waiters thus cost one map entry, one task
 //! and one query per wake-up, and no database connection while they sleep.
 //!
+//! The published state also carries the build's [`SharedDownload`], so that
+//! when it succeeds its waiters read the artifact from storage once between them.
+//!
 //! A watcher ends when its build reaches a terminal state or when its last
 //! waiter has gone (a client that disconnects drops its receiver).
 
@@ -16,13 +19,21 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::download::SharedDownload;
 use crate::db::{Build, Listener, Queue, WatchOn};
 
 /// Pause before a watcher re-reads a build after a database error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 /// Latest known row of a build; `None` until the watcher's first read.
-pub type BuildState = Option<Arc<Build>>;
+pub type BuildState = Option<Arc<Watched>>;
+
+/// One read of a build's row, as every waiter of the build sees it.
+pub struct Watched {
+    pub build: Arc<Build>,
+    /// Once the build succeeded, its download, prepared once for all waiters.
+    pub download: SharedDownload,
+}
 
 struct Watcher {
     tx: watch::Sender<BuildState>,
@@ -69,10 +80,10 @@ async fn watch_build(inner: Arc<Inner>, key: String, tx: watch::Sender<BuildStat
         let pause = match inner.queue.get(&key).await {
             Ok(build) => {
                 let terminal = build.as_ref().is_none_or(|b| b.status.is_terminal());
-                let new = build.map(Arc::new);
+                let new = build.map(|b| Arc::new(Watched { build: Arc::new(b), download: SharedDownload::default() }));
                 tx.send_if_modified(|cur| {
                     let differs = match (&*cur, &new) {
-                        (Some(a), Some(b)) => a.status != b.status || a.updated_at != b.updated_at,
+                        (Some(a), Some(b)) => a.build.status != b.build.status || a.build.updated_at != b.build.updated_at,
                         (None, None) => false,
                         _ => true,
                     };

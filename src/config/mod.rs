@@ -22,6 +22,9 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// Upper bound of `api.shared_download_max_bytes` (1 GiB).
+const MAX_SHARED_DOWNLOAD_BYTES: u64 = 1 << 30;
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
@@ -91,6 +94,11 @@ pub struct ApiConfig {
     pub version_cache_ttl: Duration,
     /// Bearer token for the admin page and `/api/admin/*`; empty: admin closed.
     pub admin_token: String,
+    /// Largest artifact read into memory once, when its build succeeds, and served
+    /// from there to every request that waited for it (one storage read per build
+    /// instead of one per waiter). Larger artifacts, range requests and cache hits
+    /// stream from storage per request; 0 streams always.
+    pub shared_download_max_bytes: u64,
 }
 
 impl Default for ApiConfig {
@@ -104,6 +112,7 @@ impl Default for ApiConfig {
             max_long_poll: Duration::from_secs(120),
             version_cache_ttl: Duration::from_secs(5 * 60),
             admin_token: String::new(),
+            shared_download_max_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -429,6 +438,12 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        if self.api.shared_download_max_bytes > MAX_SHARED_DOWNLOAD_BYTES {
+            return Err(invalid(
+                "api.shared_download_max_bytes",
+                format!("must be at most {MAX_SHARED_DOWNLOAD_BYTES} (1 GiB): each build being served holds one copy in memory"),
+            ));
+        }
         for (key, value) in [
             ("api.compat_wait_limit", self.api.compat_wait_limit),
             ("api.max_long_poll", self.api.max_long_poll),
@@ -621,6 +636,11 @@ mod tests {
         let e = Config::from_yaml("api:\n  public_url: builds.example.com\n").unwrap_err().to_string();
         assert!(e.contains("api.public_url"), "{e}");
         assert!(Config::from_yaml("api:\n  public_url: https://builds.example.com\n").is_ok());
+        let e = Config::from_yaml("api:\n  shared_download_max_bytes: 2147483648\n").unwrap_err().to_string();
+        assert!(e.contains("api.shared_download_max_bytes"), "{e}");
+        let e = Config::from_yaml("api:\n  shared_download_max_bytes: -1\n").unwrap_err().to_string();
+        assert!(e.contains("api.shared_download_max_bytes"), "{e}");
+        assert_eq!(Config::from_yaml("api:\n  shared_download_max_bytes: 0\n").unwrap().api.shared_download_max_bytes, 0);
     }
 
     #[test]
@@ -642,6 +662,7 @@ mod shipped_config {
         let d = Config::default();
         assert_eq!(c.api.listen, d.api.listen);
         assert_eq!(c.api.max_plugins, d.api.max_plugins);
+        assert_eq!(c.api.shared_download_max_bytes, d.api.shared_download_max_bytes);
         assert_eq!(c.worker.lease, d.worker.lease);
         assert_eq!(c.worker.image, d.worker.image);
         assert_eq!(c.storage.backend, d.storage.backend);

@@ -1,0 +1,61 @@
+//! Accepting connections and serving HTTP/1.1 on them with hyper.
+//!
+//! `axum::serve` would do, but it turns the router into a fresh route table for
+//! every connection (`Router::with_state` per accepted stream: a hash map and a
+//! boxed clone of every route, about 10 KB). With thousands of requests held open
+//! on builds, that is most of what a waiting connection costs; here every
+//! connection shares the one router (an `Arc` clone).
+//!
+//! On shutdown the listener closes at once and every connection is asked to
+//! finish its current request and close; [`serve`] returns when all have.
+
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Pause after an accept error that is not the peer's fault (out of file
+/// descriptors, say), so that the loop does not spin while it lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+    let builder = http1::Builder::new();
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection; pausing");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        // Responses are written whole or in large chunks; Nagle's delay only hurts.
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Errors of one incoming connection (the peer gave up before it was accepted).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
