@@ -181,7 +181,15 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
     }
     let removed = reaper.reap_leftovers(&["w-live".to_string()], &[], &[]).await.unwrap();
     assert_eq!(removed, 3);
-    let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
+    // The gone worker's session may be removing them too (its step failed); wait for both.
+    let start = Instant::now();
+    let left = loop {
+        let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
+        if left.len() <= 3 || start.elapsed() > Duration::from_secs(20) {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(left, vec!["w-live".to_string(); 3]);
     let other = Sandbox::connect(&config.worker, Owner { namespace: other_ns.clone(), worker_id: "x".into() }).unwrap();
     assert_eq!(other.list_ours(&[]).await.unwrap().len(), 3, "another namespace's containers are untouched");

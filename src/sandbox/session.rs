@@ -171,19 +171,28 @@ impl Session {
     /// Hands a spare session to `build_key`: checks that its containers still
     /// run and renames them after the build. On error the session is unusable.
     pub async fn assign(&mut self, build_key: &str) -> Result<(), SandboxError> {
-        let control = &self.sandbox.control;
-        for c in &mut self.containers {
+        let (control, tag) = (&self.sandbox.control, &self.tag);
+        let renamed = self.containers.iter().map(|c| async move {
             c.ready().await?;
             let state = control.inspect_container(&c.name, None).await.map_err(SandboxError::from_bollard)?.state;
             if !state.and_then(|s| s.running).unwrap_or(false) {
                 return Err(SandboxError::Docker(format!("container {} no longer runs", c.name)));
             }
-            let name = container_name(build_key, &self.tag, c.step);
+            let name = container_name(build_key, tag, c.step);
             let opts = RenameContainerOptionsBuilder::default().name(&name).build();
             control.rename_container(&c.name, opts).await.map_err(SandboxError::from_bollard)?;
-            c.name = name;
+            Ok(name)
+        });
+        let names = futures::future::join_all(renamed).await;
+        // Whatever was renamed keeps its new name, so that closing finds it.
+        let mut result = Ok(());
+        for (c, name) in self.containers.iter_mut().zip(names) {
+            match name {
+                Ok(name) => c.name = name,
+                Err(e) => result = Err(e),
+            }
         }
-        Ok(())
+        result
     }
 
     /// Removes the containers (killing whatever still runs in them) and the work dir.
