@@ -14,7 +14,7 @@ use tracing::{info, warn, Instrument};
 use super::failure::{step_failed, JobError};
 use super::logs::{forward, LogTarget};
 use super::publish::Publisher;
-use super::recipe;
+use super::{buildinfo, recipe};
 use crate::config::Config;
 use crate::db::{Build, Queue};
 use crate::sandbox::{OutputLine, Sandbox, SandboxError, Session, StepOutcome, StepSpec};
@@ -113,14 +113,16 @@ async fn execute(
     // Verifying and publishing run side by side; the objects of a binary that
     // fails verification are deleted again (no build record points at them yet).
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
+    // Every binary's Go build information must list each plugin; binaries this
+    // host can run must also start and list their modules.
     let verify = async {
-        if !recipe::can_verify(&spec) {
-            return Ok(());
-        }
-        let out = step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel).await?;
-        let missing = recipe::missing_plugins(&spec, &out.stdout);
+        let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
+        let missing = recipe::missing_plugins(&spec, &info.deps);
         if !missing.is_empty() {
             return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
+        }
+        if recipe::can_verify(&spec) {
+            step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel).await?;
         }
         Ok(())
     };
