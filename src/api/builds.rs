@@ -159,7 +159,7 @@ pub async fn status(State(state): State<AppState>, Path(key): Path<String>, Quer
         ),
     };
     let build = match wait {
-        Some(limit) if !build.status.is_terminal() => match until_terminal(&state, &key, limit).await? {
+        Some(limit) if !build.status.is_terminal() => match until_terminal(&state, &key, limit, false).await? {
             WaitEnd::Terminal(w) => w.build.clone(),
             WaitEnd::TimedOut(b) => b.unwrap_or_else(|| Arc::new(build)),
         },

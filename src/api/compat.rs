@@ -51,7 +51,7 @@ pub async fn compat(State(state): State<AppState>, method: Method, headers: Head
         drop(build);
         tracing::debug!("waiting for the build");
         let limit = state.config.api.compat_wait_limit;
-        match until_terminal(&state, &key, limit).await? {
+        match until_terminal(&state, &key, limit, true).await? {
             WaitEnd::Terminal(w) => Box::pin(finished(&state, &w.build, Some(&w.download), &method, &headers)).await,
             WaitEnd::TimedOut(_) => Err(ApiError::WaitLimit(format!(
                 "build {key} did not finish within {}; retry the same request to keep waiting",

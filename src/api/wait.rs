@@ -22,12 +22,13 @@ pub enum WaitEnd {
     TimedOut(Option<Arc<Build>>),
 }
 
-/// Waits up to `limit`; `Err(NotFound)` when the build does not exist.
-pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration) -> ApiResult<WaitEnd> {
+/// Waits up to `limit`; `Err(NotFound)` when the build does not exist. A
+/// request that will `download` the build is released with the download prepared.
+pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration, download: bool) -> ApiResult<WaitEnd> {
     let _counted = WaiterGuard::new(&state.metrics.open_waiters);
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
-    let mut rx = state.waiters.subscribe(build_key);
+    let mut rx = state.waiters.subscribe(build_key, download.then_some(state));
     let mut waited = false;
     let mut rejoined = false;
     loop {
@@ -52,10 +53,10 @@ pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration) 
                         None if rejoined => return Err(ApiError::NotFound(format!("build {build_key} not found"))),
                         None => {
                             rejoined = true;
-                            rx = state.waiters.subscribe(build_key);
+                            rx = state.waiters.subscribe(build_key, download.then_some(state));
                         }
                         Some(w) if w.build.status.is_terminal() => continue,
-                        Some(_) => rx = state.waiters.subscribe(build_key),
+                        Some(_) => rx = state.waiters.subscribe(build_key, download.then_some(state)),
                     }
                 }
             }

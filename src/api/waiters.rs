@@ -5,8 +5,10 @@
 //! of that build reads. Ten thousand waiters thus cost one map entry, one task
 //! and one query per wake-up, and no database connection while they sleep.
 //!
-//! The published state also carries the build's [`SharedDownload`], so that
-//! when it succeeds its waiters read the artifact from storage once between them.
+//! The published state also carries the build's [`SharedDownload`]. When a
+//! build that downloads wait for succeeds, the watcher prepares it (reads the
+//! artifact once) before it publishes the state, so its waiters are released
+//! with their response ready: each only writes it out.
 //!
 //! A watcher ends when its build reaches a terminal state or when its last
 //! waiter has gone (a client that disconnects drops its receiver).
@@ -20,7 +22,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::download::SharedDownload;
-use crate::db::{Build, Listener, Queue, WatchOn};
+use super::state::AppState;
+use crate::db::{Build, BuildStatus, Listener, Queue, WatchOn};
 
 /// Pause before a watcher re-reads a build after a database error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
@@ -38,6 +41,8 @@ pub struct Watched {
 struct Watcher {
     tx: watch::Sender<BuildState>,
     done: Arc<AtomicBool>,
+    /// Set by the first waiter that will download the build: the state to prepare it with.
+    download_for: Arc<Mutex<Option<AppState>>>,
 }
 
 #[derive(Clone)]
@@ -57,21 +62,35 @@ impl Waiters {
         Waiters { inner: Arc::new(Inner { listener, queue, shutdown, watchers: Mutex::new(HashMap::new()) }) }
     }
 
-    /// A receiver of the build's state, starting a watcher when none runs.
-    pub fn subscribe(&self, build_key: &str) -> watch::Receiver<BuildState> {
+    /// A receiver of the build's state, starting a watcher when none runs. A
+    /// waiter that will download the build passes `download_with`: the watcher
+    /// then prepares the download before it announces the success.
+    pub fn subscribe(&self, build_key: &str, download_with: Option<&AppState>) -> watch::Receiver<BuildState> {
         let mut watchers = self.inner.watchers.lock().unwrap();
-        if let Some(w) = watchers.get(build_key).filter(|w| !w.done.load(Ordering::Acquire)) {
-            return w.tx.subscribe();
+        let watcher = match watchers.get(build_key).filter(|w| !w.done.load(Ordering::Acquire)) {
+            Some(w) => w,
+            None => {
+                let (tx, _) = watch::channel(None);
+                let w = Watcher { tx, done: Arc::new(AtomicBool::new(false)), download_for: Arc::new(Mutex::new(None)) };
+                let task = watch_build(self.inner.clone(), build_key.to_string(), w.tx.clone(), w.done.clone(), w.download_for.clone());
+                tokio::spawn(task);
+                watchers.entry(build_key.to_string()).insert_entry(w).into_mut()
+            }
+        };
+        if let Some(state) = download_with {
+            watcher.download_for.lock().unwrap().get_or_insert_with(|| state.clone());
         }
-        let (tx, rx) = watch::channel(None);
-        let done = Arc::new(AtomicBool::new(false));
-        watchers.insert(build_key.to_string(), Watcher { tx: tx.clone(), done: done.clone() });
-        tokio::spawn(watch_build(self.inner.clone(), build_key.to_string(), tx, done));
-        rx
+        watcher.tx.subscribe()
     }
 }
 
-async fn watch_build(inner: Arc<Inner>, key: String, tx: watch::Sender<BuildState>, done: Arc<AtomicBool>) {
+async fn watch_build(
+    inner: Arc<Inner>,
+    key: String,
+    tx: watch::Sender<BuildState>,
+    done: Arc<AtomicBool>,
+    download_for: Arc<Mutex<Option<AppState>>>,
+) {
     let wake = inner.listener.watch_build(&key, WatchOn::Status);
     loop {
         let notified = wake.notified();
@@ -81,6 +100,15 @@ async fn watch_build(inner: Arc<Inner>, key: String, tx: watch::Sender<BuildStat
             Ok(build) => {
                 let terminal = build.as_ref().is_none_or(|b| b.status.is_terminal());
                 let new = build.map(|b| Arc::new(Watched { build: Arc::new(b), download: SharedDownload::default() }));
+                if let Some(w) = &new
+                    && w.build.status == BuildStatus::Succeeded
+                {
+                    let state = download_for.lock().unwrap().take();
+                    if let Some(state) = state {
+                        // An error is kept in the shared download and answered to every waiter.
+                        let _ = w.download.get(&state, &w.build).await;
+                    }
+                }
                 tx.send_if_modified(|cur| {
                     let differs = match (&*cur, &new) {
                         (Some(a), Some(b)) => a.build.status != b.build.status || a.build.updated_at != b.build.updated_at,
