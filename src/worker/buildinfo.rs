@@ -42,8 +42,47 @@ pub async fn read(path: &Path) -> Result<BuildInfo, BuildInfoError> {
     let owned = path.to_path_buf();
     let name = path.display().to_string();
     let io = |source| BuildInfoError::Io { path: name.clone(), source };
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(owned)).await.map_err(std::io::Error::other).and_then(|r| r).map_err(io)?;
-    parse(&bytes, &name)
+    let blob = tokio::task::spawn_blocking(move || find_blob(&owned))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(io)?;
+    parse(&blob.ok_or_else(|| BuildInfoError::Missing(name.clone()))?, &name)
+}
+
+/// Scans the file in chunks for the header (it sits in the data segment, well
+/// before the end) and returns the bytes from there on, at most `WINDOW`.
+fn find_blob(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: usize = 1 << 20;
+    /// Far more than the module list of any build.
+    const WINDOW: u64 = 4 << 20;
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; CHUNK + MAGIC.len()];
+    let (mut carried, mut base) = (0usize, 0u64);
+    loop {
+        let mut filled = carried;
+        while filled < buf.len() {
+            match f.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        let found = memchr::memmem::find_iter(&buf[..filled], MAGIC).map(|i| base + i as u64).find(|at| at % 16 == 0);
+        if let Some(at) = found {
+            f.seek(SeekFrom::Start(at))?;
+            let mut blob = Vec::new();
+            f.take(WINDOW).read_to_end(&mut blob)?;
+            return Ok(Some(blob));
+        }
+        if filled < buf.len() {
+            return Ok(None);
+        }
+        // Keep the tail: the magic may straddle two chunks.
+        carried = MAGIC.len() - 1;
+        buf.copy_within(filled - carried..filled, 0);
+        base += (filled - carried) as u64;
+    }
 }
 
 fn parse(bytes: &[u8], name: &str) -> Result<BuildInfo, BuildInfoError> {
@@ -122,6 +161,27 @@ mod tests {
         let info = parse(&blob(&modinfo), "caddy").unwrap();
         assert_eq!(info.go_version, "go1.26.0");
         assert_eq!(info.deps, vec!["github.com/caddy-dns/cloudflare", "github.com/caddyserver/caddy/v2"]);
+    }
+
+    #[tokio::test]
+    async fn finds_the_header_anywhere_in_a_large_file() {
+        let dir = std::env::temp_dir().join(format!("cbs-buildinfo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A decoy magic at an unaligned offset, then the real one where a read chunk ends.
+        for at in [(1 << 20) - 16, 1 << 20, 3 << 20] {
+            let mut file = vec![0u8; at - 48];
+            file.splice(1000..1000, MAGIC.iter().copied());
+            file.truncate(at - 48);
+            file.extend(blob("dep\tgithub.com/a/b\tv1.0.0\th1:x=\n"));
+            file.extend(vec![0u8; 5000]);
+            let path = dir.join(format!("bin-{at}"));
+            std::fs::write(&path, &file).unwrap();
+            assert_eq!(read(&path).await.unwrap().deps, vec!["github.com/a/b"], "header at {at}");
+        }
+        let plain = dir.join("plain");
+        std::fs::write(&plain, vec![7u8; 3 << 20]).unwrap();
+        assert!(matches!(read(&plain).await, Err(BuildInfoError::Missing(_))));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -116,15 +116,22 @@ async fn execute(
     // Every binary's Go build information must list each plugin; binaries this
     // host can run must also start and list their modules.
     let verify = async {
-        let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
-        let missing = recipe::missing_plugins(&spec, &info.deps);
-        if !missing.is_empty() {
-            return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
-        }
-        if recipe::can_verify(&spec) {
-            step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel).await?;
-        }
-        Ok(())
+        let plugins = async {
+            let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
+            let missing = recipe::missing_plugins(&spec, &info.deps);
+            if !missing.is_empty() {
+                return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
+            }
+            Ok(())
+        };
+        let runs = async {
+            if recipe::can_verify(&spec) {
+                step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel).await?;
+            }
+            Ok(())
+        };
+        let (plugins, runs) = tokio::join!(plugins, runs);
+        plugins.and(runs)
     };
     let publish = async {
         let started = std::time::Instant::now();
