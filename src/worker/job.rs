@@ -1,7 +1,7 @@
-//! One claimed build, start to finish: a fresh work dir, resolve → build →
-//! verify in the build's throwaway containers (publishing alongside verify),
-//! then `complete_build` or `fail_build`. A cancelled, released or preempted build reports nothing: the
-//! queue already moved on, and every report is fenced anyway.
+//! One claimed build, start to finish: resolve → build → verify in the
+//! build's sandbox (publishing alongside verify), then `complete_build` or
+//! `fail_build`. A cancelled, released or preempted build reports nothing:
+//! the queue already moved on, and every report is fenced anyway.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,11 +110,11 @@ async fn execute(
         "worker_id": ctx.worker_id,
     });
     step(ctx, session, &compile, tx, cancel).await?;
-    // Verifying and publishing run side by side; the objects of a binary that
-    // fails verification are deleted again (no build record points at them yet).
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
     // Every binary's Go build information must list each plugin; binaries this
-    // host can run must also start and list their modules.
+    // host can run must also start and list their modules. Publishing runs
+    // alongside; the objects of a binary that fails verification are deleted
+    // again (no build record points at them yet).
     let verify = async {
         let plugins = async {
             let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
