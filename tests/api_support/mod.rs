@@ -193,6 +193,8 @@ impl TestApi {
         text.lines()
             .filter(|l| l.starts_with("cbs_api_http_requests_total{") && l.contains("status=\"5"))
             .filter(|l| !l.contains("status=\"504\""))
+            // Readiness answers 503 until the listener connects; start-up polls it.
+            .filter(|l| !l.contains("\"/readyz\""))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
             .sum()
     }
