@@ -24,7 +24,7 @@ use worker_support::*;
 const LIMIT: Duration = Duration::from_secs(30 * 60);
 /// Warm builds alternate service and direct runs this many times (medians reported):
 /// the machine is shared, single runs are noisy.
-const WARM_ROUNDS: usize = 3;
+const WARM_ROUNDS: usize = 7;
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -52,8 +52,9 @@ fn volume_dir(name: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The worker's resolve and build commands, run by the host's `go` with the same caches.
-fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> Duration {
+/// The worker's resolve and build commands, run by the host's `go` with the same caches;
+/// the total and a line with each step's time.
+fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> (Duration, String) {
     let config = caddy_build_server::config::Config::default();
     let dir = std::env::temp_dir().join(format!("cbs-bench-direct-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -61,7 +62,9 @@ fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> Duration {
     let resolve = recipe::resolve_step(&config, spec, LIMIT).unwrap();
     let build = recipe::build_step(&config, spec, LIMIT).unwrap();
     let t = Instant::now();
+    let mut split = Vec::new();
     for step in [&resolve, &build] {
+        let started = Instant::now();
         let mut cmd = Command::new(if step.cmd[0] == "go" { "/usr/local/go/bin/go" } else { &step.cmd[0] });
         cmd.args(&step.cmd[1..]).current_dir(&dir).env_clear();
         for (k, v) in &step.env {
@@ -71,10 +74,11 @@ fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> Duration {
         cmd.env("PATH", "/usr/local/go/bin:/usr/bin:/bin");
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}: {}", step.name, String::from_utf8_lossy(&out.stderr));
+        split.push(format!("{} {}", step.name, secs(started.elapsed())));
     }
     let elapsed = t.elapsed();
     std::fs::remove_dir_all(&dir).ok();
-    elapsed
+    (elapsed, split.join(", "))
 }
 
 #[tokio::main]
@@ -102,7 +106,9 @@ async fn main() {
         let (mut service, mut direct) = (Vec::new(), Vec::new());
         for _ in 0..WARM_ROUNDS {
             service.push(build_once(&db, &spec_json, true).await);
-            direct.push(direct_build(&spec, &gomod, &gobuild));
+            let (total, split) = direct_build(&spec, &gomod, &gobuild);
+            println!("  direct run: {split}");
+            direct.push(total);
         }
         service.sort();
         direct.sort();
