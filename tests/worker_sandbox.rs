@@ -18,8 +18,30 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
-fn sandbox(config: &Config, ns: &str) -> Sandbox {
-    Sandbox::connect(&config.worker, Owner { namespace: ns.into(), worker_id: "w-sandbox".into() }).unwrap()
+/// A sandbox in a namespace of this test run's own (leftovers of an earlier,
+/// failed run cannot disturb it), and a guard that removes the namespace's
+/// containers however the test ends.
+fn sandbox(config: &Config, ns: &str) -> (Sandbox, RemoveOnDrop) {
+    let namespace = format!("{ns}-{}", std::process::id());
+    let guard = RemoveOnDrop(vec![namespace.clone()]);
+    (Sandbox::connect(&config.worker, Owner { namespace, worker_id: "w-sandbox".into() }).unwrap(), guard)
+}
+
+/// Removes every container of its namespaces when dropped: idle containers of a
+/// test that failed half-way would otherwise linger.
+struct RemoveOnDrop(Vec<String>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let filter = format!("label=io.caddy-build-server.namespace={ns}");
+            let Ok(out) = std::process::Command::new("docker").args(["ps", "-aq", "--filter", &filter]).output() else { continue };
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect();
+            if !ids.is_empty() {
+                let _ = std::process::Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+            }
+        }
+    }
 }
 
 fn spec() -> BuildSpec {
@@ -56,7 +78,7 @@ fn remove_work_root(config: &Config) {
 #[tokio::test]
 async fn build_step_is_isolated_from_the_host() {
     let config = test_config("isolation");
-    let sb = sandbox(&config, "test-sandbox-isolation");
+    let (sb, _cleanup) = sandbox(&config, "test-sandbox-isolation");
     sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
     let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
     let work = session.work_dir().to_path_buf();
@@ -110,7 +132,7 @@ async fn build_step_is_isolated_from_the_host() {
 #[tokio::test]
 async fn timeout_and_cancel_kill_the_container() {
     let config = test_config("stop");
-    let sb = sandbox(&config, "test-sandbox-stop");
+    let (sb, _cleanup) = sandbox(&config, "test-sandbox-stop");
     sb.check().await.unwrap();
     let mut step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(1)).unwrap(), "echo started; sleep 60");
     let t = Instant::now();
@@ -133,7 +155,7 @@ async fn timeout_and_cancel_kill_the_container() {
     assert!(matches!(e, SandboxError::Cancelled { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     let running = std::process::Command::new("docker")
-        .args(["ps", "-q", "--filter", "label=io.caddy-build-server.namespace=test-sandbox-stop", "--filter", "label=io.caddy-build-server.step=build"])
+        .args(["ps", "-q", "--filter", &format!("label=io.caddy-build-server.namespace=test-sandbox-stop-{}", std::process::id()), "--filter", "label=io.caddy-build-server.step=build"])
         .output()
         .unwrap();
     assert!(running.stdout.is_empty(), "the cancelled step's container was killed at once");
@@ -145,7 +167,7 @@ async fn timeout_and_cancel_kill_the_container() {
 #[tokio::test]
 async fn a_step_ends_when_its_process_exits_even_if_a_child_keeps_its_output_open() {
     let config = test_config("background");
-    let sb = sandbox(&config, "test-sandbox-background");
+    let (sb, _cleanup) = sandbox(&config, "test-sandbox-background");
     sb.check().await.unwrap();
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "sleep 50 & echo done; exit 3");
     let t = Instant::now();
@@ -162,6 +184,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(120)).unwrap(), "sleep 120");
     let ns = format!("test-reap-{}", std::process::id());
     let other_ns = format!("{ns}-other");
+    let _cleanup = RemoveOnDrop(vec![ns.clone(), other_ns.clone()]);
     // Three long steps: a gone worker's, a live worker's, and one of another namespace.
     let mut tasks = Vec::new();
     for (ns, worker) in [(&ns, "w-gone"), (&ns, "w-live"), (&other_ns, "w-gone")] {
@@ -173,7 +196,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
         tasks.push((sb.clone(), c, tokio::spawn(async move { one_step(&sb, &step, &cancel).await })));
     }
     // Each session has three containers.
-    let reaper = sandbox(&config, &ns);
+    let reaper = Sandbox::connect(&config.worker, Owner { namespace: ns.clone(), worker_id: "w-sandbox".into() }).unwrap();
     let start = Instant::now();
     while reaper.list_ours(&[]).await.unwrap().len() < 6 {
         assert!(start.elapsed() < Duration::from_secs(30));
@@ -207,7 +230,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
 #[tokio::test]
 async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     let config = test_config("spare");
-    let sb = sandbox(&config, "test-sandbox-spare");
+    let (sb, _cleanup) = sandbox(&config, "test-sandbox-spare");
     sb.check().await.unwrap();
     let mut spare = sb.open(None, &recipe::STEPS).await.unwrap();
     let names: Vec<String> = spare.container_names().iter().map(|n| n.to_string()).collect();
@@ -234,12 +257,18 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     // A spare whose containers died is refused, not handed to a build.
     let mut dead = sb.open(None, &recipe::STEPS).await.unwrap();
     let name = dead.container_names()[1].to_string();
+    // Killed once it runs (a kill before its start would miss it).
     let start = Instant::now();
-    while !sb.list_ours(&[]).await.unwrap().iter().any(|c| c.name == name) {
-        assert!(start.elapsed() < Duration::from_secs(30));
+    loop {
+        let state = std::process::Command::new("docker").args(["inspect", "-f", "{{.State.Running}}", &name]).output().unwrap();
+        if String::from_utf8_lossy(&state.stdout).trim() == "true" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{name} never ran");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    std::process::Command::new("docker").args(["kill", &name]).output().unwrap();
+    let killed = std::process::Command::new("docker").args(["kill", &name]).output().unwrap();
+    assert!(killed.status.success(), "{}", String::from_utf8_lossy(&killed.stderr));
     assert!(dead.assign(KEY).await.is_err());
     dead.close().await;
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
