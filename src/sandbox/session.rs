@@ -203,12 +203,16 @@ impl Session {
 }
 
 async fn remove_all(sandbox: &Sandbox, containers: &[Container], work_dir: &Path) {
+    // A container still being created must exist before it can be removed. All
+    // are killed first, at once: a kill is quick, a removal waits for the
+    // container's filesystem to be torn down.
     futures::future::join_all(containers.iter().map(|c| async move {
-        // A container still being created must exist before it can be removed.
-        let _ = c.ready().await;
-        sandbox.remove(&c.name).await;
+        if c.ready().await.is_ok() {
+            sandbox.kill(&c.name).await;
+        }
     }))
     .await;
+    futures::future::join_all(containers.iter().map(|c| sandbox.remove(&c.name))).await;
     if let Err(e) = tokio::fs::remove_dir_all(work_dir).await
         && e.kind() != std::io::ErrorKind::NotFound
     {

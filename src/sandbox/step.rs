@@ -28,6 +28,8 @@ const MAX_STDOUT: usize = 1 << 20;
 /// and how long the output may then still drain.
 const EXIT_CHECK: Duration = Duration::from_secs(1);
 const DRAIN: Duration = Duration::from_secs(1);
+/// How long the daemon may take to start a step's process.
+const EXEC_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the exit code is asked for once the output has ended.
 const EXIT_POLL: Duration = Duration::from_millis(10);
 
@@ -100,9 +102,11 @@ impl Sandbox {
             ..Default::default()
         };
         let exec = self.control.create_exec(container, config).await.map_err(SandboxError::from_bollard)?;
-        let StartExecResults::Attached { output: stream, .. } =
-            self.stream.start_exec(&exec.id, None).await.map_err(SandboxError::from_bollard)?
-        else {
+        // Starting is bounded on its own: the stream that follows may last for hours.
+        let started = tokio::time::timeout(EXEC_START_TIMEOUT, self.stream.start_exec(&exec.id, None))
+            .await
+            .map_err(|_| SandboxError::Unavailable(format!("the daemon did not start the {} step within {EXEC_START_TIMEOUT:?}", step.name)))?;
+        let StartExecResults::Attached { output: stream, .. } = started.map_err(SandboxError::from_bollard)? else {
             return Err(SandboxError::Docker("exec started detached".into()));
         };
         let mut lines = Lines::new(step, output);

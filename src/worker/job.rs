@@ -54,6 +54,14 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, session: Result<Session, Sa
             Ok(session) => execute(&ctx, &build, session, &tx, &cancel).await,
             Err(e) => Err(JobError::from(e.clone())),
         };
+        // A cancelled build's containers go at once; otherwise cleaning up waits
+        // until the outcome is reported (it is nobody's wait then).
+        let mut session = session.ok();
+        if cancel.is_cancelled()
+            && let Some(s) = session.take()
+        {
+            s.close().await;
+        }
         if let Err(e) = &result
             && !matches!(e, JobError::Stopped)
         {
@@ -62,8 +70,7 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, session: Result<Session, Sa
         drop(tx);
         let _ = logs.await;
         report(&ctx, &build, result, &cancel).await;
-        // Cleaning up comes after the report: it is nobody's wait.
-        if let Ok(session) = session {
+        if let Some(session) = session {
             session.close().await;
         }
         info!(elapsed = ?started.elapsed(), "build attempt done");

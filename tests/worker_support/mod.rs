@@ -145,10 +145,17 @@ pub async fn running_build_containers(queue: &Queue, key: &str) -> Vec<String> {
     list_containers(queue, key, "-q").await
 }
 
+/// Running containers of this build's `step` (the one its step runs in).
+pub async fn running_step_containers(queue: &Queue, key: &str, step: &str) -> Vec<String> {
+    list_containers(queue, key, &format!("-q --filter label=io.caddy-build-server.step={step}")).await
+}
+
 async fn list_containers(queue: &Queue, key: &str, flags: &str) -> Vec<String> {
     let ns = queue.namespace().await.unwrap();
     let out = Command::new("docker")
-        .args(["ps", flags, "--filter", &format!("name=cbs-{key}-"), "--filter", &format!("label=io.caddy-build-server.namespace={ns}")])
+        .arg("ps")
+        .args(flags.split(' '))
+        .args(["--filter", &format!("name=cbs-{key}-"), "--filter", &format!("label=io.caddy-build-server.namespace={ns}")])
         .output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
