@@ -14,13 +14,7 @@ const COMPAT: &str = "/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/clo
 #[tokio::test]
 async fn waiting_request_is_released_by_completion() {
     let api = TestApi::start().await;
-    let pending = tokio::spawn({
-        let http = api.http.clone();
-        let url = api.url(COMPAT);
-        async move { http.get(url).send().await.unwrap() }
-    });
-    let key = api.only_build_key().await;
-    api.wait_for_waiters(1).await;
+    let (pending, key) = api.waiting_get(COMPAT).await;
     assert!(!pending.is_finished(), "the request must wait for the build");
     let build = api.queue().get(&key).await.unwrap().unwrap();
     assert_eq!(build.spec["caddy_version"], "v2.10.2", "latest release, no pre-release");
@@ -44,10 +38,7 @@ async fn waiting_request_is_released_by_completion() {
 async fn cached_build_streams_at_once_with_head_range_and_etag() {
     let api = TestApi::start().await;
     let url = "/api/download?os=windows&arch=amd64&version=v2.9&p=github.com/caddy-dns/cloudflare@v0.1.0";
-    let first = tokio::spawn({
-        let (http, url) = (api.http.clone(), api.url(url));
-        async move { http.get(url).send().await.unwrap() }
-    });
+    let first = api.spawn(api.http.get(api.url(url)));
     let key = api.only_build_key().await;
     let artifact = api.succeed(&key, b"0123456789").await;
     assert_eq!(first.await.unwrap().status(), 200);
@@ -177,12 +168,7 @@ async fn artifact_over_the_shared_size_streams_to_each_waiter() {
 #[tokio::test]
 async fn failed_build_answers_with_its_error() {
     let api = TestApi::start().await;
-    let pending = tokio::spawn({
-        let (http, url) = (api.http.clone(), api.url(COMPAT));
-        async move { http.get(url).send().await.unwrap() }
-    });
-    let key = api.only_build_key().await;
-    api.wait_for_waiters(1).await;
+    let (pending, key) = api.waiting_get(COMPAT).await;
     let error = "go: github.com/caddy-dns/cloudflare@v0.2.1: missing go.sum entry";
     api.fail(&key, error).await;
     let resp = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
@@ -194,12 +180,7 @@ async fn failed_build_answers_with_its_error() {
 #[tokio::test]
 async fn cancelled_build_answers_conflict() {
     let api = TestApi::start().await;
-    let pending = tokio::spawn({
-        let (http, url) = (api.http.clone(), api.url(COMPAT));
-        async move { http.get(url).send().await.unwrap() }
-    });
-    let key = api.only_build_key().await;
-    api.wait_for_waiters(1).await;
+    let (pending, key) = api.waiting_get(COMPAT).await;
     api.queue().cancel(&key, "stopped by the operator").await.unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(5), pending).await.unwrap().unwrap();
     let message = error_message(resp, 409).await;
@@ -232,12 +213,7 @@ async fn disconnected_client_frees_its_waiter() {
 #[tokio::test]
 async fn waiter_survives_listener_backend_being_killed() {
     let api = TestApi::start().await;
-    let pending = tokio::spawn({
-        let (http, url) = (api.http.clone(), api.url(COMPAT));
-        async move { http.get(url).send().await.unwrap() }
-    });
-    let key = api.only_build_key().await;
-    api.wait_for_waiters(1).await;
+    let (pending, key) = api.waiting_get(COMPAT).await;
     let admin = common::admin_client().await;
     let killed: i64 = admin
         .query_one(
@@ -261,10 +237,7 @@ async fn every_compat_parameter_reaches_the_spec() {
     let query = "/api/compat?os=linux&arch=arm&arm=6&version=v2.9&idempotency=abc\
                  &p=github.com/caddy-dns/cloudflare@v0.1.0&p=github.com/mholt/caddy-l4\
                  &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2";
-    let pending = tokio::spawn({
-        let (http, url) = (api.http.clone(), api.url(query));
-        async move { http.head(url).send().await.unwrap() }
-    });
+    let pending = api.spawn(api.http.head(api.url(query)));
     let key = api.only_build_key().await;
     let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
     assert_eq!(

@@ -257,6 +257,19 @@ impl TestApi {
         self.queue().fail(key, attempt, WORKER, error, false).await.unwrap();
     }
 
+    /// Sends `req` in the background (it will wait on a build).
+    pub fn spawn(&self, req: reqwest::RequestBuilder) -> tokio::task::JoinHandle<reqwest::Response> {
+        tokio::spawn(async move { req.send().await.unwrap() })
+    }
+
+    /// A GET of `path` that submitted the only build and now waits on it; its key.
+    pub async fn waiting_get(&self, path: &str) -> (tokio::task::JoinHandle<reqwest::Response>, String) {
+        let pending = self.spawn(self.http.get(self.url(path)));
+        let key = self.only_build_key().await;
+        self.wait_for_waiters(1).await;
+        (pending, key)
+    }
+
     /// The key of the only build in the database.
     pub async fn only_build_key(&self) -> String {
         for _ in 0..500 {
