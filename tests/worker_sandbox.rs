@@ -10,7 +10,7 @@ mod worker_support;
 use std::time::{Duration, Instant};
 
 use caddy_build_server::config::Config;
-use caddy_build_server::sandbox::{Owner, Sandbox, SandboxError, StepOutcome, StepSpec};
+use caddy_build_server::sandbox::{Found, Owner, Sandbox, SandboxError, StepOutcome, StepSpec};
 use caddy_build_server::spec::BuildSpec;
 use caddy_build_server::worker::recipe;
 use tokio::sync::mpsc;
@@ -69,6 +69,19 @@ async fn one_step(sb: &Sandbox, step: &StepSpec, cancel: &CancellationToken) -> 
     let out = session.run(step, &tx, cancel).await;
     session.close().await;
     out
+}
+
+/// The namespace's containers, once `done` holds for how many there are (30 s at most).
+async fn containers_once(sb: &Sandbox, done: impl Fn(usize) -> bool) -> Vec<Found> {
+    let start = Instant::now();
+    loop {
+        let found = sb.list_ours(&[]).await.unwrap();
+        if done(found.len()) {
+            return found;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{} containers: {found:?}", found.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn remove_work_root(config: &Config) {
@@ -197,22 +210,11 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
     }
     // Each session has three containers.
     let reaper = Sandbox::connect(&config.worker, Owner { namespace: ns.clone(), worker_id: "w-sandbox".into() }).unwrap();
-    let start = Instant::now();
-    while reaper.list_ours(&[]).await.unwrap().len() < 6 {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    containers_once(&reaper, |n| n >= 6).await;
     let removed = reaper.reap_leftovers(&["w-live".to_string()], &[], &[]).await.unwrap();
     assert_eq!(removed, 3);
     // The gone worker's session may be removing them too (its step failed); wait for both.
-    let start = Instant::now();
-    let left = loop {
-        let left: Vec<String> = reaper.list_ours(&[]).await.unwrap().into_iter().map(|c| c.worker_id).collect();
-        if left.len() <= 3 || start.elapsed() > Duration::from_secs(20) {
-            break left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let left: Vec<String> = containers_once(&reaper, |n| n <= 3).await.into_iter().map(|c| c.worker_id).collect();
     assert_eq!(left, vec!["w-live".to_string(); 3]);
     let other = Sandbox::connect(&config.worker, Owner { namespace: other_ns.clone(), worker_id: "x".into() }).unwrap();
     assert_eq!(other.list_ours(&[]).await.unwrap().len(), 3, "another namespace's containers are untouched");
@@ -234,11 +236,7 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     sb.check().await.unwrap();
     let mut spare = sb.open(None, &recipe::STEPS).await.unwrap();
     let names: Vec<String> = spare.container_names().iter().map(|n| n.to_string()).collect();
-    let start = Instant::now();
-    while sb.list_ours(&[]).await.unwrap().len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    containers_once(&sb, |n| n >= 3).await;
     let keep: Vec<&str> = names.iter().map(String::as_str).collect();
     assert_eq!(sb.reap_leftovers(&[], &[], &keep).await.unwrap(), 0, "the worker's own spare is not a leftover");
     assert!(sb.list_ours(&[]).await.unwrap().iter().all(|c| c.build_key.is_empty()));
