@@ -78,7 +78,10 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     }
     assert!(log.iter().any(|l| l.starts_with("verify:") && l.contains(PLUGIN_MODULE_ID)));
     wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
+    // A spare sandbox (one container per step) waits for the next claim; stopping removes it.
+    assert_eq!(running_spare_containers(&db.queue).await.len(), 3);
     worker.stop().await;
+    assert!(running_spare_containers(&db.queue).await.is_empty(), "a stopped worker leaves no spare");
     remove_scratch(&db);
 }
 

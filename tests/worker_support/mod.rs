@@ -145,6 +145,11 @@ pub async fn running_build_containers(queue: &Queue, key: &str) -> Vec<String> {
     list_containers(queue, key, "-q").await
 }
 
+/// Running containers of a worker's spare sandbox (named `cbs-spare-…` until a build takes it).
+pub async fn running_spare_containers(queue: &Queue) -> Vec<String> {
+    list_containers(queue, "spare", "-q").await
+}
+
 /// Running containers of this build's `step` (the one its step runs in).
 pub async fn running_step_containers(queue: &Queue, key: &str, step: &str) -> Vec<String> {
     list_containers(queue, key, &format!("-q --filter label=io.caddy-build-server.step={step}")).await
