@@ -48,9 +48,7 @@ impl Sandbox {
     pub async fn kill_build(&self, build_key: &str) -> Result<usize, SandboxError> {
         let mut found = self.list_ours(&[(LABEL_WORKER, &self.owner.worker_id)]).await?;
         found.retain(|c| c.build_key == build_key);
-        // All at once: a build has several containers, and a cancel must stop them within a second.
-        futures::future::join_all(found.iter().map(|c| self.kill(&c.id))).await;
-        futures::future::join_all(found.iter().map(|c| self.remove(&c.id))).await;
+        self.kill_and_remove(found.iter().map(|c| c.id.as_str())).await;
         Ok(found.len())
     }
 

@@ -12,12 +12,11 @@
 //! session dropped without closing removes them in the background.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RenameContainerOptionsBuilder};
-use tokio::sync::OnceCell;
-use tokio::task::JoinHandle;
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
 
 use super::container::BUILD_UID;
 use super::{Sandbox, SandboxError, StepNetwork};
@@ -34,9 +33,9 @@ pub struct Session {
     pub(super) sandbox: Sandbox,
     work_dir: PathBuf,
     tag: String,
+    /// Empty once the session is closed.
     containers: Vec<Container>,
     opened: Instant,
-    closed: bool,
 }
 
 pub(super) struct Container {
@@ -44,33 +43,14 @@ pub(super) struct Container {
     pub(super) name: String,
     /// Set when its step runs: a container never runs a second one.
     pub(super) used: std::sync::atomic::AtomicBool,
-    starting: Mutex<Option<JoinHandle<Result<(), SandboxError>>>>,
-    ready: OnceCell<Result<(), SandboxError>>,
+    /// The background creation and start, shared by whoever waits for it.
+    started: Shared<BoxFuture<'static, Result<(), SandboxError>>>,
 }
 
 impl Container {
     /// Waits until the container runs (or failed to start).
     pub(super) async fn ready(&self) -> Result<(), SandboxError> {
-        self.ready
-            .get_or_init(|| async {
-                let starting = self.starting.lock().unwrap().take();
-                match starting {
-                    Some(task) => task.await.unwrap_or_else(|e| Err(SandboxError::Docker(format!("container start: {e}")))),
-                    None => Err(SandboxError::Docker("container start was abandoned".into())),
-                }
-            })
-            .await
-            .clone()
-    }
-
-    fn take(&mut self) -> Container {
-        Container {
-            step: self.step,
-            name: self.name.clone(),
-            used: std::sync::atomic::AtomicBool::new(true),
-            starting: Mutex::new(self.starting.lock().unwrap().take()),
-            ready: self.ready.take().map_or_else(OnceCell::new, |r| OnceCell::new_with(Some(r))),
-        }
+        self.started.clone().await
     }
 }
 
@@ -92,11 +72,11 @@ impl Sandbox {
     /// under `worker.work_dir` and starts the containers in the background.
     pub async fn open(&self, build_key: Option<&str>, steps: &[(&'static str, StepNetwork)]) -> Result<Session, SandboxError> {
         let tag = format!("{:016x}", rand::random::<u64>());
-        let work_dir = Path::new(&self.cfg.work_dir).join(format!("{}-{tag}", build_key.unwrap_or(SPARE)));
+        let owner = build_key.unwrap_or(SPARE);
+        let work_dir = Path::new(&self.cfg.work_dir).join(format!("{owner}-{tag}"));
         make_work_dir(&work_dir).await.map_err(|e| SandboxError::WorkDir(format!("{}: {e}", work_dir.display())))?;
         let t = &self.cfg.timeouts;
         let idle = SPARE_MAX_AGE + t.resolve + t.build + t.verify + IDLE_MARGIN;
-        let owner = build_key.unwrap_or(SPARE);
         let containers = steps
             .iter()
             .map(|(step, network)| {
@@ -110,7 +90,6 @@ impl Sandbox {
             work_dir,
             tag,
             opened: Instant::now(),
-            closed: false,
         })
     }
 
@@ -127,7 +106,8 @@ impl Sandbox {
             })?;
             sandbox.control.start_container(&task_name, None).await.map_err(SandboxError::from_bollard)
         });
-        Container { step, name, used: Default::default(), starting: Mutex::new(Some(task)), ready: OnceCell::new() }
+        let started = task.map(|joined| joined.unwrap_or_else(|e| Err(SandboxError::Docker(format!("container start: {e}"))))).boxed().shared();
+        Container { step, name, used: Default::default(), started }
     }
 }
 
@@ -197,22 +177,15 @@ impl Session {
 
     /// Removes the containers (killing whatever still runs in them) and the work dir.
     pub async fn close(mut self) {
-        self.closed = true;
-        remove_all(&self.sandbox, &self.containers, &self.work_dir).await;
+        let containers = std::mem::take(&mut self.containers);
+        remove_all(&self.sandbox, &containers, &self.work_dir).await;
     }
 }
 
 async fn remove_all(sandbox: &Sandbox, containers: &[Container], work_dir: &Path) {
-    // A container still being created must exist before it can be removed. All
-    // are killed first, at once: a kill is quick, a removal waits for the
-    // container's filesystem to be torn down.
-    futures::future::join_all(containers.iter().map(|c| async move {
-        if c.ready().await.is_ok() {
-            sandbox.kill(&c.name).await;
-        }
-    }))
-    .await;
-    futures::future::join_all(containers.iter().map(|c| sandbox.remove(&c.name))).await;
+    // A container still being created must exist before it can be removed.
+    futures::future::join_all(containers.iter().map(Container::ready)).await;
+    sandbox.kill_and_remove(containers.iter().map(|c| c.name.as_str())).await;
     if let Err(e) = tokio::fs::remove_dir_all(work_dir).await
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -222,12 +195,12 @@ async fn remove_all(sandbox: &Sandbox, containers: &[Container], work_dir: &Path
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.closed {
+        if self.containers.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let sandbox = self.sandbox.clone();
-        let containers: Vec<Container> = self.containers.iter_mut().map(Container::take).collect();
+        let containers = std::mem::take(&mut self.containers);
         let work_dir = self.work_dir.clone();
         runtime.spawn(async move { remove_all(&sandbox, &containers, &work_dir).await });
     }

@@ -152,6 +152,14 @@ impl Sandbox {
         }
     }
 
+    /// Kills the containers all at once, then removes them: a kill is quick, a
+    /// removal waits for a container's filesystem to be torn down, and a
+    /// cancelled build's containers must stop within a second.
+    pub(super) async fn kill_and_remove<'a>(&self, names: impl Iterator<Item = &'a str> + Clone) {
+        futures::future::join_all(names.clone().map(|n| self.kill(n))).await;
+        futures::future::join_all(names.map(|n| self.remove(n))).await;
+    }
+
     /// Removes a container, killing it if it still runs. Failures are logged only:
     /// a worker's later reap pass removes whatever is left.
     pub(super) async fn remove(&self, name: &str) {
