@@ -90,8 +90,10 @@ impl Runner {
                 }
                 _ = shutdown.cancelled(), if drain_deadline.is_none() => {
                     info!(running = self.running.len(), stop_timeout = ?self.cfg().stop_timeout, "stopping: no new claims, letting running builds finish");
+                    // The spare stays until the worker exits: removing a container from the
+                    // resolve network while a running build resolves has stalled that
+                    // build's connection to the module proxy.
                     drain_deadline = Some(Instant::now() + self.cfg().stop_timeout);
-                    self.close_spare().await;
                 }
                 _ = sleep_until(drain_deadline.unwrap_or_else(Instant::now)), if drain_deadline.is_some() => {
                     warn!(running = self.running.len(), "stop timeout reached: handing running builds back");
