@@ -8,6 +8,12 @@ use anyhow::Context;
 use caddy_build_server::{api, config::Config, db, janitor, shutdown, supervise, telemetry, worker};
 use clap::{Parser, Subcommand};
 
+/// glibc's allocator was a fifth of the api's CPU when ten thousand held
+/// requests were answered at once (its bins coalescing hyper's per-connection
+/// buffers) and it fragments under that churn; mimalloc's thread-local pages do neither.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "caddy-build-server", version, about = "Builds custom Caddy binaries on demand")]
 struct Cli {

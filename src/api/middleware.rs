@@ -31,7 +31,9 @@ pub async fn around(State(state): State<AppState>, req: Request, next: Next) -> 
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let response = next.run(req).instrument(span).await;
-    let mut response = to_envelope(response, &id).await;
+    // Boxed: its state (reading an error body) would otherwise be part of every
+    // waiting request's future, thousands of which may be held open at once.
+    let mut response = Box::pin(to_envelope(response, &id)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
