@@ -104,8 +104,13 @@ async fn main() {
         println!("cold build (empty caches), submit → artifact ready: {}", secs(first));
         let (gomod, gobuild) = (volume_dir(&config.worker.gomod_cache_volume), volume_dir(&config.worker.gobuild_cache_volume));
         let (mut service, mut direct) = (Vec::new(), Vec::new());
+        let key = db.queue.build_key(&spec_json).await.unwrap();
         for _ in 0..WARM_ROUNDS {
+            // Each run starts on a quiet machine: the worker idle, its spare sandbox
+            // started and the last build's containers removed.
+            wait_idle_with_spare(&db.queue, &key, Duration::from_secs(60)).await;
             service.push(build_once(&db, &spec_json, true).await);
+            wait_idle_with_spare(&db.queue, &key, Duration::from_secs(60)).await;
             let (total, split) = direct_build(&spec, &gomod, &gobuild);
             println!("  direct run: {split}");
             direct.push(total);

@@ -11,6 +11,8 @@ use caddy_build_server::storage::Artifact;
 use common::TestDb;
 use worker_support::*;
 
+/// The resolve step's line when its attempt from the module cache alone fell short.
+const VIA_PROXY: &str = "resolve: not every module is in the cache: resolving through the module proxy";
 /// A cold build (empty caches) on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
@@ -77,8 +79,17 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
         assert!(log.iter().any(|l| l.starts_with(step)), "no {step} lines in\n{}", log.join("\n"));
     }
     assert!(log.iter().any(|l| l.starts_with("verify:") && l.contains(PLUGIN_MODULE_ID)));
-    wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
+    // Rebuilt with every module now in the cache, resolve does without the module proxy.
+    let via_proxy = log.iter().filter(|l| *l == VIA_PROXY).count();
+    db.queue.requeue(&b.build_key).await.unwrap();
+    let again = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
+    assert_eq!((again.status, again.attempt), (BuildStatus::Succeeded, 1), "{:?}", again.error);
+    let log = log_lines(&db.queue, &b.build_key).await;
+    assert_eq!(log.iter().filter(|l| *l == VIA_PROXY).count(), via_proxy, "{}", log.join("\n"));
+    assert!(log.iter().filter(|l| l.starts_with("resolve:") && l.contains("step exited with status 0")).count() >= 2);
+
     // A spare sandbox (one container per step) waits for the next claim; stopping removes it.
+    wait_idle_with_spare(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     assert_eq!(running_spare_containers(&db.queue).await.len(), 3);
     worker.stop().await;
     assert!(running_spare_containers(&db.queue).await.is_empty(), "a stopped worker leaves no spare");
@@ -100,6 +111,10 @@ async fn unknown_plugin_fails_at_once_quoting_go() {
     let error = done.error.unwrap();
     assert!(error.contains("resolve step failed"), "{error}");
     assert!(error.contains("go: ") && error.contains("github.com/caddy-dns/no-such-plugin-cbs"), "Go's own words: {error}");
+    // The proxy's answer, not that of the first attempt from the module cache alone.
+    assert!(!error.contains("GOPROXY=off"), "{error}");
+    let log = log_lines(&db.queue, &b.build_key).await;
+    assert!(log.iter().any(|l| l == VIA_PROXY), "{}", log.join("\n"));
     wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     worker.stop().await;
     remove_scratch(&db);

@@ -142,6 +142,8 @@ async fn shutdown_finishes_running_builds_and_claims_no_more() {
     let worker = start_worker(config);
     let first = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     wait_for_container(&db.queue, &first.build_key, Duration::from_secs(120)).await;
+    // The build took the spare sandbox; with its only slot busy the worker starts no other.
+    assert!(running_spare_containers(&db.queue).await.is_empty(), "a full worker keeps no spare");
     worker.shutdown.cancel();
     let second = db.queue.submit(&caddy_spec("linux", "arm64"), false).await.unwrap();
     tokio::time::timeout(Duration::from_secs(15 * 60), worker.handle).await.expect("worker drains").unwrap().unwrap();

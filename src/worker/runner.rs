@@ -42,8 +42,8 @@ pub struct Runner {
     docker_ok: bool,
     docker_retry: Duration,
     next_wake: Instant,
-    /// A session opened ahead of the next claim, so that a build does not wait
-    /// for its containers to start.
+    /// A session opened while a job slot is free, ahead of the claim that will
+    /// fill it, so that a build does not wait for its containers to start.
     spare: Option<Session>,
 }
 
@@ -190,7 +190,9 @@ impl Runner {
         if got < free {
             self.schedule_retry_wake().await;
         }
-        if self.spare.is_none() {
+        // Only for a slot left free: starting containers takes a core for a while,
+        // which a build just claimed should have, and a full worker needs none yet.
+        if got < free && self.spare.is_none() {
             match self.ctx.sandbox.open(None, &recipe::STEPS).await {
                 Ok(spare) => self.spare = Some(spare),
                 Err(e) => warn!(error = %e, "cannot prepare a spare sandbox"),

@@ -184,6 +184,17 @@ pub async fn wait_no_containers(queue: &Queue, key: &str, limit: Duration) {
     }
 }
 
+/// Waits until the build's containers are gone and the worker's spare sandbox
+/// (one container per step) runs: the worker is idle, with no Docker work under way.
+pub async fn wait_idle_with_spare(queue: &Queue, key: &str, limit: Duration) {
+    wait_no_containers(queue, key, limit).await;
+    let start = Instant::now();
+    while running_spare_containers(queue).await.len() < caddy_build_server::worker::recipe::STEPS.len() {
+        assert!(start.elapsed() < limit, "no running spare sandbox after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until a container of the build runs (a step is under way).
 pub async fn wait_for_container(queue: &Queue, key: &str, limit: Duration) {
     let start = Instant::now();
