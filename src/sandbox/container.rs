@@ -2,7 +2,7 @@
 //! privilege escalation, a non-root user, a read-only root with tmpfs for
 //! scratch, memory/CPU/pids limits, no network unless the step needs it, and
 //! no environment at all (the step brings its own, nothing of the worker's).
-//! The container itself only idles until its step is `exec`'d into it.
+//! The container itself only idles; its step's process is `exec`'d into it.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,8 +1,9 @@
 //! A build's sandbox: its work dir and one container per step, each with the
 //! step's network (the resolve step's attached to the resolve network, the
 //! others with none). All are created and started in the background as soon as
-//! the session opens, so later steps find theirs ready; a step waits only for
-//! its own container, and no container runs more than one step.
+//! the session opens, each with the process its step will become waiting in it,
+//! so later steps find theirs ready; a step waits only for its own container,
+//! and no container runs more than one step.
 //!
 //! A session may be opened before its build is known (a worker keeps one such
 //! spare ready, so a claimed build does not wait for container start-up); it is
@@ -12,6 +13,7 @@
 //! session dropped without closing removes them in the background.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RenameContainerOptionsBuilder};
@@ -19,6 +21,7 @@ use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 
 use super::container::BUILD_UID;
+use super::step::Waiting;
 use super::{Sandbox, SandboxError, StepNetwork};
 
 /// How long an idle container outlives the longest wait for a build plus the
@@ -45,6 +48,8 @@ pub(super) struct Container {
     pub(super) used: std::sync::atomic::AtomicBool,
     /// The background creation and start, shared by whoever waits for it.
     started: Shared<BoxFuture<'static, Result<(), SandboxError>>>,
+    /// Once started, the process its step will become.
+    pub(super) waiting: Arc<Mutex<Option<Waiting>>>,
 }
 
 impl Container {
@@ -96,6 +101,8 @@ impl Sandbox {
     fn start_container(&self, step: &'static str, name: String, body: bollard::models::ContainerCreateBody) -> Container {
         let sandbox = self.clone();
         let task_name = name.clone();
+        let waiting = Arc::new(Mutex::new(None));
+        let slot = waiting.clone();
         let task = tokio::spawn(async move {
             let opts = CreateContainerOptionsBuilder::default().name(&task_name).build();
             sandbox.control.create_container(Some(opts), body).await.map_err(|e| match e {
@@ -104,10 +111,12 @@ impl Sandbox {
                 }
                 other => SandboxError::from_bollard(other),
             })?;
-            sandbox.control.start_container(&task_name, None).await.map_err(SandboxError::from_bollard)
+            sandbox.control.start_container(&task_name, None).await.map_err(SandboxError::from_bollard)?;
+            *slot.lock().unwrap() = Some(sandbox.start_waiting(&task_name).await?);
+            Ok(())
         });
         let started = task.map(|joined| joined.unwrap_or_else(|e| Err(SandboxError::Docker(format!("container start: {e}"))))).boxed().shared();
-        Container { step, name, used: Default::default(), started }
+        Container { step, name, used: Default::default(), started, waiting }
     }
 }
 

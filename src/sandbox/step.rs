@@ -1,15 +1,22 @@
-//! Runs one step in its session's container with `exec`: follows its output
-//! line by line into a channel and waits for its exit under the step's timeout
-//! and the build's cancellation token. A step that times out or is cancelled
-//! kills its container (and so everything the step started).
+//! Runs one step in its session's container: follows its output line by line
+//! into a channel and waits for its exit under the step's timeout and the
+//! build's cancellation token. A step that times out or is cancelled kills its
+//! container (and so everything the step started).
+//!
+//! The step's process is `exec`'d into the container as soon as the container
+//! runs, well before the step: it waits on its stdin for the step's command line
+//! and then becomes it. Docker takes tens of milliseconds to start a process in
+//! a container; this way a step pays none of them, it only writes a line.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
 use futures::{Stream, StreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -32,6 +39,19 @@ const DRAIN: Duration = Duration::from_secs(1);
 const EXEC_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the exit code is asked for once the output has ended.
 const EXIT_POLL: Duration = Duration::from_millis(10);
+/// What a step's process runs until its step comes: it reads the command line
+/// from stdin until the worker closes it, then becomes that command. Its own
+/// environment is empty; the command line sets the step's (`env -i`).
+const WAIT_FOR_COMMAND: &str = r#"line=$(/bin/cat) && exec /bin/sh -c "$line""#;
+
+type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// A step's process, started and waiting for its command line.
+pub(super) struct Waiting {
+    exec_id: String,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    output: Output,
+}
 
 /// One step to run.
 #[derive(Debug, Clone)]
@@ -76,7 +96,9 @@ impl Session {
         let container = self.take_container(&step.name)?;
         let run = async {
             container.ready().await?;
-            self.sandbox.exec(&container.name, step, output).await
+            let waiting = container.waiting.lock().unwrap().take();
+            let waiting = waiting.ok_or_else(|| SandboxError::Docker(format!("no process waits in {}", container.name)))?;
+            self.sandbox.run_step(waiting, step, output).await
         };
         let result = tokio::select! {
             r = run => r,
@@ -91,24 +113,33 @@ impl Session {
 }
 
 impl Sandbox {
-    async fn exec(&self, container: &str, step: &StepSpec, output: &mpsc::Sender<OutputLine>) -> Result<StepOutcome, SandboxError> {
+    /// Starts, in `container`, the process its step will become.
+    pub(super) async fn start_waiting(&self, container: &str) -> Result<Waiting, SandboxError> {
         let config = ExecConfig {
+            attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            cmd: Some(step.cmd.clone()),
-            env: Some(step.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: Some(["/bin/sh", "-c", WAIT_FOR_COMMAND].map(String::from).to_vec()),
+            env: Some(vec![]),
             user: Some(BUILD_USER.into()),
             working_dir: Some(WORK_MOUNT.into()),
             ..Default::default()
         };
         let exec = self.control.create_exec(container, config).await.map_err(SandboxError::from_bollard)?;
-        // Starting is bounded on its own: the stream that follows may last for hours.
         let started = tokio::time::timeout(EXEC_START_TIMEOUT, self.stream.start_exec(&exec.id, None))
             .await
-            .map_err(|_| SandboxError::Unavailable(format!("the daemon did not start the {} step within {EXEC_START_TIMEOUT:?}", step.name)))?;
-        let StartExecResults::Attached { output: stream, .. } = started.map_err(SandboxError::from_bollard)? else {
+            .map_err(|_| SandboxError::Unavailable(format!("the daemon did not start a process in {container} within {EXEC_START_TIMEOUT:?}")))?;
+        let StartExecResults::Attached { output, input } = started.map_err(SandboxError::from_bollard)? else {
             return Err(SandboxError::Docker("exec started detached".into()));
         };
+        Ok(Waiting { exec_id: exec.id, input, output })
+    }
+
+    async fn run_step(&self, waiting: Waiting, step: &StepSpec, output: &mpsc::Sender<OutputLine>) -> Result<StepOutcome, SandboxError> {
+        let Waiting { exec_id, mut input, output: stream } = waiting;
+        let lost = |e: std::io::Error| SandboxError::Unavailable(format!("cannot hand the {} step its command: {e}", step.name));
+        input.write_all(command_line(step).as_bytes()).await.map_err(lost)?;
+        input.shutdown().await.map_err(lost)?;
         let mut lines = Lines::new(step, output);
         let exit_code = {
             let follow = lines.follow(stream);
@@ -116,9 +147,9 @@ impl Sandbox {
             tokio::select! {
                 followed = &mut follow => {
                     followed?;
-                    self.exit_code(&exec.id, EXIT_POLL).await?
+                    self.exit_code(&exec_id, EXIT_POLL).await?
                 }
-                code = self.exit_code(&exec.id, EXIT_CHECK) => {
+                code = self.exit_code(&exec_id, EXIT_CHECK) => {
                     if tokio::time::timeout(DRAIN, &mut follow).await.is_err() {
                         debug!(step = %step.name, "step exited but its output stays open; no longer following it");
                     }
@@ -170,6 +201,15 @@ impl Sandbox {
             Err(e) => tracing::warn!(container = name, error = %e, "could not remove container"),
         }
     }
+}
+
+/// `exec env -i VAR=value... program args...`, every word single-quoted: the
+/// step's program with exactly the step's environment.
+fn command_line(step: &StepSpec) -> String {
+    let quote = |w: &str| format!("'{}'", w.replace('\'', r"'\''"));
+    let vars = step.env.iter().map(|(k, v)| quote(&format!("{k}={v}")));
+    let words: Vec<String> = vars.chain(step.cmd.iter().map(|a| quote(a))).collect();
+    format!("exec /bin/env -i {}\n", words.join(" "))
 }
 
 /// A step's output, cut into lines as it comes (each byte looked at once).
