@@ -24,7 +24,7 @@ use bollard::Docker;
 pub use container::{StepNetwork, BUILD_UID};
 pub use reap::Found;
 pub use session::{Session, SPARE_MAX_AGE};
-pub use step::{OutputLine, StepOutcome, StepSpec};
+pub use step::{shell_quote, OutputLine, StepOutcome, StepSpec};
 
 use crate::config::WorkerConfig;
 

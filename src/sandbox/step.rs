@@ -203,12 +203,16 @@ impl Sandbox {
     }
 }
 
+/// One word for `/bin/sh`, whatever it contains.
+pub fn shell_quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 /// `exec env -i VAR=value... program args...`, every word single-quoted: the
 /// step's program with exactly the step's environment.
 fn command_line(step: &StepSpec) -> String {
-    let quote = |w: &str| format!("'{}'", w.replace('\'', r"'\''"));
-    let vars = step.env.iter().map(|(k, v)| quote(&format!("{k}={v}")));
-    let words: Vec<String> = vars.chain(step.cmd.iter().map(|a| quote(a))).collect();
+    let vars = step.env.iter().map(|(k, v)| shell_quote(&format!("{k}={v}")));
+    let words: Vec<String> = vars.chain(step.cmd.iter().map(|a| shell_quote(a))).collect();
     format!("exec /bin/env -i {}\n", words.join(" "))
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::sandbox::{StepNetwork, StepSpec};
+use crate::sandbox::{shell_quote, StepNetwork, StepSpec};
 use crate::spec::{BuildSpec, CADDY_MODULE};
 
 const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
@@ -57,10 +57,6 @@ fn check_version(v: &str) -> Result<(), RecipeError> {
     if ok { Ok(()) } else { Err(RecipeError::BadVersion(v.into())) }
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// The environment every step shares: caches, toolchain pinning, module settings.
 /// Nothing comes from the worker's own environment.
 fn base_env(config: &Config, network: bool) -> Vec<(String, String)> {
@@ -108,13 +104,13 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
             check_version(&r.version)?;
             format!("{}@{}", r.new, r.version)
         };
-        commands.push(format!("go mod edit -replace {}", quote(&format!("{}={new}", r.old))));
+        commands.push(format!("go mod edit -replace {}", shell_quote(&format!("{}={new}", r.old))));
     }
-    commands.push(format!("go get -v {}", quote(&caddy)));
+    commands.push(format!("go get -v {}", shell_quote(&caddy)));
     for p in &spec.plugins {
         check_module(&p.module)?;
         check_version(&p.version)?;
-        commands.push(format!("go get -v {} {}", quote(&format!("{}@{}", p.module, p.version)), quote(&caddy)));
+        commands.push(format!("go get -v {} {}", shell_quote(&format!("{}@{}", p.module, p.version)), shell_quote(&caddy)));
     }
     commands.push("go mod tidy".into());
     // Chained with `&&`: `set -e` does not apply inside a function whose status `if` tests.
