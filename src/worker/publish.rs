@@ -38,8 +38,11 @@ impl Publisher {
         );
         let ((sha256, size), signature, ()) = (hashed?, signature?, put?);
         let file_name = crate::spec::binary_name(os).to_string();
-        self.storage.put_bytes(&paths.sha256, Bytes::from(format!("{sha256}  {file_name}\n"))).await?;
-        self.storage.put_bytes(&paths.signature, Bytes::from(signature)).await?;
+        let (checksum, signature) = tokio::join!(
+            self.storage.put_bytes(&paths.sha256, Bytes::from(format!("{sha256}  {file_name}\n"))),
+            self.storage.put_bytes(&paths.signature, Bytes::from(signature))
+        );
+        checksum.and(signature)?;
         Ok(Artifact { path: paths.binary, file_name, size, sha256, signature: Some(paths.signature) })
     }
 
