@@ -24,7 +24,7 @@ use worker_support::*;
 const LIMIT: Duration = Duration::from_secs(30 * 60);
 /// Warm builds alternate service and direct runs this many times (medians reported):
 /// the machine is shared, single runs are noisy.
-const WARM_ROUNDS: usize = 7;
+const WARM_ROUNDS: usize = 9;
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
