@@ -79,6 +79,8 @@
   let timer = null;
   extra.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => check(extra.value.trim()), 300); });
   async function addExtra() {
+    // A check still pending from typing would start after this one and void its answer.
+    clearTimeout(timer);
     const ok = await check(extra.value.trim());
     if (!ok || plugins().includes(ok)) return;
     const li = document.createElement("li");
