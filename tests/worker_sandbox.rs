@@ -120,7 +120,7 @@ async fn build_step_is_isolated_from_the_host() {
     while let Some(l) = rx.recv().await {
         streamed.push(l.line);
     }
-    let text = out.stdout;
+    let text = out.tail.join("\n");
     for want in ["uid=1000", "env=clean", "host_file=absent", "rootfs=readonly", "work=writable", "CapEff:\t0000000000000000", "NoNewPrivs:\t1", "ifaces=lo,", "network=no"] {
         assert!(text.contains(want), "{want:?} missing from:\n{text}");
     }
@@ -131,7 +131,8 @@ async fn build_step_is_isolated_from_the_host() {
     let resolve = with_script(recipe::resolve_step(&config, &spec(), Duration::from_secs(60)).unwrap(), &script);
     let (tx, _rx) = mpsc::channel(100);
     let out = session.run(&resolve, &tx, &CancellationToken::new()).await.unwrap();
-    assert!(out.stdout.contains("network=yes") && out.stdout.contains("env=clean"), "{}", out.stdout);
+    let text = out.tail.join("\n");
+    assert!(text.contains("network=yes") && text.contains("env=clean"), "{text}");
     // A container runs one step only: what a step leaves running never meets the next.
     let again = session.run(&with_script(build.clone(), "true"), &tx, &CancellationToken::new()).await;
     assert!(matches!(again, Err(SandboxError::Docker(ref m)) if m.contains("used already")), "{again:?}");
@@ -185,7 +186,7 @@ async fn a_step_ends_when_its_process_exits_even_if_a_child_keeps_its_output_ope
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "sleep 50 & echo done; exit 3");
     let t = Instant::now();
     let out = one_step(&sb, &step, &CancellationToken::new()).await.unwrap();
-    assert_eq!((out.exit_code, out.stdout.as_str()), (3, "done\n"));
+    assert_eq!((out.exit_code, out.tail), (3, vec!["done".to_string()]));
     assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
     remove_work_root(&config);
@@ -247,7 +248,7 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     assert!(found.iter().all(|c| c.build_key == KEY && c.name.starts_with(&format!("cbs-{KEY}-"))), "{found:?}");
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "echo hi > hello; cat hello");
     let (tx, _rx) = mpsc::channel(100);
-    assert_eq!(spare.run(&step, &tx, &CancellationToken::new()).await.unwrap().stdout, "hi\n");
+    assert_eq!(spare.run(&step, &tx, &CancellationToken::new()).await.unwrap().tail, vec!["hi"]);
     assert!(spare.work_dir().join("hello").exists());
     assert_eq!(sb.kill_build(KEY).await.unwrap(), 3, "a taken spare is found by its build");
     spare.close().await;

@@ -15,11 +15,12 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::ExecConfig;
+use bollard::query_parameters::{KillContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use futures::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::container::{BUILD_USER, WORK_MOUNT};
 use super::{Sandbox, SandboxError, Session};
@@ -28,8 +29,6 @@ use super::{Sandbox, SandboxError, Session};
 const MAX_LINE: usize = 4096;
 /// How many of the last output lines a step keeps for its error message.
 const TAIL_LINES: usize = 40;
-/// Most stdout a step keeps as data.
-const MAX_STDOUT: usize = 1 << 20;
 /// How often a running step's process is checked for having exited while its
 /// output is still open (a background process it left may hold the output open),
 /// and how long the output may then still drain.
@@ -77,8 +76,6 @@ pub struct StepOutcome {
     pub exit_code: i64,
     /// The step's last lines of output (stdout and stderr interleaved).
     pub tail: Vec<String>,
-    /// Everything the step wrote to stdout, for steps whose output is data.
-    pub stdout: String,
 }
 
 impl Session {
@@ -157,8 +154,8 @@ impl Sandbox {
                 }
             }
         };
-        let (tail, stdout) = lines.finish().await;
-        Ok(StepOutcome { exit_code, tail, stdout })
+        let tail = lines.finish().await;
+        Ok(StepOutcome { exit_code, tail })
     }
 
     /// The exec's exit code, asked for every `every` until it has one.
@@ -177,7 +174,7 @@ impl Sandbox {
     /// SIGKILLs a running container: faster than a forced removal, which also
     /// waits for the filesystem to be torn down.
     pub(super) async fn kill(&self, name: &str) {
-        let opts = bollard::query_parameters::KillContainerOptionsBuilder::default().signal("KILL").build();
+        let opts = KillContainerOptionsBuilder::default().signal("KILL").build();
         if let Err(e) = self.control.kill_container(name, Some(opts)).await {
             debug!(container = name, error = %e, "kill: container not running");
         }
@@ -194,11 +191,11 @@ impl Sandbox {
     /// Removes a container, killing it if it still runs. Failures are logged only:
     /// a worker's later reap pass removes whatever is left.
     pub(super) async fn remove(&self, name: &str) {
-        let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.control.remove_container(name, Some(opts)).await {
             Ok(()) => debug!(container = name, "container removed"),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-            Err(e) => tracing::warn!(container = name, error = %e, "could not remove container"),
+            Err(e) => warn!(container = name, error = %e, "could not remove container"),
         }
     }
 }
@@ -221,14 +218,13 @@ struct Lines<'a> {
     step: &'a StepSpec,
     output: &'a mpsc::Sender<OutputLine>,
     tail: VecDeque<String>,
-    stdout: Vec<u8>,
     /// The unfinished last line of stdout and of stderr, at most `MAX_LINE + 1` bytes.
     partial: [Vec<u8>; 2],
 }
 
 impl<'a> Lines<'a> {
     fn new(step: &'a StepSpec, output: &'a mpsc::Sender<OutputLine>) -> Lines<'a> {
-        Lines { step, output, tail: VecDeque::with_capacity(TAIL_LINES), stdout: Vec::new(), partial: [Vec::new(), Vec::new()] }
+        Lines { step, output, tail: VecDeque::with_capacity(TAIL_LINES), partial: [Vec::new(), Vec::new()] }
     }
 
     async fn follow(&mut self, mut stream: impl Stream<Item = Result<LogOutput, bollard::errors::Error>> + Unpin) -> Result<(), SandboxError> {
@@ -243,10 +239,6 @@ impl<'a> Lines<'a> {
     }
 
     async fn push(&mut self, stderr: bool, mut bytes: &[u8]) {
-        if !stderr {
-            let room = MAX_STDOUT.saturating_sub(self.stdout.len());
-            self.stdout.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        }
         while let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
             self.keep(stderr, &bytes[..pos]);
             let line = std::mem::take(&mut self.partial[stderr as usize]);
@@ -262,15 +254,15 @@ impl<'a> Lines<'a> {
         buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// Sends the unfinished last lines; returns the tail and stdout.
-    async fn finish(mut self) -> (Vec<String>, String) {
+    /// Sends the unfinished last lines; returns the tail.
+    async fn finish(mut self) -> Vec<String> {
         for stderr in [false, true] {
             let rest = std::mem::take(&mut self.partial[stderr as usize]);
             if !rest.is_empty() {
                 self.emit(stderr, &rest).await;
             }
         }
-        (self.tail.into_iter().collect(), String::from_utf8_lossy(&self.stdout).into_owned())
+        self.tail.into_iter().collect()
     }
 
     async fn emit(&mut self, stderr: bool, raw: &[u8]) {
