@@ -39,11 +39,7 @@ impl LocalStorage {
     async fn publish(&self, path: &str, write: impl FnOnce(&Path) -> std::io::Result<()> + Send + 'static) -> Result<(), StorageError> {
         let target = self.resolve(path)?;
         let written = target.clone();
-        tokio::task::spawn_blocking(move || publish_blocking(&written, write))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-            .map_err(io_err(&target))
+        crate::blocking::io(move || publish_blocking(&written, write)).await.map_err(io_err(&target))
     }
 }
 

@@ -42,11 +42,7 @@ pub async fn read(path: &Path) -> Result<BuildInfo, BuildInfoError> {
     let owned = path.to_path_buf();
     let name = path.display().to_string();
     let io = |source| BuildInfoError::Io { path: name.clone(), source };
-    let blob = tokio::task::spawn_blocking(move || find_blob(&owned))
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r)
-        .map_err(io)?;
+    let blob = crate::blocking::io(move || find_blob(&owned)).await.map_err(io)?;
     parse(&blob.ok_or_else(|| BuildInfoError::Missing(name.clone()))?, &name)
 }
 

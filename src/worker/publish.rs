@@ -58,7 +58,7 @@ impl Publisher {
 /// Lowercase hex sha256 and size of a file.
 pub async fn sha256_file(path: &Path) -> Result<(String, u64), StorageError> {
     let owned = path.to_path_buf();
-    let hashed = tokio::task::spawn_blocking(move || {
+    let hashed = crate::blocking::io(move || {
         let mut f = std::fs::File::open(&owned)?;
         let (mut hasher, mut buf, mut size) = (Sha256::new(), vec![0u8; 1 << 20], 0u64);
         loop {
@@ -69,10 +69,8 @@ pub async fn sha256_file(path: &Path) -> Result<(String, u64), StorageError> {
             hasher.update(&buf[..n]);
             size += n as u64;
         }
-        Ok::<_, std::io::Error>((hex::encode(&hasher.finalize()[..]), size))
+        Ok((hex::encode(&hasher.finalize()[..]), size))
     })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r);
+    .await;
     hashed.map_err(|source| StorageError::Io { path: path.display().to_string(), source })
 }
