@@ -108,10 +108,9 @@ async fn execute(
         let p = work.join(name);
         async move { tokio::fs::read_to_string(&p).await.unwrap_or_default() }
     };
-    let provenance = json!({
+    let mut provenance = json!({
         "go_mod": read("go.mod").await,
         "go_sum": read("go.sum").await,
-        "go_version": read(recipe::GO_VERSION_FILE).await.trim(),
         "image": ctx.sandbox.image(),
         "image_id": ctx.image_id.lock().unwrap().clone(),
         "worker_id": ctx.worker_id,
@@ -121,7 +120,8 @@ async fn execute(
     // Every binary's Go build information must list each plugin; binaries this
     // host can run must also start and list their modules. Publishing runs
     // alongside; the objects of a binary that fails verification are deleted
-    // again (no build record points at them yet).
+    // again (no build record points at them yet). The build information also
+    // names the Go version the binary was built with, for the provenance.
     let verify = async {
         let plugins = async {
             let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
@@ -129,7 +129,7 @@ async fn execute(
             if !missing.is_empty() {
                 return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
             }
-            Ok(())
+            Ok(info.go_version)
         };
         let runs = async {
             if recipe::can_verify(&spec) {
@@ -138,7 +138,8 @@ async fn execute(
             Ok(())
         };
         let (plugins, runs) = tokio::join!(plugins, runs);
-        plugins.and(runs)
+        let go_version = plugins?;
+        runs.map(|()| go_version)
     };
     let publish = async {
         let started = std::time::Instant::now();
@@ -147,11 +148,14 @@ async fn execute(
         published
     };
     let (verified, published) = tokio::join!(verify, publish);
-    if let Err(e) = verified {
-        if published.is_ok() {
-            ctx.publisher.unpublish(&build.build_key, &spec.os).await;
+    match verified {
+        Ok(go_version) => provenance["go_version"] = go_version.into(),
+        Err(e) => {
+            if published.is_ok() {
+                ctx.publisher.unpublish(&build.build_key, &spec.os).await;
+            }
+            return Err(e);
         }
-        return Err(e);
     }
     let artifact = published?;
     if cancel.is_cancelled() {

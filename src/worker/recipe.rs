@@ -11,8 +11,6 @@ use crate::sandbox::{shell_quote, StepNetwork, StepSpec};
 use crate::spec::{BuildSpec, CADDY_MODULE};
 
 const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
-/// Files the resolve step leaves in the work dir for provenance.
-pub const GO_VERSION_FILE: &str = ".go-version";
 /// Output of the resolve step's attempt from the module cache alone, shown only if it succeeds.
 const OFFLINE_LOG: &str = ".resolve-offline.log";
 /// The binary's directory inside the work dir.
@@ -125,7 +123,6 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         "  resolve".into(),
         "fi".into(),
         format!("rm -f {OFFLINE_LOG}"),
-        format!("go env GOVERSION > {GO_VERSION_FILE}"),
     ];
     Ok(StepSpec {
         name: "resolve".into(),
