@@ -28,7 +28,8 @@ pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration, 
     let _counted = WaiterGuard::new(&state.metrics.open_waiters);
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
-    let mut rx = state.waiters.subscribe(build_key, download.then_some(state));
+    let download_with = download.then_some(state);
+    let mut rx = state.waiters.subscribe(build_key, download_with);
     let mut waited = false;
     let mut rejoined = false;
     loop {
@@ -53,10 +54,10 @@ pub async fn until_terminal(state: &AppState, build_key: &str, limit: Duration, 
                         None if rejoined => return Err(ApiError::NotFound(format!("build {build_key} not found"))),
                         None => {
                             rejoined = true;
-                            rx = state.waiters.subscribe(build_key, download.then_some(state));
+                            rx = state.waiters.subscribe(build_key, download_with);
                         }
                         Some(w) if w.build.status.is_terminal() => continue,
-                        Some(_) => rx = state.waiters.subscribe(build_key, download.then_some(state)),
+                        Some(_) => rx = state.waiters.subscribe(build_key, download_with),
                     }
                 }
             }
