@@ -166,42 +166,39 @@ async fn list_containers(queue: &Queue, key: &str, flags: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
 }
 
+/// Polls `done` until it holds; fails the test with "`what` after `limit`" otherwise.
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut done: impl FnMut() -> F) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "{what} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until no container of the build runs any more.
 pub async fn wait_not_running(queue: &Queue, key: &str, limit: Duration) {
-    let start = Instant::now();
-    while !running_build_containers(queue, key).await.is_empty() {
-        assert!(start.elapsed() < limit, "a container of {key} still runs after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("a container of {key} still runs");
+    wait_until(&what, limit, || async { running_build_containers(queue, key).await.is_empty() }).await;
 }
 
 /// Waits until the build has no container at all (removal may trail the kill).
 pub async fn wait_no_containers(queue: &Queue, key: &str, limit: Duration) {
-    let start = Instant::now();
-    while !build_containers(queue, key).await.is_empty() {
-        assert!(start.elapsed() < limit, "containers of {key} still there after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = format!("containers of {key} still there");
+    wait_until(&what, limit, || async { build_containers(queue, key).await.is_empty() }).await;
 }
 
 /// Waits until the build's containers are gone and the worker's spare sandbox
 /// (one container per step) runs: the worker is idle, with no Docker work under way.
 pub async fn wait_idle_with_spare(queue: &Queue, key: &str, limit: Duration) {
     wait_no_containers(queue, key, limit).await;
-    let start = Instant::now();
-    while running_spare_containers(queue).await.len() < caddy_build_server::worker::recipe::STEPS.len() {
-        assert!(start.elapsed() < limit, "no running spare sandbox after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let steps = caddy_build_server::worker::recipe::STEPS.len();
+    wait_until("no running spare sandbox", limit, || async { running_spare_containers(queue).await.len() >= steps }).await;
 }
 
 /// Waits until a container of the build runs (a step is under way).
 pub async fn wait_for_container(queue: &Queue, key: &str, limit: Duration) {
-    let start = Instant::now();
-    while build_containers(queue, key).await.is_empty() {
-        assert!(start.elapsed() < limit, "no container for build {key} after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("no container for build {key}");
+    wait_until(&what, limit, || async { !build_containers(queue, key).await.is_empty() }).await;
 }
 
 /// Stored log lines of a build, as `step: line`.
