@@ -273,3 +273,23 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
     remove_work_root(&config);
 }
+
+#[tokio::test]
+async fn verify_fails_when_caddy_version_fails_and_logs_both_runs_in_order() {
+    let config = test_config("verify");
+    let (sb, _cleanup) = sandbox(&config, "test-sandbox-verify");
+    sb.check().await.unwrap();
+    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
+    // A stand-in binary whose `version` fails (and is slower) while `list-modules` succeeds.
+    let out_dir = session.work_dir().join(recipe::OUT_DIR);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let fake = out_dir.join("caddy");
+    std::fs::write(&fake, "#!/bin/sh\nif [ \"$1\" = version ]; then sleep 0.3; echo broken; exit 2; fi\necho http.handlers.file_server\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (tx, _rx) = mpsc::channel(100);
+    let out = session.run(&recipe::verify_step(&config, Duration::from_secs(60)), &tx, &CancellationToken::new()).await.unwrap();
+    assert_ne!(out.exit_code, 0, "a failing `caddy version` fails the step");
+    assert_eq!(out.tail, vec!["broken", "--- modules", "http.handlers.file_server"]);
+    session.close().await;
+    remove_work_root(&config);
+}
