@@ -18,13 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
 
-/// A sandbox in a namespace of this test run's own (leftovers of an earlier,
-/// failed run cannot disturb it), and a guard that removes the namespace's
-/// containers however the test ends.
-fn sandbox(config: &Config, ns: &str) -> (Sandbox, RemoveOnDrop) {
-    let namespace = format!("{ns}-{}", std::process::id());
+/// The config of test `name` and a checked sandbox in a namespace of this test
+/// run's own (`test-sandbox-<name>-<pid>`: leftovers of an earlier, failed run
+/// cannot disturb it), with a guard that removes the namespace's containers
+/// however the test ends.
+async fn ready_sandbox(name: &str) -> (Config, Sandbox, RemoveOnDrop) {
+    let config = test_config(name);
+    let namespace = format!("test-sandbox-{name}-{}", std::process::id());
     let guard = RemoveOnDrop(vec![namespace.clone()]);
-    (Sandbox::connect(&config.worker, Owner { namespace, worker_id: "w-sandbox".into() }).unwrap(), guard)
+    let sb = Sandbox::connect(&config.worker, Owner { namespace, worker_id: "w-sandbox".into() }).unwrap();
+    sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
+    (config, sb, guard)
 }
 
 /// Removes every container of its namespaces when dropped: idle containers of a
@@ -90,9 +94,7 @@ fn remove_work_root(config: &Config) {
 
 #[tokio::test]
 async fn build_step_is_isolated_from_the_host() {
-    let config = test_config("isolation");
-    let (sb, _cleanup) = sandbox(&config, "test-sandbox-isolation");
-    sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
+    let (config, sb, _cleanup) = ready_sandbox("isolation").await;
     let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
     let work = session.work_dir().to_path_buf();
     // Beside the build's work dir, in the worker's own work root.
@@ -145,9 +147,7 @@ async fn build_step_is_isolated_from_the_host() {
 
 #[tokio::test]
 async fn timeout_and_cancel_kill_the_container() {
-    let config = test_config("stop");
-    let (sb, _cleanup) = sandbox(&config, "test-sandbox-stop");
-    sb.check().await.unwrap();
+    let (config, sb, _cleanup) = ready_sandbox("stop").await;
     let mut step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(1)).unwrap(), "echo started; sleep 60");
     let t = Instant::now();
     let e = one_step(&sb, &step, &CancellationToken::new()).await.unwrap_err();
@@ -180,9 +180,7 @@ async fn timeout_and_cancel_kill_the_container() {
 
 #[tokio::test]
 async fn a_step_ends_when_its_process_exits_even_if_a_child_keeps_its_output_open() {
-    let config = test_config("background");
-    let (sb, _cleanup) = sandbox(&config, "test-sandbox-background");
-    sb.check().await.unwrap();
+    let (config, sb, _cleanup) = ready_sandbox("background").await;
     let step = with_script(recipe::build_step(&config, &spec(), Duration::from_secs(60)).unwrap(), "sleep 50 & echo done; exit 3");
     let t = Instant::now();
     let out = one_step(&sb, &step, &CancellationToken::new()).await.unwrap();
@@ -232,9 +230,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
 
 #[tokio::test]
 async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
-    let config = test_config("spare");
-    let (sb, _cleanup) = sandbox(&config, "test-sandbox-spare");
-    sb.check().await.unwrap();
+    let (config, sb, _cleanup) = ready_sandbox("spare").await;
     let mut spare = sb.open(None, &recipe::STEPS).await.unwrap();
     let names: Vec<String> = spare.container_names().iter().map(|n| n.to_string()).collect();
     containers_once(&sb, |n| n >= 3).await;
@@ -276,9 +272,7 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
 
 #[tokio::test]
 async fn verify_fails_when_caddy_version_fails_and_logs_both_runs_in_order() {
-    let config = test_config("verify");
-    let (sb, _cleanup) = sandbox(&config, "test-sandbox-verify");
-    sb.check().await.unwrap();
+    let (config, sb, _cleanup) = ready_sandbox("verify").await;
     let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
     // A stand-in binary whose `version` fails (and is slower) while `list-modules` succeeds.
     let out_dir = session.work_dir().join(recipe::OUT_DIR);
