@@ -44,7 +44,10 @@ async fn build_once(db: &TestDb, spec: &serde_json::Value, requeue: bool) -> Dur
     };
     let done = wait_terminal(&db.queue, &key, LIMIT).await;
     assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
-    (done.finished_at.expect("a finished build has finished_at") - t).to_std().unwrap()
+    let since = |at: Option<chrono::DateTime<chrono::Utc>>| (at.expect("a finished build was started and finished") - t).to_std().unwrap();
+    let (claimed, finished) = (since(done.started_at), since(done.finished_at));
+    println!("  service run: claimed after {:.0} ms, ready after {}", claimed.as_secs_f64() * 1e3, secs(finished));
+    finished
 }
 
 fn volume_dir(name: &str) -> String {
