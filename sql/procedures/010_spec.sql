@@ -215,9 +215,16 @@ COMMENT ON FUNCTION cbs.canonical_spec(jsonb) IS
 
 -- jsonb's text form is deterministic (keys ordered, fixed spacing), so hashing the
 -- canonical spec's text gives one key per build, whatever the input's order or layout.
+CREATE OR REPLACE FUNCTION cbs.canonical_key(canonical jsonb)
+RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT encode(sha256(convert_to(canonical::text, 'UTF8')), 'hex')
+$$;
+COMMENT ON FUNCTION cbs.canonical_key(jsonb) IS
+    'The key of a spec already in canonical form (cbs.build_key without validating again).';
+
 CREATE OR REPLACE FUNCTION cbs.build_key(spec jsonb)
 RETURNS text LANGUAGE sql STABLE AS $$
-    SELECT encode(sha256(convert_to(cbs.canonical_spec(spec)::text, 'UTF8')), 'hex')
+    SELECT cbs.canonical_key(cbs.canonical_spec(spec))
 $$;
 COMMENT ON FUNCTION cbs.build_key(jsonb) IS
     'Lowercase hex sha256 of the canonical spec: the build''s identity and dedup key.';

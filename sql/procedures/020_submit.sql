@@ -2,31 +2,65 @@
 -- key), admin requeue and cancel. Each state change sends its NOTIFY in the same
 -- transaction, so listeners hear of it exactly when it becomes visible.
 
-CREATE OR REPLACE FUNCTION cbs.submit_build(spec jsonb, force boolean DEFAULT false)
+-- The two-argument form of earlier versions; the one below takes its calls.
+DROP FUNCTION IF EXISTS cbs.submit_build(jsonb, boolean);
+
+-- client and limits: who asks and what they may spend (cbs.admit); without them
+-- (a psql admin) nothing is charged. priority: background work (prebuilds,
+-- reproductions) never runs ahead of a request, and a request that joins a
+-- queued background build lifts it to request priority.
+CREATE OR REPLACE FUNCTION cbs.submit_build(
+    spec jsonb, force boolean DEFAULT false, client text DEFAULT NULL, limits jsonb DEFAULT NULL,
+    priority text DEFAULT 'request')
 RETURNS cbs.builds LANGUAGE plpgsql AS $$
 DECLARE
     v_spec jsonb := cbs.canonical_spec(spec);
-    v_key  text := encode(sha256(convert_to(v_spec::text, 'UTF8')), 'hex');
+    v_key  text := cbs.canonical_key(v_spec);
     b      cbs.builds;
 BEGIN
-    INSERT INTO cbs.builds (build_key, spec) VALUES (v_key, v_spec)
+    IF submit_build.priority IS NULL OR submit_build.priority NOT IN ('request', 'background') THEN
+        RAISE EXCEPTION USING ERRCODE = '22023',
+            MESSAGE = format('priority must be request or background, not %L', submit_build.priority);
+    END IF;
+    INSERT INTO cbs.builds (build_key, spec, client, priority)
+    VALUES (v_key, v_spec, submit_build.client, submit_build.priority)
     ON CONFLICT (build_key) DO NOTHING
     RETURNING * INTO b;
     IF FOUND THEN
+        PERFORM cbs.charge(submit_build.client, submit_build.limits);
         PERFORM pg_notify('cbs_build_queued', v_key);
         RETURN b;
     END IF;
 
-    SELECT * INTO b FROM cbs.builds WHERE build_key = v_key FOR UPDATE;
+    SELECT * INTO b FROM cbs.builds x WHERE x.build_key = v_key FOR UPDATE;
     IF force AND b.status IN ('failed', 'cancelled') THEN
-        RETURN cbs.requeue(v_key);
+        PERFORM cbs.requeue(v_key);
+        UPDATE cbs.builds x SET client = submit_build.client, priority = submit_build.priority
+         WHERE x.build_key = v_key RETURNING * INTO b;
+        PERFORM cbs.charge(submit_build.client, submit_build.limits);
+        RETURN b;
     END IF;
-    UPDATE cbs.builds SET last_requested_at = now() WHERE build_key = v_key RETURNING * INTO b;
+    UPDATE cbs.builds x SET
+        last_requested_at = now(),
+        priority = CASE WHEN x.status = 'queued' AND submit_build.priority = 'request' THEN 'request' ELSE x.priority END
+     WHERE x.build_key = v_key RETURNING * INTO b;
     RETURN b;
 END;
 $$;
-COMMENT ON FUNCTION cbs.submit_build(jsonb, boolean) IS
-    'Validates and enqueues a build; returns the existing build for a known key (a failed or cancelled one is re-queued only with force).';
+COMMENT ON FUNCTION cbs.submit_build(jsonb, boolean, text, jsonb, text) IS
+    'Validates and enqueues a build, charging client when it creates work; returns the existing build for a known key (a failed or cancelled one is re-queued only with force).';
+
+-- Charges a new build to client when the caller named one (cbs.admit).
+CREATE OR REPLACE FUNCTION cbs.charge(client text, limits jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF client IS NOT NULL AND limits IS NOT NULL THEN
+        PERFORM cbs.admit(client, limits);
+    END IF;
+END;
+$$;
+COMMENT ON FUNCTION cbs.charge(text, jsonb) IS
+    'cbs.admit for callers that name a client and limits; nothing for an administrator''s call.';
 
 CREATE OR REPLACE FUNCTION cbs.requeue(build_key text)
 RETURNS cbs.builds LANGUAGE plpgsql AS $$
