@@ -32,6 +32,9 @@ pub enum ApiError {
     BuildFailed(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
+    /// An admission limit: the message names the limit and when it frees up.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     WaitLimit(String),
     #[error("{0}")]
@@ -51,10 +54,19 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BuildFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::WaitLimit(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before trying again (the `Retry-After` header).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            _ => None,
         }
     }
 }
@@ -92,6 +104,9 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = status.into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         response.extensions_mut().insert(ErrorInfo { message: self.to_string() });
         response
     }
