@@ -6,7 +6,9 @@
 DROP FUNCTION IF EXISTS cbs.submit_build(jsonb, boolean);
 
 -- client and limits: who asks and what they may spend (cbs.admit); without them
--- (a psql admin) nothing is charged. priority: background work (prebuilds,
+-- (a psql admin) nothing is charged. Whether the call created work (and so was
+-- charged) is left in the transaction's setting cbs.submit_created for the
+-- caller's metrics. priority: background work (prebuilds,
 -- reproductions) never runs ahead of a request, and a request that joins a
 -- queued background build lifts it to request priority.
 CREATE OR REPLACE FUNCTION cbs.submit_build(
@@ -17,6 +19,7 @@ DECLARE
     v_spec jsonb := cbs.canonical_spec(spec);
     v_key  text := cbs.canonical_key(v_spec);
     b      cbs.builds;
+    v_new  boolean;
 BEGIN
     IF submit_build.priority IS NULL OR submit_build.priority NOT IN ('request', 'background') THEN
         RAISE EXCEPTION USING ERRCODE = '22023',
@@ -26,7 +29,9 @@ BEGIN
     VALUES (v_key, v_spec, submit_build.client, submit_build.priority)
     ON CONFLICT (build_key) DO NOTHING
     RETURNING * INTO b;
-    IF FOUND THEN
+    v_new := FOUND;
+    PERFORM set_config('cbs.submit_created', v_new::text, true);
+    IF v_new THEN
         PERFORM cbs.charge(submit_build.client, submit_build.limits);
         PERFORM pg_notify('cbs_build_queued', v_key);
         RETURN b;
@@ -34,6 +39,7 @@ BEGIN
 
     SELECT * INTO b FROM cbs.builds x WHERE x.build_key = v_key FOR UPDATE;
     IF force AND b.status IN ('failed', 'cancelled') THEN
+        PERFORM set_config('cbs.submit_created', 'true', true);
         PERFORM cbs.requeue(v_key);
         UPDATE cbs.builds x SET client = submit_build.client, priority = submit_build.priority
          WHERE x.build_key = v_key RETURNING * INTO b;
