@@ -63,7 +63,7 @@ impl Api {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = format!(
             "database:\n  url: \"{}\"\n  pool_size: 16\nstorage:\n  path: \"{}\"\ngo_proxy: \"{}\"\n\
-             api:\n  listen: \"127.0.0.1:{port}\"\n  compat_wait_limit: 10m\nlog:\n  level: warn\n",
+             api:\n  listen: \"127.0.0.1:{port}\"\n  compat_wait_limit: 10m\n  admission:\n    max_held_per_client: 100000\n    burst: 100000\n    max_queued_per_client: 100000\nlog:\n  level: warn\n",
             db.config.url,
             dir.join("artifacts").display(),
             proxy.url

@@ -34,3 +34,27 @@ SELECT b.build_key, b.finished_at, b.attempt, b.error,
  WHERE b.status = 'failed' AND b.finished_at > now() - interval '7 days'
  ORDER BY b.finished_at DESC;
 COMMENT ON VIEW cbs.recent_failures IS 'Builds that failed terminally in the last 7 days, newest first.';
+
+-- Who spends the build farm: new builds admitted and requests refused per client
+-- over the last hour, with what each has queued or running now.
+CREATE OR REPLACE VIEW cbs.heaviest_clients AS
+SELECT u.client,
+       sum(u.admitted)::bigint AS admitted,
+       sum(u.refused)::bigint AS refused,
+       (SELECT count(*) FROM cbs.builds b
+         WHERE b.client = u.client AND b.status IN ('queued', 'building')) AS open_builds,
+       max(u.minute) AS last_seen_minute
+  FROM cbs.client_usage u
+ WHERE u.minute >= date_trunc('minute', now() - interval '1 hour')
+ GROUP BY u.client
+ ORDER BY admitted DESC, refused DESC, u.client;
+COMMENT ON VIEW cbs.heaviest_clients IS
+    'Clients by new builds admitted in the last hour, with refusals and builds queued or running now.';
+
+CREATE OR REPLACE VIEW cbs.api_tokens_overview AS
+SELECT t.name, t.burst, t.per_hour, t.max_queued, t.max_held,
+       t.created_at, t.last_used_at, t.revoked_at, t.revoked_at IS NULL AS active
+  FROM cbs.api_tokens t
+ ORDER BY t.created_at;
+COMMENT ON VIEW cbs.api_tokens_overview IS
+    'API tokens without their hashes: limits (NULL: config default), last use, revocation.';

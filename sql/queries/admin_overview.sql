@@ -12,9 +12,13 @@ SELECT jsonb_build_object(
                  FROM cbs.active_builds),
     'queued', (SELECT coalesce(jsonb_agg(q), '[]') FROM (
                   SELECT b.build_key, concat_ws('/', b.spec->>'os', b.spec->>'arch', b.spec->>'arm') AS target,
+                         b.client, b.priority,
                          date_trunc('second', now() - b.created_at)::text AS waiting_for
                     FROM cbs.builds b WHERE b.status = 'queued'
                    ORDER BY b.created_at LIMIT 100) q),
     'failures', (SELECT coalesce(jsonb_agg(f), '[]') FROM (
                   SELECT build_key, finished_at, attempt, error, target, plugins
-                    FROM cbs.recent_failures LIMIT 50) f))
+                    FROM cbs.recent_failures LIMIT 50) f),
+    'clients', (SELECT coalesce(jsonb_agg(c), '[]') FROM (
+                  SELECT client, admitted, refused, open_builds
+                    FROM cbs.heaviest_clients LIMIT 20) c))

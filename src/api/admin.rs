@@ -1,14 +1,16 @@
 //! Admin REST endpoints behind a bearer token (`api.admin_token`). With no token
-//! configured the admin API is closed: every call answers 401.
+//! configured the admin API is closed: every call answers 401. The admin page
+//! (`/admin`) is a client of these.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::{check_key, ApiError, AppState};
-use crate::db::Build;
+use super::{check_key, ApiError, AppState};
+use crate::db::{Build, TokenLimits};
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = &state.config.api.admin_token;
@@ -43,4 +45,38 @@ pub async fn requeue(State(state): State<AppState>, headers: HeaderMap, Path(key
     authorize(&state, &headers)?;
     check_key(&key)?;
     Ok(Json(state.queue.requeue(&key).await?))
+}
+
+/// `POST /api/admin/tokens` body: a name and optional limits of its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    burst: Option<i32>,
+    per_hour: Option<f64>,
+    max_queued: Option<i32>,
+    max_held: Option<i32>,
+}
+
+/// Makes an API token; the answer is the only place the token is ever shown.
+pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, Json(body): Json<NewToken>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers)?;
+    let limits = TokenLimits { burst: body.burst, per_hour: body.per_hour, max_queued: body.max_queued, max_held: body.max_held };
+    let token = state.queue.create_token(&body.name, &limits).await?;
+    Ok((StatusCode::CREATED, Json(json!({"name": body.name, "token": token}))))
+}
+
+pub async fn list_tokens(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    Ok(Json(json!({"tokens": state.queue.list_tokens().await?})))
+}
+
+/// Revokes at once on every api host (tokens are checked against Postgres per request).
+pub async fn revoke_token(State(state): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers)?;
+    if state.queue.revoke_token(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no active token named {name:?}")))
+    }
 }

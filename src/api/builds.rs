@@ -11,6 +11,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::admission;
+use super::client::Client;
 use super::download::artifact_of;
 use super::error::{ApiError, ApiResult};
 use super::spec_input::{self, SpecRequest};
@@ -114,7 +116,7 @@ pub async fn load(state: &AppState, key: &str) -> ApiResult<Build> {
     state.queue.get(key).await?.ok_or_else(|| ApiError::NotFound(format!("build {key} not found")))
 }
 
-pub async fn submit(State(state): State<AppState>, Json(body): Json<BuildRequest>) -> ApiResult<Response> {
+pub async fn submit(State(state): State<AppState>, client: Client, Json(body): Json<BuildRequest>) -> ApiResult<Response> {
     let callback = body.callback_url.as_deref().filter(|u| !u.is_empty());
     if let Some(url) = callback {
         // Checked before anything is stored, so a bad URL never leaves a build behind.
@@ -133,7 +135,7 @@ pub async fn submit(State(state): State<AppState>, Json(body): Json<BuildRequest
     };
     let spec = spec_input::resolve(&state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let build = state.queue.submit(&spec, body.force).await?;
+    let build = admission::submit(&state, &spec, body.force, &client).await?;
     if let Some(url) = callback {
         state.queue.add_callback(&build.build_key, url).await?;
     }
@@ -148,7 +150,12 @@ pub struct StatusParams {
     wait: Option<String>,
 }
 
-pub async fn status(State(state): State<AppState>, Path(key): Path<String>, Query(p): Query<StatusParams>) -> ApiResult<Json<Value>> {
+pub async fn status(
+    State(state): State<AppState>,
+    client: Client,
+    Path(key): Path<String>,
+    Query(p): Query<StatusParams>,
+) -> ApiResult<Json<Value>> {
     let build = load(&state, &key).await?;
     let wait = match p.wait.as_deref().map(str::trim).filter(|w| !w.is_empty()) {
         None => None,
@@ -159,10 +166,13 @@ pub async fn status(State(state): State<AppState>, Path(key): Path<String>, Quer
         ),
     };
     let build = match wait {
-        Some(limit) if !build.status.is_terminal() => match until_terminal(&state, &key, limit, false).await? {
-            WaitEnd::Terminal(w) => w.build.clone(),
-            WaitEnd::TimedOut(b) => b.unwrap_or_else(|| Arc::new(build)),
-        },
+        Some(limit) if !build.status.is_terminal() => {
+            let _held = state.held.hold(&client)?;
+            match until_terminal(&state, &key, limit, false).await? {
+                WaitEnd::Terminal(w) => w.build.clone(),
+                WaitEnd::TimedOut(b) => b.unwrap_or_else(|| Arc::new(build)),
+            }
+        }
         _ => Arc::new(build),
     };
     Ok(Json(serde_json::to_value(view(&state, &build)).map_err(|e| ApiError::Internal(e.to_string()))?))

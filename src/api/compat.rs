@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use tracing::Instrument;
 
+use super::admission;
+use super::client::Client;
 use super::download::{self, SharedDownload};
 use super::error::{ApiError, ApiResult};
 use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
@@ -38,15 +40,24 @@ pub fn parse_query(raw: Option<&str>) -> ApiResult<SpecRequest> {
     Ok(req)
 }
 
-pub async fn compat(State(state): State<AppState>, method: Method, headers: HeaderMap, RawQuery(raw): RawQuery) -> ApiResult<Response> {
+pub async fn compat(
+    State(state): State<AppState>,
+    client: Client,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
     // Boxed, and everything but the key dropped before waiting: a waiting request
     // should hold as little memory as possible (ten thousand may wait at once).
-    let build = Box::pin(submit(&state, raw)).await?;
+    let build = Box::pin(submit(&state, raw, &client)).await?;
+    let held = if build.status.is_terminal() { None } else { Some(state.held.hold(&client)?) };
+    drop(client);
     let span = tracing::info_span!("compat", build_key = %build.build_key);
     async move {
         if build.status.is_terminal() {
             return Box::pin(finished(&state, &build, None, &method, &headers)).await;
         }
+        let _held = held;
         let key = build.build_key.clone();
         drop(build);
         tracing::debug!("waiting for the build");
@@ -64,15 +75,16 @@ pub async fn compat(State(state): State<AppState>, method: Method, headers: Head
 }
 
 /// Parses, validates and resolves the request, then submits its build; identical
-/// requests arriving together share one submit.
-async fn submit(state: &AppState, raw: Option<String>) -> ApiResult<Arc<Build>> {
+/// requests of one client arriving together share one submit (and one charge).
+async fn submit(state: &AppState, raw: Option<String>, client: &Client) -> ApiResult<Arc<Build>> {
     let req = parse_query(raw.as_deref())?;
     let spec = spec_input::resolve(state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let queue = state.queue.clone();
+    let key = format!("{} {spec}", client.id);
+    let (state2, client) = (state.clone(), client.clone());
     state
         .submits
-        .run(&spec.to_string(), || async move { Ok(Arc::new(queue.submit(&spec, false).await?)) })
+        .run(&key, || async move { Ok(Arc::new(admission::submit(&state2, &spec, false, &client).await?)) })
         .await
 }
 

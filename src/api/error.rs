@@ -117,6 +117,8 @@ impl From<DbError> for ApiError {
         match e {
             DbError::BadSpec(m) => ApiError::BadRequest(m),
             DbError::NotFound(m) => ApiError::NotFound(m),
+            DbError::Refused(r) if r.needs_token() => ApiError::Unauthorized(r.message),
+            DbError::Refused(r) => ApiError::TooManyRequests { message: r.message, retry_after_secs: r.retry_after_secs },
             DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
             e if e.is_transient() => ApiError::Unavailable(e.to_string()),
             e => ApiError::Internal(e.to_string()),

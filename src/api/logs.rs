@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::builds::load;
+use super::client::Client;
+use super::held::Held;
 use super::error::ApiResult;
 use super::state::AppState;
 use crate::db::DbError;
@@ -26,19 +28,22 @@ const CHANNEL_CAPACITY: usize = 64;
 /// Pause before re-reading after a database error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
-pub async fn log(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+pub async fn log(State(state): State<AppState>, client: Client, Path(key): Path<String>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     load(&state, &key).await?;
+    let held = state.held.hold(&client)?;
     let after = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<i64>().ok())
         .unwrap_or(0);
-    Ok(Sse::new(follow(state, key, after)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(follow(state, key, after, held)).keep_alive(KeepAlive::default()))
 }
 
-fn follow(state: AppState, key: String, after: i64) -> impl Stream<Item = Result<Event, Infallible>> {
+/// The stream counts as held (`held`) until the follower ends.
+fn follow(state: AppState, key: String, after: i64, held: Held) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     tokio::spawn(async move {
+        let _held = held;
         let span = tracing::debug_span!("log_follow", build_key = %key);
         let _ = tracing::Instrument::instrument(pump(&state, &key, after, &tx), span).await;
     });

@@ -16,6 +16,27 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// What became of a request that could create a build.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    /// `created` (charged, when admission is on), `joined` (a cache hit or a
+    /// build already queued or running: free) or `refused`.
+    pub outcome: String,
+    /// The limit of a refusal (`rate`, `client_queue`, `total_queue`, `token_required`); empty otherwise.
+    pub reason: String,
+}
+
+impl AdmissionLabels {
+    pub fn new(outcome: &str, reason: &str) -> Self {
+        Self { outcome: outcome.into(), reason: reason.into() }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabels {
+    pub priority: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -25,6 +46,11 @@ pub struct Metrics {
     pub wakeup_latency: Histogram,
     pub version_cache_hits: Counter,
     pub version_cache_misses: Counter,
+    pub admissions: Family<AdmissionLabels, Counter>,
+    /// Requests held open (waiting downloads, long polls, log streams), all clients.
+    pub held_requests: Gauge,
+    /// Queued builds per priority class, read from the database at each scrape.
+    pub queued_builds: Family<PriorityLabels, Gauge>,
 }
 
 impl Metrics {
@@ -52,7 +78,27 @@ impl Metrics {
             "Module version lookups that asked a module proxy",
             version_cache_misses.clone(),
         );
-        Metrics { registry, requests, open_waiters, wakeup_latency, version_cache_hits, version_cache_misses }
+        let admissions = Family::<AdmissionLabels, Counter>::default();
+        registry.register(
+            "admissions",
+            "Requests that could create a build, by outcome (created, joined, refused) and refusal reason",
+            admissions.clone(),
+        );
+        let held_requests = Gauge::default();
+        registry.register("held_requests", "Requests held open per api process, all clients", held_requests.clone());
+        let queued_builds = Family::<PriorityLabels, Gauge>::default();
+        registry.register("queued_builds", "Builds waiting in the queue, by priority class", queued_builds.clone());
+        Metrics {
+            registry,
+            requests,
+            open_waiters,
+            wakeup_latency,
+            version_cache_hits,
+            version_cache_misses,
+            admissions,
+            held_requests,
+            queued_builds,
+        }
     }
 
     pub fn render(&self) -> String {

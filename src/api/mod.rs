@@ -5,12 +5,16 @@
 //! [`run`] binds the configured address; [`serve`] takes a bound listener (tests
 //! bind port 0) and [`serve_state`] also takes already-running components.
 
+mod admin;
+mod admission;
 mod builds;
+mod client;
 mod coalesce;
 mod compat;
 mod download;
 mod error;
 mod health;
+mod held;
 mod logs;
 mod metrics;
 mod middleware;

@@ -5,12 +5,12 @@
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{builds, compat, health, logs, middleware, modules, openapi, signing_key};
+use super::{admin, builds, compat, health, logs, middleware, modules, openapi, signing_key};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.api.max_body_bytes;
@@ -29,6 +29,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/modules/check", get(modules::check))
         .route("/api/signing-key", get(signing_key::public_key))
+        .route("/api/admin/overview", get(admin::overview))
+        .route("/api/admin/builds/{key}/cancel", post(admin::cancel))
+        .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
+        .route("/api/admin/tokens", get(admin::list_tokens).post(admin::create_token))
+        .route("/api/admin/tokens/{name}", delete(admin::revoke_token))
         .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -41,6 +46,15 @@ async fn not_found() -> ApiError {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Read at scrape time; an unreachable database leaves the last figures.
+    match state.queue.queued_by_priority().await {
+        Ok(counts) => {
+            for (priority, n) in counts {
+                state.metrics.queued_builds.get_or_create(&super::metrics::PriorityLabels { priority }).set(n);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read queued builds for the metrics"),
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(),

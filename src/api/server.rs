@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use axum::Router;
+use tower::util::MapRequest;
 use futures::FutureExt;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -19,6 +20,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use super::client::Peer;
 
 /// Pause after an accept error that is not the peer's fault (out of file
 /// descriptors, say), so that the loop does not spin while it lasts.
@@ -29,9 +32,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
     let builder = http1::Builder::new();
     let graceful = GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept a connection; pausing");
@@ -43,7 +46,12 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         };
         // Responses are written whole or in large chunks; Nagle's delay only hurts.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Every request learns its TCP peer (who is asking, for admission control).
+        // (A mapping service, not `Router::layer`, which would rebuild every route per connection.)
+        let service = TowerToHyperService::new(MapRequest::new(app.clone(), move |mut req: axum::extract::Request<_>| {
+            req.extensions_mut().insert(Peer(peer));
+            req
+        }));
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         // Mapped rather than awaited in an `async` block, which would hold the
         // connection's state twice over (800 bytes more for every open connection).

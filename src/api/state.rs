@@ -38,6 +38,10 @@ pub struct Inner {
     pub opens: tokio::sync::Semaphore,
     /// Identical concurrent submits (keyed by the resolved spec) share one call.
     pub submits: Coalescer<Result<Arc<Build>, ApiError>>,
+    /// `api.trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Requests each client holds open on this process.
+    pub held: Arc<super::held::HeldRequests>,
     /// `(os, arch)` pairs of `cbs.targets`, read once on first use.
     targets: OnceCell<HashSet<(String, String)>>,
 }
@@ -68,17 +72,22 @@ impl AppState {
     ) -> AppState {
         let resolver = Resolver::new(&config.go_proxy, config.api.version_cache_ttl);
         let waiters = Waiters::new(listener.clone(), queue.clone(), shutdown.clone());
+        let trusted_proxies = config.api.trusted_proxy_nets().expect("api.trusted_proxies is validated when the config loads");
+        let metrics = Metrics::new();
+        let held = super::held::HeldRequests::new(metrics.held_requests.clone());
         AppState(Arc::new(Inner {
             config,
             queue,
             listener,
             storage,
             resolver,
-            metrics: Metrics::new(),
+            metrics,
             waiters,
             shutdown,
             opens: tokio::sync::Semaphore::new(MAX_CONCURRENT_OPENS),
             submits: Coalescer::new(),
+            trusted_proxies,
+            held,
             targets: OnceCell::new(),
         }))
     }

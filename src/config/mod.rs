@@ -2,9 +2,11 @@
 //! parsed strictly (unknown keys are errors: a typo must not silently fall back
 //! to a default), defaults applied, then validated. Every error names the key.
 
+mod admission;
 mod janitor;
 mod template;
 
+pub use admission::AdmissionConfig;
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 
 use std::path::Path;
@@ -99,6 +101,12 @@ pub struct ApiConfig {
     /// instead of one per waiter). Larger artifacts, range requests and cache hits
     /// stream from storage per request; 0 streams always.
     pub shared_download_max_bytes: u64,
+    /// Peers (CIDRs or addresses) whose `Forwarded` / `X-Forwarded-For` name the
+    /// client; from anyone else those headers are ignored.
+    pub trusted_proxies: Vec<String>,
+    /// New builds need an API token; downloads of existing builds stay open.
+    pub require_token: bool,
+    pub admission: AdmissionConfig,
 }
 
 impl Default for ApiConfig {
@@ -113,6 +121,9 @@ impl Default for ApiConfig {
             version_cache_ttl: Duration::from_secs(5 * 60),
             admin_token: String::new(),
             shared_download_max_bytes: 128 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            require_token: false,
+            admission: AdmissionConfig::default(),
         }
     }
 }
@@ -357,6 +368,11 @@ impl Default for LogConfig {
 }
 
 impl ApiConfig {
+    /// `trusted_proxies` parsed (validated when the config loaded).
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        admission::parse_trusted_proxies(&self.trusted_proxies)
+    }
+
     /// The socket address to bind; `:8234` means all interfaces.
     pub fn listen_addr(&self) -> Result<std::net::SocketAddr, ConfigError> {
         let text = if self.listen.starts_with(':') { format!("0.0.0.0{}", self.listen) } else { self.listen.clone() };
@@ -432,6 +448,8 @@ impl Config {
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("is not a valid filter: {e}")))?;
         self.api.listen_addr()?;
+        self.api.trusted_proxy_nets()?;
+        self.api.admission.validate()?;
         if self.api.max_plugins == 0 {
             return Err(invalid("api.max_plugins", "must be at least 1"));
         }

@@ -12,6 +12,10 @@ pub enum DbError {
     /// A function was asked about a build that does not exist (SQLSTATE P0002).
     #[error("{0}")]
     NotFound(String),
+    /// Admission control refused a request that would have created a build
+    /// (SQLSTATE CB429, or CB401 when a token is required).
+    #[error("{}", .0.message)]
+    Refused(Refusal),
     /// No connection could be had from the pool in time.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -19,6 +23,21 @@ pub enum DbError {
     Postgres(#[source] tokio_postgres::Error),
     #[error("unexpected data from the database: {0}")]
     Decode(String),
+}
+
+/// Why `cbs.admit` refused, as it raised it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// The limit: `rate`, `client_queue`, `total_queue` or `token_required`.
+    pub reason: String,
+    pub message: String,
+    pub retry_after_secs: u64,
+}
+
+impl Refusal {
+    pub fn needs_token(&self) -> bool {
+        self.reason == "token_required"
+    }
 }
 
 impl From<tokio_postgres::Error> for DbError {
@@ -31,7 +50,13 @@ impl From<tokio_postgres::Error> for DbError {
             };
         };
         let code = db.code().code();
-        if *db.code() == SqlState::NO_DATA_FOUND {
+        if code == "CB429" || code == "CB401" {
+            DbError::Refused(Refusal {
+                reason: db.hint().unwrap_or("limit").to_string(),
+                message: db.message().to_string(),
+                retry_after_secs: db.detail().and_then(|d| d.parse().ok()).unwrap_or(60),
+            })
+        } else if *db.code() == SqlState::NO_DATA_FOUND {
             DbError::NotFound(db.message().to_string())
         } else if code.starts_with("22") || code.starts_with("23") {
             DbError::BadSpec(db.message().to_string())

@@ -2,6 +2,7 @@
 //! wrappers around the `cbs.*` queue functions, and the per-process LISTEN
 //! connection. Other modules never write SQL of their own.
 
+mod admission;
 mod builds;
 mod error;
 mod janitor;
@@ -12,8 +13,9 @@ mod schema_wait;
 mod webhooks;
 mod worker_support;
 
+pub use admission::{ApiToken, Priority, Submitted, Submitter, TokenLimits};
 pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
-pub use error::DbError;
+pub use error::{DbError, Refusal};
 pub use listener::{BuildWatch, Channel, Listener, ListenerEvent, WatchOn};
 pub use migrate::{migrate, schema_fingerprint, MigrateError, SchemaReport};
 pub use janitor::{RetentionCandidate, StatusCount};

@@ -3,26 +3,22 @@
 //! work offline and need no front-end build) plus a little plain JavaScript
 //! that talks to the same REST API as every other client.
 
-mod admin;
 mod assets;
 mod catalog;
 mod pages;
 
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 
 pub use catalog::{default_catalog, CatalogEntry};
 
 use crate::api::AppState;
 
-/// The pages, their static files and the admin REST endpoints.
+/// The pages and their static files.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::index))
         .route("/builds/{key}", get(pages::build))
         .route("/admin", get(pages::admin))
         .route("/static/{file}", get(assets::serve))
-        .route("/api/admin/overview", get(admin::overview))
-        .route("/api/admin/builds/{key}/cancel", post(admin::cancel))
-        .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use bytes::Bytes;
-use caddy_build_server::config::Config;
+use caddy_build_server::config::{AdmissionConfig, Config};
 use caddy_build_server::db::Queue;
 use caddy_build_server::storage::{Artifact, ArtifactPaths, LocalStorage, Storage};
 use serde_json::Value;
@@ -135,6 +135,15 @@ impl TestApi {
         config.storage.path = storage_dir.display().to_string();
         config.go_proxy = proxy.url.clone();
         config.api.compat_wait_limit = Duration::from_secs(30);
+        // Every test client is 127.0.0.1: limits that only tests of admission reach.
+        config.api.admission = AdmissionConfig {
+            burst: 100_000,
+            per_hour: 1e9,
+            max_queued_per_client: 100_000,
+            max_queued_total: 100_000,
+            max_held_per_client: 100_000,
+            ..AdmissionConfig::default()
+        };
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

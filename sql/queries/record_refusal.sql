@@ -1,0 +1,1 @@
+SELECT cbs.record_refusal($1::text)

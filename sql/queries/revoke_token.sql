@@ -1,0 +1,1 @@
+SELECT cbs.revoke_token($1::text)
