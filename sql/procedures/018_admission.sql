@@ -102,19 +102,27 @@ $$;
 COMMENT ON FUNCTION cbs.record_refusal(text) IS
     'Counts one refused request of a client in cbs.client_usage (for cbs.heaviest_clients).';
 
--- Usage rows older than keep; called by the janitor's retention job.
-CREATE OR REPLACE FUNCTION cbs.prune_client_usage(keep interval DEFAULT interval '7 days')
+-- Forgets what is older than keep: per-minute usage, and clients idle that long
+-- (their bucket has long refilled, so no row means the same as theirs) with
+-- nothing queued or running. Called by the janitor's retention job.
+CREATE OR REPLACE FUNCTION cbs.prune_clients(keep interval DEFAULT interval '7 days')
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     n int;
+    m int;
 BEGIN
     DELETE FROM cbs.client_usage u WHERE u.minute < now() - keep;
     GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
+    DELETE FROM cbs.clients c
+     WHERE greatest(c.tokens_at, coalesce(c.last_started_at, c.tokens_at)) < now() - keep
+       AND NOT EXISTS (SELECT 1 FROM cbs.builds b
+                        WHERE b.client = c.client AND b.status IN ('queued', 'building'));
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
 END;
 $$;
-COMMENT ON FUNCTION cbs.prune_client_usage(interval) IS
-    'Janitor: deletes per-minute client usage older than keep; returns how many rows.';
+COMMENT ON FUNCTION cbs.prune_clients(interval) IS
+    'Janitor: deletes client usage older than keep and clients idle that long; returns how many rows.';
 
 -- API tokens. The token is made here from the server's strong random source and
 -- returned once; only its sha256 is kept.

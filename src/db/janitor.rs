@@ -51,6 +51,11 @@ impl Queue {
         self.scalar(query!("forget_workers"), &[&unseen_for.as_secs_f64()]).await
     }
 
+    /// Forgets client usage older than `keep` and clients idle that long; returns how many rows.
+    pub async fn prune_clients(&self, keep: Duration) -> Result<i32, DbError> {
+        self.scalar(query!("prune_clients"), &[&keep.as_secs_f64()]).await
+    }
+
     /// Builds per status, from the admins' `cbs.queue_overview` view.
     pub async fn queue_overview(&self) -> Result<Vec<StatusCount>, DbError> {
         self.query(query!("queue_overview"), &[])

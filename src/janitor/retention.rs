@@ -16,6 +16,8 @@ use crate::storage::{ArtifactPaths, DynStorage};
 
 /// Upper bound of batches per run, so one run cannot go on forever.
 const MAX_BATCHES_PER_RUN: usize = 100;
+/// How long per-client usage (admissions, refusals) and idle clients are kept.
+const CLIENT_HISTORY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub struct Retention {
     queue: Queue,
@@ -72,6 +74,12 @@ impl Job for Retention {
                 break;
             }
         }
-        Ok(Counts::of(&[("builds_deleted", rows), ("files_deleted", files), ("storage_errors", failed.len() as u64)]))
+        let clients = self.queue.prune_clients(CLIENT_HISTORY).await?;
+        Ok(Counts::of(&[
+            ("builds_deleted", rows),
+            ("files_deleted", files),
+            ("storage_errors", failed.len() as u64),
+            ("client_rows_deleted", clients as u64),
+        ]))
     }
 }

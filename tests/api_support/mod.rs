@@ -108,6 +108,7 @@ impl Drop for FakeProxy {
 
 /// A running api over a fresh database.
 pub struct TestApi {
+    pub config: Arc<Config>,
     pub db: TestDb,
     pub addr: SocketAddr,
     pub base: String,
@@ -145,11 +146,13 @@ impl TestApi {
             ..AdmissionConfig::default()
         };
         tweak(&mut config);
+        let config = Arc::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(caddy_build_server::api::serve(Arc::new(config), listener, shutdown.clone()));
+        let server = tokio::spawn(caddy_build_server::api::serve(config.clone(), listener, shutdown.clone()));
         let api = TestApi {
+            config,
             storage: LocalStorage::new(&storage_dir).unwrap(),
             storage_dir,
             db,
@@ -162,6 +165,23 @@ impl TestApi {
         };
         api.wait_ready().await;
         api
+    }
+
+    /// A second api process's equivalent over the same database and storage (its
+    /// own pool, listener and memory): what another api host sees. Its base URL.
+    pub async fn another_host(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(caddy_build_server::api::serve(self.config.clone(), listener, self.shutdown.clone()));
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(format!("{base}/readyz")).send().await
+                && r.status() == 200
+            {
+                return base;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("second api did not become ready");
     }
 
     pub fn url(&self, path: &str) -> String {
