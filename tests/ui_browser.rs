@@ -25,6 +25,9 @@ async fn serve() -> TestApi {
 async fn admin_page_refuses_without_the_token_and_cancels_with_it() {
     let api = serve().await;
     let queued = api.queue().submit(&nth_spec(1), false).await.unwrap();
+    // A client's build, for the heaviest-clients table.
+    let body = serde_json::json!({"os": "linux", "arch": "amd64", "plugins": [{"module": "example.com/p1", "version": ""}]});
+    assert_eq!(api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap().status(), 202);
     let base = api.base.clone();
     let b = Browser::start(1280, 900).await;
     b.client.goto(&format!("{base}/admin")).await.unwrap();
@@ -40,6 +43,7 @@ async fn admin_page_refuses_without_the_token_and_cancels_with_it() {
     b.client.find(Locator::Css("#login button")).await.unwrap().click().await.unwrap();
     let cancel = format!("#queued button[data-key='{}']", queued.build_key);
     b.until("the queued build", &format!("document.querySelector(\"{cancel}\")"), Duration::from_secs(10)).await;
+    b.until("the heaviest clients", "document.querySelector('#clients tbody').textContent.includes('addr:127.0.0.1')", Duration::from_secs(10)).await;
     b.screenshot("admin").await;
     b.client.find(Locator::Css(&cancel)).await.unwrap().click().await.unwrap();
     b.until("the cancellation", "document.getElementById('admin-status').textContent.startsWith('cancelled')", Duration::from_secs(10)).await;

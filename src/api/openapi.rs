@@ -16,6 +16,16 @@ fn errors(codes: &[(&str, &str)]) -> serde_json::Map<String, Value> {
     codes.iter().map(|(c, d)| (c.to_string(), error_response(d))).collect()
 }
 
+/// What any endpoint that identifies its client may answer: an unknown token,
+/// or an admission limit (with `Retry-After`).
+fn admission_errors() -> serde_json::Map<String, Value> {
+    let mut m = errors(&[("401", "Unknown or revoked API token, malformed Authorization, or api.require_token and no token")]);
+    let mut limited = error_response("An admission limit (new builds per hour, open builds, held requests); the message names it");
+    limited["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the limit frees up"}});
+    m.insert("429".into(), limited);
+    m
+}
+
 fn binary_responses(head: bool) -> Value {
     let body = if head { json!(null) } else { json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}) };
     let mut ok = json!({"description": "The Caddy binary", "headers": {
@@ -43,6 +53,7 @@ fn binary_responses(head: bool) -> Value {
         ("503", "Database or storage unavailable, or shutting down"),
         ("504", "The build did not finish within the wait limit"),
     ]));
+    r.extend(admission_errors());
     Value::Object(r)
 }
 
@@ -87,12 +98,14 @@ fn build_document() -> Value {
         m
     };
     let mut status_responses = build_errors(&[]);
+    status_responses.extend(admission_errors());
     status_responses.insert("200".into(), json!({"description": "The build", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}}}));
     let mut submit_responses = errors(&[
         ("400", "Bad spec"), ("413", "Body too large"), ("415", "Not JSON"), ("422", "Body is not a valid spec object"),
         ("502", "The module proxy failed"), ("503", "Database unavailable"),
     ]);
     let build_json = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}});
+    submit_responses.extend(admission_errors());
     submit_responses.insert("200".into(), json!({"description": "The build exists and is finished", "content": build_json}));
     submit_responses.insert("202".into(), json!({"description": "The build is queued or building", "content": build_json}));
     let mut sha_responses = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
@@ -100,6 +113,7 @@ fn build_document() -> Value {
     let mut sig_responses = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
     sig_responses.insert("200".into(), json!({"description": "minisign signature", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}));
     let mut log_responses = build_errors(&[]);
+    log_responses.extend(admission_errors());
     log_responses.insert("200".into(), json!({"description": "Server-Sent Events: `log` events (JSON lines), then one `end` event", "content": {"text/event-stream": {"schema": {"type": "string"}}}}));
     let mut download = binary_responses(false);
     download.as_object_mut().unwrap().extend(errors(&[("400", "Bad build key")]));
@@ -115,6 +129,16 @@ fn build_document() -> Value {
     admin_overview_responses.insert("200".into(), json!({"description": "Queue state", "content": {"application/json": {"schema": {"type": "object"}}}}));
     let mut admin_action_responses = errors(&[("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"), ("503", "Database unavailable")]);
     admin_action_responses.insert("200".into(), json!({"description": "The build afterwards", "content": {"application/json": {"schema": {"type": "object"}}}}));
+    let mut token_list_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
+    token_list_responses.insert("200".into(), json!({"description": "Every token, without its hash", "content": {"application/json": {"schema": {"type": "object"}}}}));
+    let mut token_create_responses = errors(&[
+        ("400", "Bad name or limits, or an active token has that name"), ("401", "Missing or wrong admin token"),
+        ("413", "Body too large"), ("415", "Not JSON"), ("422", "Body is not a token request"), ("503", "Database unavailable"),
+    ]);
+    token_create_responses.insert("201".into(), json!({"description": "The token, shown this once", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["name", "token"], "properties": {"name": {"type": "string"}, "token": {"type": "string"}}}}}}));
+    let mut token_revoke_responses = errors(&[("401", "Missing or wrong admin token"), ("404", "No active token of that name"), ("503", "Database unavailable")]);
+    token_revoke_responses.insert("204".into(), json!({"description": "Revoked on every api host at once"}));
 
     json!({
         "openapi": "3.0.3",
@@ -163,6 +187,15 @@ fn build_document() -> Value {
                 "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses.clone()}},
             "/api/admin/builds/{key}/requeue": {"post": {"summary": "Admin: build again from scratch",
                 "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses}},
+            "/api/admin/tokens": {
+                "get": {"summary": "Admin: API tokens", "security": [{"admin": []}], "responses": token_list_responses},
+                "post": {"summary": "Admin: make an API token with optional limits of its own", "security": [{"admin": []}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TokenRequest"}}}},
+                    "responses": token_create_responses},
+            },
+            "/api/admin/tokens/{name}": {"delete": {"summary": "Admin: revoke an API token", "security": [{"admin": []}],
+                "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": token_revoke_responses}},
             "/": {"get": {"summary": "Download page (HTML)", "responses": html_responses(&[("503", "Database unavailable")])}},
             "/builds/{key}": {"get": {"summary": "Build page with the live log (HTML)", "parameters": [key_param()],
                 "responses": html_responses(&[("400", "Bad build key"), ("404", "Unknown build"), ("503", "Database unavailable")])}},
@@ -174,7 +207,16 @@ fn build_document() -> Value {
             "/api/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3",
                 "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         },
-        "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}, "schemas": {
+        "components": {"securitySchemes": {
+            "admin": {"type": "http", "scheme": "bearer"},
+            "token": {"type": "http", "scheme": "bearer", "description": "An API token: new builds are charged to it, with its own limits"},
+        }, "schemas": {
+            "TokenRequest": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                "burst": {"type": "integer", "nullable": true, "minimum": 0},
+                "per_hour": {"type": "number", "nullable": true, "minimum": 0},
+                "max_queued": {"type": "integer", "nullable": true, "minimum": 0},
+                "max_held": {"type": "integer", "nullable": true, "minimum": 0}}},
             "Error": {"type": "object", "required": ["status_code", "error"], "properties": {
                 "status_code": {"type": "integer"},
                 "error": {"type": "object", "required": ["message", "id"], "properties": {

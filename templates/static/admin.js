@@ -50,7 +50,8 @@
       document.getElementById("login").hidden = true;
       fill("overview", d.queue, (tr, r) => { cell(tr, r.status); cell(tr, r.builds); cell(tr, r.runnable); cell(tr, r.oldest_age); });
       fill("active", d.active, (tr, r) => { link(tr, r.build_key); cell(tr, r.worker_id); cell(tr, r.target); cell(tr, r.running_for); cell(tr, r.lease_left); action(tr, r.build_key, "cancel"); });
-      fill("queued", d.queued, (tr, r) => { link(tr, r.build_key); cell(tr, r.target); cell(tr, r.waiting_for); action(tr, r.build_key, "cancel"); });
+      fill("queued", d.queued, (tr, r) => { link(tr, r.build_key); cell(tr, r.target); cell(tr, r.client, true); cell(tr, r.priority); cell(tr, r.waiting_for); action(tr, r.build_key, "cancel"); });
+      fill("clients", d.clients, (tr, r) => { cell(tr, r.client, true); cell(tr, r.admitted); cell(tr, r.refused); cell(tr, r.open_builds); });
       fill("failures", d.failures, (tr, r) => { link(tr, r.build_key); cell(tr, r.finished_at); cell(tr, r.error, true); action(tr, r.build_key, "requeue"); });
     } catch (e) {
       status.textContent = e.message; status.className = "status bad";
