@@ -192,8 +192,27 @@ fn attempt_of(sent: reqwest::Result<reqwest::Response>) -> WebhookAttempt {
             let note = if status.is_redirection() { " (redirects are not followed)" } else { "" };
             WebhookAttempt { delivered: false, status_code: Some(status.as_u16().into()), error: Some(format!("HTTP {status}{note}")) }
         }
-        Err(e) => WebhookAttempt { delivered: false, status_code: None, error: Some(error_chain(&e)) },
+        Err(e) => {
+            // The resolver's refusal reads the same as the pre-request check's.
+            let error = match refusal(&e) {
+                Some(refused) => format!("refused: {refused}"),
+                None => error_chain(&e),
+            };
+            WebhookAttempt { delivered: false, status_code: None, error: Some(error) }
+        }
     }
+}
+
+/// The policy's refusal somewhere in an error's chain of causes.
+fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a outbound::OutboundError> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(refused) = c.downcast_ref::<outbound::OutboundError>() {
+            return Some(refused);
+        }
+        cur = c.source();
+    }
+    None
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
