@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod gomod;
 pub mod janitor;
+pub mod outbound;
 pub mod preempt;
 pub mod sandbox;
 pub mod shutdown;

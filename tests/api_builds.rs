@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use api_support::{error_message, TestApi, WORKER};
 use caddy_build_server::db::LogLine;
+use caddy_build_server::outbound::AllowList;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -191,7 +192,8 @@ async fn health_readiness_metrics_and_openapi() {
 
 #[tokio::test]
 async fn callback_url_is_recorded_for_delivery_and_a_bad_one_stores_nothing() {
-    let api = TestApi::start().await;
+    // The receiver is on loopback: allowed explicitly, as an operator would.
+    let api = TestApi::start_with(|c| c.janitor.webhooks.allow = AllowList::parse(["127.0.0.1"]).unwrap()).await;
     let bad = json!({"os": "linux", "arch": "amd64", "callback_url": "ftp://hooks.example/x"});
     let message = error_message(api.http.post(api.url("/api/builds")).json(&bad).send().await.unwrap(), 400).await;
     assert!(message.contains("callback_url"), "{message}");

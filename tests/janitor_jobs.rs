@@ -173,7 +173,7 @@ async fn the_leader_rescues_expired_leases_on_schedule_and_pings_its_heartbeats(
     let db = TestDb::new().await;
     let hooks = Recorder::start().await;
     // The stats heartbeat endpoint is broken: logged, never fatal.
-    hooks.script("/stats", &[Answer::Status(500); 100]);
+    hooks.script("/stats", &vec![Answer::Status(500); 100]);
     let yaml = format!(
         "  rescue:\n    schedule: \"* * * * * *\"\n    ping_url: \"{}\"\n  stats:\n    schedule: \"* * * * * *\"\n    ping_url: \"{}\"\n  reaper:\n    schedule: \"0 0 0 1 1 *\"\n    ping_url: \"http://127.0.0.1:9/unreachable\"\n",
         hooks.url("/rescue"),

@@ -43,8 +43,9 @@ async fn delivery_row(db: &tokio_postgres::Client, key: &str, url: &str) -> (boo
     (r.get(0), r.get(1), r.get(2))
 }
 
+/// Quick retries; the receivers listen on 127.0.0.1, which callbacks may reach only when allowed.
 fn webhook_yaml(extra: &str) -> String {
-    format!("  webhooks:\n    backoff_min: 200ms\n    backoff_max: 1s\n{extra}")
+    format!("  webhooks:\n    backoff_min: 200ms\n    backoff_max: 1s\n    allow: [127.0.0.1]\n{extra}")
 }
 
 #[tokio::test]
@@ -116,7 +117,7 @@ async fn failed_deliveries_are_retried_with_backoff_then_given_up() {
     let q = &db.queue;
     let hooks = Recorder::start().await;
     hooks.script("/flaky", &[Answer::Status(500), Answer::Status(503)]);
-    hooks.script("/down", &[Answer::Status(500); 10]);
+    hooks.script("/down", &vec![Answer::Status(500); 10]);
     let config = janitor_config(&db.config, "solo", &webhook_yaml("    max_attempts: 3\n"));
     let stop = CancellationToken::new();
     let task = tokio::spawn(janitor::run(Arc::new(config), stop.clone()));

@@ -119,11 +119,9 @@ pub async fn load(state: &AppState, key: &str) -> ApiResult<Build> {
 pub async fn submit(State(state): State<AppState>, client: Client, Json(body): Json<BuildRequest>) -> ApiResult<Response> {
     let callback = body.callback_url.as_deref().filter(|u| !u.is_empty());
     if let Some(url) = callback {
-        // Checked before anything is stored, so a bad URL never leaves a build behind.
-        match reqwest::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => return Err(ApiError::BadRequest(format!("callback_url {url:?} is not an http(s) URL"))),
-        }
+        // Checked before anything is stored, so a refused URL never leaves a build behind.
+        let policy = crate::outbound::Policy::webhooks(&state.config.janitor.webhooks);
+        policy.check_url(url).await.map_err(|e| ApiError::BadRequest(format!("callback_url {e}")))?;
     }
     let req = SpecRequest {
         caddy_version: body.caddy_version,

@@ -233,7 +233,7 @@ fn build_document() -> Value {
                 "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
                 "arm": {"type": "string", "nullable": true, "example": "7"},
                 "force": {"type": "boolean"},
-                "callback_url": {"type": "string", "nullable": true, "description": "POSTed the build's status JSON when it ends"}}},
+                "callback_url": {"type": "string", "nullable": true, "description": "POSTed the build's status JSON when it ends; http(s), no credentials, and its host must be or resolve to public addresses only (or be allowed by janitor.webhooks.allow), else 400"}}},
             "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {
                 "build_key": {"type": "string"},
                 "status": {"type": "string", "enum": ["queued", "building", "succeeded", "failed", "cancelled"]},

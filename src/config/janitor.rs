@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::{invalid, ConfigError};
+use crate::outbound::AllowList;
 
 /// A cron expression: `sec min hour day-of-month month day-of-week [year]`, or the
 /// classic five fields (then it runs at second 0).
@@ -161,6 +162,9 @@ pub struct WebhookConfig {
     pub backoff_max: Duration,
     /// Deliveries sent at once.
     pub concurrency: usize,
+    /// Callback URLs reach public addresses only; these CIDR ranges, addresses and
+    /// exact host names are let through as well (an internal receiver).
+    pub allow: AllowList,
 }
 
 impl Default for WebhookConfig {
@@ -171,6 +175,7 @@ impl Default for WebhookConfig {
             backoff_min: Duration::from_secs(10),
             backoff_max: Duration::from_secs(3600),
             concurrency: 8,
+            allow: AllowList::default(),
         }
     }
 }
@@ -238,6 +243,26 @@ mod tests {
         assert!(e.contains("janitor.stats.ping_url"), "{e}");
         let e = Config::from_yaml("janitor:\n  retention:\n    max_age: 1s\n").unwrap_err().to_string();
         assert!(e.contains("janitor.retention.max_age"), "{e}");
+    }
+
+    #[test]
+    fn webhook_allow_entries_parse_and_errors_name_the_key() {
+        let c = Config::from_yaml("janitor:\n  webhooks:\n    allow: [127.0.0.1, 10.1.0.0/16, hooks.internal]\n").unwrap();
+        let shown: Vec<String> = c.janitor.webhooks.allow.entries().iter().map(|e| e.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.1.0.0/16", "hooks.internal"]);
+        for bad in ["[10.0.0.1/8]", "[\"*.corp\"]", "[\"http://x\"]", "10.0.0.0/8"] {
+            let e = Config::from_yaml(&format!("janitor:\n  webhooks:\n    allow: {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("janitor.webhooks.allow"), "{bad}: {e}");
+        }
+    }
+
+    /// The documented config.yml means the default: nothing allowed past the public-only rule.
+    #[test]
+    fn shipped_config_allows_no_internal_webhook_receiver() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yml")).unwrap();
+        let c = Config::from_yaml(&text).unwrap();
+        assert_eq!(c.janitor.webhooks.allow, Config::default().janitor.webhooks.allow);
+        assert!(c.janitor.webhooks.allow.is_empty());
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //!
 //! Woken by `cbs_build_finished` through the process's `Listener`, by a listener
 //! reconnect, and by a timer set to the next due retry: never by polling.
+//!
+//! Requests go through an [`outbound::GuardedClient`]: a URL whose address is
+//! not public (checked again now, against what its name resolves to now) is
+//! refused without a connection, and a redirect is an unsuccessful answer, not
+//! followed. Either is recorded and retried like any failed delivery.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +26,7 @@ use tracing::{debug, info, warn, Instrument};
 use super::leader::Leadership;
 use crate::config::WebhookConfig;
 use crate::db::{Build, Channel, DbError, Listener, ListenerEvent, Queue, WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
+use crate::outbound::{self, GuardedClient};
 
 /// Added to twice the POST timeout to get the claim lease: a claim outlives its
 /// request, and a crashed janitor's claim expires soon after.
@@ -34,7 +40,7 @@ pub const DELIVERY_ATTEMPT_HEADER: &str = "x-cbs-delivery-attempt";
 
 pub struct Deliverer {
     queue: Queue,
-    http: reqwest::Client,
+    http: GuardedClient,
     janitor_id: String,
     cfg: WebhookConfig,
     /// Base URL for links in the payload; empty: no links.
@@ -43,12 +49,10 @@ pub struct Deliverer {
 
 impl Deliverer {
     pub fn new(queue: Queue, janitor_id: &str, cfg: WebhookConfig, public_url: &str) -> Deliverer {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("caddy-build-server/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("TLS backend available");
+        let http = GuardedClient::new(outbound::Policy::webhooks(&cfg), |b| {
+            b.timeout(cfg.timeout).user_agent(concat!("caddy-build-server/", env!("CARGO_PKG_VERSION")))
+        })
+        .expect("TLS backend available");
         Deliverer { queue, http, janitor_id: janitor_id.to_string(), cfg, public_url: public_url.trim_end_matches('/').to_string() }
     }
 
@@ -81,22 +85,17 @@ impl Deliverer {
                 return Ok(()); // deleted meanwhile: its delivery row went with it
             };
             let body = self.payload(&d, &build);
-            let result = match self
-                .http
-                .post(&d.url)
-                .header(DELIVERY_ID_HEADER, d.id.to_string())
-                .header(DELIVERY_ATTEMPT_HEADER, d.attempt.to_string())
-                .json(&body)
-                .send()
-                .await
-            {
-                Ok(resp) if resp.status().is_success() => WebhookAttempt { delivered: true, status_code: Some(resp.status().as_u16().into()), error: None },
-                Ok(resp) => WebhookAttempt {
-                    delivered: false,
-                    status_code: Some(resp.status().as_u16().into()),
-                    error: Some(format!("HTTP {}", resp.status())),
-                },
-                Err(e) => WebhookAttempt { delivered: false, status_code: None, error: Some(error_chain(&e)) },
+            let result = match self.http.post(&d.url) {
+                Err(refused) => WebhookAttempt { delivered: false, status_code: None, error: Some(format!("refused: {refused}")) },
+                Ok(request) => {
+                    let sent = request
+                        .header(DELIVERY_ID_HEADER, d.id.to_string())
+                        .header(DELIVERY_ATTEMPT_HEADER, d.attempt.to_string())
+                        .json(&body)
+                        .send()
+                        .await;
+                    attempt_of(sent)
+                }
             };
             match self.queue.record_webhook_attempt(&d, &result, &self.retry()).await? {
                 WebhookOutcome::Delivered => info!(url = %d.url, "webhook delivered"),
@@ -182,6 +181,38 @@ impl Deliverer {
         .instrument(span)
         .await
     }
+}
+
+/// What a sent request amounts to: only a 2xx answer delivers.
+fn attempt_of(sent: reqwest::Result<reqwest::Response>) -> WebhookAttempt {
+    match sent {
+        Ok(resp) if resp.status().is_success() => WebhookAttempt { delivered: true, status_code: Some(resp.status().as_u16().into()), error: None },
+        Ok(resp) => {
+            let status = resp.status();
+            let note = if status.is_redirection() { " (redirects are not followed)" } else { "" };
+            WebhookAttempt { delivered: false, status_code: Some(status.as_u16().into()), error: Some(format!("HTTP {status}{note}")) }
+        }
+        Err(e) => {
+            // The resolver's refusal reads the same as the pre-request check's.
+            let error = match refusal(&e) {
+                Some(refused) => format!("refused: {refused}"),
+                None => error_chain(&e),
+            };
+            WebhookAttempt { delivered: false, status_code: None, error: Some(error) }
+        }
+    }
+}
+
+/// The policy's refusal somewhere in an error's chain of causes.
+fn refusal<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a outbound::OutboundError> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(refused) = c.downcast_ref::<outbound::OutboundError>() {
+            return Some(refused);
+        }
+        cur = c.source();
+    }
+    None
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -1,6 +1,7 @@
 //! A real HTTP server on a free local port that records every request it gets
 //! (heartbeat pings, webhook POSTs) and answers as the test tells it: a status
-//! per request number, or no answer at all (hang) to simulate a slow receiver.
+//! per request number, a redirect, or no answer at all (hang) to simulate a
+//! slow receiver.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -9,7 +10,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
 
 #[derive(Debug, Clone)]
@@ -27,9 +29,11 @@ impl Request {
 }
 
 /// How to answer the n-th request (0-based) to a path.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Answer {
     Status(u16),
+    /// A 3xx status with this `Location`.
+    Redirect(u16, String),
     /// Never answer (until the client gives up or dies).
     Hang,
 }
@@ -50,9 +54,14 @@ pub struct Recorder {
 
 impl Recorder {
     pub async fn start() -> Recorder {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// Listens on `ip` (a loopback address: any of 127.0.0.0/8 works on Linux).
+    pub async fn start_on(ip: &str) -> Recorder {
         let inner = Arc::new(Inner::default());
         let app = axum::Router::new().fallback(record).with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Recorder { inner, base }
@@ -86,7 +95,7 @@ impl Recorder {
     }
 }
 
-async fn record(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path().to_string();
     let n = {
         let mut reqs = inner.requests.lock().unwrap();
@@ -100,9 +109,10 @@ async fn record(State(inner): State<Arc<Inner>>, method: Method, uri: Uri, heade
         n
     };
     inner.arrived.notify_waiters();
-    let answer = inner.script.lock().unwrap().get(&path).and_then(|s| s.get(n).copied()).unwrap_or(Answer::Status(200));
+    let answer = inner.script.lock().unwrap().get(&path).and_then(|s| s.get(n).cloned()).unwrap_or(Answer::Status(200));
     match answer {
-        Answer::Status(code) => StatusCode::from_u16(code).unwrap(),
+        Answer::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
+        Answer::Redirect(code, location) => (StatusCode::from_u16(code).unwrap(), [(header::LOCATION, location)]).into_response(),
         Answer::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
