@@ -23,7 +23,10 @@ COMMENT ON FUNCTION cbs.refuse(text, text, double precision, text) IS
     'Raises an admission refusal in the shape the api maps to 429/401 with Retry-After.';
 
 -- Charges one new build to client, or raises a refusal. Must be called in the
--- transaction that created the build (whose row already counts as open).
+-- transaction that created the build (whose row already counts as open). Each
+-- check costs a bounded amount whatever the queue's length: counts stop one past
+-- their limit, and the bucket is refilled, tested and charged in one upsert that
+-- also locks the client's row.
 CREATE OR REPLACE FUNCTION cbs.admit(client text, limits jsonb)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -41,14 +44,40 @@ BEGIN
             'downloads of existing builds need none');
     END IF;
 
-    INSERT INTO cbs.clients AS x (client) VALUES (admit.client) ON CONFLICT ON CONSTRAINT clients_pkey DO NOTHING;
-    -- Serialises this client's admissions on every api host; the counts below are
-    -- read after the lock, so they see every earlier admission that committed.
-    SELECT * INTO c FROM cbs.clients x WHERE x.client = admit.client FOR UPDATE;
+    -- Refill (continuously, up to the burst) and take one token when there is one.
+    -- The row is locked either way, which serialises this client's admissions on
+    -- every api host: the counts below see every earlier admission that committed.
+    IF v_burst IS NULL OR v_per_hour IS NULL THEN
+        INSERT INTO cbs.clients AS x (client) VALUES (admit.client)
+        ON CONFLICT ON CONSTRAINT clients_pkey DO NOTHING;
+        PERFORM 1 FROM cbs.clients x WHERE x.client = admit.client FOR UPDATE;
+    ELSE
+        INSERT INTO cbs.clients AS x (client, tokens, tokens_at)
+        VALUES (admit.client, v_burst - 1, now())
+        ON CONFLICT ON CONSTRAINT clients_pkey DO UPDATE
+           SET tokens = cbs.bucket_level(x.tokens, x.tokens_at, v_burst, v_per_hour) - 1, tokens_at = now()
+         WHERE cbs.bucket_level(x.tokens, x.tokens_at, v_burst, v_per_hour) >= 1
+        RETURNING * INTO c;
+        IF NOT FOUND OR v_burst < 1 THEN
+            SELECT * INTO c FROM cbs.clients x WHERE x.client = admit.client;
+            v_level := cbs.bucket_level(c.tokens, c.tokens_at, v_burst, v_per_hour);
+            IF v_per_hour <= 0 OR v_burst < 1 THEN
+                PERFORM cbs.refuse('CB429', 'rate', 3600, format(
+                    '%s may not start new builds (its limit is %s per hour with a burst of %s); '
+                    'cached builds can still be downloaded', admit.client, v_per_hour, v_burst));
+            END IF;
+            PERFORM cbs.refuse('CB429', 'rate', (1 - v_level) / v_per_hour * 3600, format(
+                '%s started too many new builds: the limit is %s per hour with a burst of %s; '
+                'the next one is allowed in %s seconds (cached builds can still be downloaded)',
+                admit.client, v_per_hour, v_burst, ceil((1 - v_level) / v_per_hour * 3600)::bigint));
+        END IF;
+    END IF;
 
     IF v_max_open IS NOT NULL THEN
-        SELECT count(*) INTO v_open FROM cbs.builds b
-         WHERE b.client = admit.client AND b.status IN ('queued', 'building');
+        SELECT count(*) INTO v_open FROM (
+            SELECT 1 FROM cbs.builds b
+             WHERE b.client = admit.client AND b.status IN ('queued', 'building')
+             LIMIT v_max_open + 1) o;
         IF v_open > v_max_open THEN
             PERFORM cbs.refuse('CB429', 'client_queue', 60, format(
                 '%s already has %s builds queued or running (the limit is %s); retry when one of them finishes',
@@ -59,29 +88,14 @@ BEGIN
     IF v_max_total IS NOT NULL THEN
         -- One at a time across all clients, so that the total is exact.
         PERFORM pg_advisory_xact_lock(213188611);
-        SELECT count(*) INTO v_open FROM cbs.builds b WHERE b.status = 'queued' AND b.priority = 'request';
+        SELECT count(*) INTO v_open FROM (
+            SELECT 1 FROM cbs.builds b WHERE b.status = 'queued' AND b.priority = 'request'
+             LIMIT v_max_total + 1) q;
         IF v_open > v_max_total THEN
             PERFORM cbs.refuse('CB429', 'total_queue', 60, format(
                 'the build queue is full (%s builds waiting, the limit is %s); retry in a minute',
                 v_open - 1, v_max_total));
         END IF;
-    END IF;
-
-    IF v_burst IS NOT NULL AND v_per_hour IS NOT NULL THEN
-        v_level := least(v_burst, coalesce(c.tokens, v_burst)
-                         + extract(epoch FROM now() - c.tokens_at) / 3600.0 * v_per_hour);
-        IF v_level < 1 THEN
-            IF v_per_hour <= 0 THEN
-                PERFORM cbs.refuse('CB429', 'rate', 3600, format(
-                    '%s may not start new builds (its limit is 0 per hour); cached builds can still be downloaded',
-                    admit.client));
-            END IF;
-            PERFORM cbs.refuse('CB429', 'rate', (1 - v_level) / v_per_hour * 3600, format(
-                '%s started too many new builds: the limit is %s per hour with a burst of %s; '
-                'the next one is allowed in %s seconds (cached builds can still be downloaded)',
-                admit.client, v_per_hour, v_burst, ceil((1 - v_level) / v_per_hour * 3600)::bigint));
-        END IF;
-        UPDATE cbs.clients x SET tokens = v_level - 1, tokens_at = now() WHERE x.client = admit.client;
     END IF;
 
     INSERT INTO cbs.client_usage AS u (minute, client, admitted)
@@ -90,7 +104,16 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION cbs.admit(text, jsonb) IS
-    'Charges one new build to a client or raises CB429/CB401: open-build caps, then the token bucket.';
+    'Charges one new build to a client or raises CB429/CB401: token bucket, then open-build caps.';
+
+-- A bucket's level now: `tokens` as of `at` (NULL: full), refilled at per_hour up to burst.
+CREATE OR REPLACE FUNCTION cbs.bucket_level(tokens double precision, at timestamptz, burst double precision, per_hour double precision)
+RETURNS double precision LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN tokens IS NULL THEN burst
+                ELSE least(burst, tokens + extract(epoch FROM now() - at)::double precision / 3600.0 * per_hour) END
+$$;
+COMMENT ON FUNCTION cbs.bucket_level(double precision, timestamptz, double precision, double precision) IS
+    'A client''s token bucket level now, refilled continuously at per_hour up to burst.';
 
 -- The api records a refusal after the refused transaction rolled back.
 CREATE OR REPLACE FUNCTION cbs.record_refusal(client text)
