@@ -9,6 +9,7 @@ pub mod db;
 pub mod gomod;
 pub mod janitor;
 pub mod outbound;
+pub mod phase;
 pub mod preempt;
 pub mod sandbox;
 pub mod shutdown;

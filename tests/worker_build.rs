@@ -68,6 +68,17 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     assert_eq!(p["image"], "caddy-builder:local");
     assert!(p["image_id"].as_str().unwrap().starts_with("sha256:"), "{p}");
     assert!(done.artifact.unwrap().get("provenance").is_none(), "provenance is kept apart from the artifact");
+    // The Caddy modules the plugin adds, as verify's list-modules named them.
+    assert_eq!(p["modules"], serde_json::json!({PLUGIN: [PLUGIN_MODULE_ID]}), "{p}");
+
+    // Every phase of the official step names started, in order, as a phase line
+    // (resolve through the proxy after the cache alone fell short announces its own again).
+    let lines = db.queue.logs_after(&b.build_key, 0, 100_000).await.unwrap();
+    let mut progress = caddy_build_server::phase::Progress::default();
+    let phases: Vec<&str> =
+        lines.iter().filter(|l| l.stream == "system" && progress.starts(l.attempt, &l.line)).map(|l| l.line.as_str()).collect();
+    assert_eq!(phases, caddy_build_server::phase::PHASES, "{phases:?}");
+    assert!(!lines.iter().any(|l| l.line.starts_with(caddy_build_server::phase::MARKER)), "markers become phase lines");
 
     // Output of every step reached the log, and no container is left.
     let log = log_lines(&db.queue, &b.build_key).await;
@@ -109,7 +120,7 @@ async fn unknown_plugin_fails_at_once_quoting_go() {
     assert_eq!(done.status, BuildStatus::Failed);
     assert_eq!(done.attempt, 1, "a deterministic failure is not retried");
     let error = done.error.unwrap();
-    assert!(error.contains("resolve step failed"), "{error}");
+    assert!(error.starts_with("github.com/caddy-dns/no-such-plugin-cbs@v1.0.0: resolve step failed"), "names the module first: {error}");
     assert!(error.contains("go: ") && error.contains("github.com/caddy-dns/no-such-plugin-cbs"), "Go's own words: {error}");
     // The proxy's answer, not that of the first attempt from the module cache alone.
     assert!(!error.contains("GOPROXY=off"), "{error}");

@@ -2,7 +2,8 @@
 //! Deterministic failures (unknown module or version, compile error, plugin
 //! missing at verify) fail the build at once with the tool's own words;
 //! transient ones (proxy or network trouble, Docker daemon, storage, timeouts)
-//! go back to the queue with backoff.
+//! go back to the queue with backoff. A deterministic failure's message starts
+//! with the module to blame, when Go's output names one ([`super::culprit`]).
 
 use crate::sandbox::SandboxError;
 use super::publish::PublishError;
@@ -64,8 +65,10 @@ impl From<PublishError> for JobError {
     }
 }
 
-/// Classifies a step that exited non-zero from its exit code and last lines.
-pub fn step_failed(step: &str, exit_code: i64, tail: &[String]) -> JobError {
+/// Classifies a step that exited non-zero from its exit code and last lines;
+/// `culprit` (the module to blame, see [`super::culprit`]) leads a deterministic
+/// failure's message.
+pub fn step_failed(step: &str, exit_code: i64, tail: &[String], culprit: Option<&str>) -> JobError {
     let quoted = quote(tail);
     let message = format!("{step} step failed (exit status {exit_code}):\n{quoted}");
     if exit_code == EXIT_KILLED || exit_code == EXIT_TERMINATED {
@@ -74,7 +77,10 @@ pub fn step_failed(step: &str, exit_code: i64, tail: &[String]) -> JobError {
     if step == "resolve" && tail.iter().any(|l| TRANSIENT_GO_MARKERS.iter().any(|m| l.contains(m))) {
         return JobError::Transient(message);
     }
-    JobError::Deterministic(message)
+    match culprit {
+        Some(c) => JobError::Deterministic(format!("{c}: {message}")),
+        None => JobError::Deterministic(message),
+    }
 }
 
 /// The lines worth quoting: Go's own error lines when there are any, else the last lines.
@@ -103,16 +109,19 @@ mod tests {
             "go: downloading github.com/x/y v1.0.0",
             "go: github.com/x/y@v1.0.0: reading https://proxy.golang.org/github.com/x/y/@v/v1.0.0.info: 404 Not Found",
         ]);
-        let e = step_failed("resolve", 1, &tail);
+        let e = step_failed("resolve", 1, &tail, Some("github.com/x/y@v1.0.0"));
         assert!(!e.retryable());
+        assert!(e.to_string().starts_with("github.com/x/y@v1.0.0: resolve step failed"), "{e}");
         assert!(e.to_string().contains("404 Not Found"), "{e}");
     }
 
     #[test]
     fn proxy_trouble_is_transient() {
         let tail = lines(&["go: github.com/x/y@v1.0.0: Get \"https://proxy.golang.org/...\": dial tcp: i/o timeout"]);
-        assert!(step_failed("resolve", 1, &tail).retryable());
-        assert!(step_failed("build", EXIT_KILLED, &tail).retryable());
-        assert!(!step_failed("build", 1, &lines(&["./main.go:3:2: undefined: x"])).retryable());
+        let e = step_failed("resolve", 1, &tail, Some("github.com/x/y@v1.0.0"));
+        assert!(e.retryable());
+        assert!(e.to_string().starts_with("resolve step failed"), "proxy trouble blames no module: {e}");
+        assert!(step_failed("build", EXIT_KILLED, &tail, None).retryable());
+        assert!(!step_failed("build", 1, &lines(&["./main.go:3:2: undefined: x"]), None).retryable());
     }
 }

@@ -1,7 +1,9 @@
 //! One claimed build, start to finish: resolve → build → verify in the
 //! build's sandbox (publishing alongside verify), then `complete_build` or
 //! `fail_build`. A cancelled, released or preempted build reports nothing:
-//! the queue already moved on, and every report is fenced anyway.
+//! the queue already moved on, and every report is fenced anyway. Each phase
+//! ([`crate::phase`]) is announced in the build's log as it starts; the Caddy
+//! modules verify lists go into the provenance.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use tracing::{info, warn, Instrument};
 use super::failure::{step_failed, JobError};
 use super::logs::{forward, LogTarget};
 use super::publish::Publisher;
-use super::{buildinfo, recipe};
+use super::{buildinfo, culprit, modules, recipe};
 use crate::config::Config;
 use crate::db::{Build, Queue};
 use crate::sandbox::{OutputLine, Sandbox, SandboxError, Session, StepOutcome, StepSpec};
@@ -83,6 +85,11 @@ async fn say(tx: &mpsc::Sender<OutputLine>, line: &str) {
     let _ = tx.send(OutputLine { step: "worker".into(), stderr: false, line: line.into() }).await;
 }
 
+/// Announces that `phase` starts (see [`crate::phase`]).
+async fn phase(tx: &mpsc::Sender<OutputLine>, phase: &str) {
+    say(tx, &crate::phase::marker(phase)).await;
+}
+
 async fn execute(
     ctx: &JobContext,
     build: &Build,
@@ -90,6 +97,7 @@ async fn execute(
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
 ) -> Result<serde_json::Value, JobError> {
+    phase(tx, "create_environment").await;
     let spec: BuildSpec = serde_json::from_value(build.spec.clone())
         .map_err(|e| JobError::Deterministic(format!("unreadable build spec: {e}")))?;
     let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
@@ -103,7 +111,7 @@ async fn execute(
         .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
 
-    step(ctx, session, &resolve, tx, cancel).await?;
+    step(ctx, session, &resolve, tx, cancel, &spec).await?;
     let read = |name: &str| {
         let p = work.join(name);
         async move { tokio::fs::read_to_string(&p).await.unwrap_or_default() }
@@ -115,7 +123,9 @@ async fn execute(
         "image_id": ctx.image_id.lock().unwrap().clone(),
         "worker_id": ctx.worker_id,
     });
-    step(ctx, session, &compile, tx, cancel).await?;
+    phase(tx, "compile").await;
+    step(ctx, session, &compile, tx, cancel, &spec).await?;
+    phase(tx, "cleanup").await;
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
     // Every binary's Go build information must list each plugin; binaries this
     // host can run must also start and list their modules. Publishing runs
@@ -132,14 +142,15 @@ async fn execute(
             Ok(info.go_version)
         };
         let runs = async {
-            if recipe::can_verify(&spec) {
-                step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel).await?;
+            if !recipe::can_verify(&spec) {
+                return Ok(None);
             }
-            Ok(())
+            step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel, &spec).await?;
+            Ok(modules::by_plugin(&spec, &read(recipe::MODULES_FILE).await))
         };
         let (plugins, runs) = tokio::join!(plugins, runs);
         let go_version = plugins?;
-        runs.map(|()| go_version)
+        runs.map(|modules| (go_version, modules))
     };
     let publish = async {
         let started = std::time::Instant::now();
@@ -149,7 +160,12 @@ async fn execute(
     };
     let (verified, published) = tokio::join!(verify, publish);
     match verified {
-        Ok(go_version) => provenance["go_version"] = go_version.into(),
+        Ok((go_version, modules)) => {
+            provenance["go_version"] = go_version.into();
+            if let Some(modules) = modules {
+                provenance["modules"] = json!(modules);
+            }
+        }
         Err(e) => {
             if published.is_ok() {
                 ctx.publisher.unpublish(&build.build_key, &spec.os).await;
@@ -173,6 +189,7 @@ async fn step(
     spec: &StepSpec,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
+    build: &BuildSpec,
 ) -> Result<StepOutcome, JobError> {
     let started = std::time::Instant::now();
     let echo = |line: String| OutputLine { step: spec.name.clone(), stderr: false, line };
@@ -189,7 +206,12 @@ async fn step(
         if let Err(e) = ctx.sandbox.ping().await {
             return Err(JobError::Transient(format!("{} step interrupted: {e}", spec.name)));
         }
-        return Err(step_failed(&spec.name, out.exit_code, &out.tail));
+        let graph = match spec.name.as_str() {
+            "build" => tokio::fs::read_to_string(session.work_dir().join(recipe::GRAPH_FILE)).await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        let blamed = culprit::culprit(&spec.name, &out.tail, build, &graph);
+        return Err(step_failed(&spec.name, out.exit_code, &out.tail, blamed.as_deref()));
     }
     Ok(out)
 }

@@ -1,6 +1,7 @@
 //! Build output → `cbs.append_logs`, in batches: one round trip (and one NOTIFY
 //! for the api's live log followers) per batch instead of per line. Output is
 //! best effort: a failed append is logged and dropped, never fails the build.
+//! Phase markers are stored as phase lines (stream `system`).
 
 use std::time::Duration;
 
@@ -25,7 +26,11 @@ pub struct LogTarget {
 }
 
 impl From<OutputLine> for LogLine {
+    /// A phase marker becomes a phase line (see [`crate::phase`]).
     fn from(o: OutputLine) -> LogLine {
+        if !o.stderr && let Some(name) = crate::phase::announced(&o.step, &o.line) {
+            return LogLine { line: name.to_string(), stream: crate::phase::STREAM.into(), step: o.step };
+        }
         LogLine { step: o.step, stream: if o.stderr { "stderr" } else { "stdout" }.into(), line: o.line }
     }
 }

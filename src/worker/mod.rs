@@ -7,9 +7,11 @@
 //! token) drain; SIGUSR1 (or the `preempt` token) hands every build back at once.
 
 mod buildinfo;
+mod culprit;
 mod failure;
 mod job;
 mod logs;
+mod modules;
 mod publish;
 pub mod recipe;
 mod runner;

@@ -3,6 +3,8 @@
 //! `go mod edit -replace`, `go get` Caddy, then each plugin together with Caddy's
 //! pinned version so a plugin cannot drag Caddy up, `go mod tidy`), build
 //! (cross-compiled, no network) and verify (runs the binary, no network).
+//! Resolve announces its phases ([`crate::phase`]) and leaves the module graph
+//! ([`GRAPH_FILE`]); verify leaves the module listing ([`MODULES_FILE`]).
 
 use std::time::Duration;
 
@@ -15,6 +17,11 @@ const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
 const OFFLINE_LOG: &str = ".resolve-offline.log";
 /// The binary's directory inside the work dir.
 pub const OUT_DIR: &str = "out";
+/// `go mod graph` after resolve, in the work dir: read when the build fails, to
+/// tell which plugins' requirements conflict.
+pub const GRAPH_FILE: &str = ".modgraph";
+/// `caddy list-modules` output of verify, in the work dir.
+pub const MODULES_FILE: &str = ".modules";
 /// Every step a build may run, with its network: a build's sandbox has a container for each.
 pub const STEPS: [(&str, StepNetwork); 3] = [("resolve", StepNetwork::Online), ("build", StepNetwork::None), ("verify", StepNetwork::None)];
 
@@ -92,7 +99,8 @@ fn base_env(config: &Config, network: bool) -> Vec<(String, String)> {
 pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Result<StepSpec, RecipeError> {
     check_version(&spec.caddy_version)?;
     let caddy = format!("{CADDY_MODULE}@{}", spec.caddy_version);
-    let mut commands = vec!["go mod init caddy".to_string()];
+    let phase = |name: &str| format!("phase {name}");
+    let mut commands = vec![phase("initialize_module"), "go mod init caddy".to_string()];
     for r in &spec.replacements {
         check_module(&r.old)?;
         check_module(&r.new)?;
@@ -104,16 +112,22 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         };
         commands.push(format!("go mod edit -replace {}", shell_quote(&format!("{}={new}", r.old))));
     }
+    commands.push(phase("pin_versions"));
     commands.push(format!("go get -v {}", shell_quote(&caddy)));
     for p in &spec.plugins {
         check_module(&p.module)?;
         check_version(&p.version)?;
         commands.push(format!("go get -v {} {}", shell_quote(&format!("{}@{}", p.module, p.version)), shell_quote(&caddy)));
     }
+    commands.push(phase("tidy_module"));
     commands.push("go mod tidy".into());
     // Chained with `&&`: `set -e` does not apply inside a function whose status `if` tests.
+    // Phases go to the step's own output (fd 3) at once, also while the attempt
+    // from the cache alone writes to its log file.
     let script = [
         "set -eu".to_string(),
+        "exec 3>&1".into(),
+        format!("phase() {{ echo \"{}$1\" >&3; }}", crate::phase::MARKER),
         format!("resolve() {{\n  {}\n}}", commands.join(" &&\n  ")),
         format!("if (export GOPROXY=off; resolve) > {OFFLINE_LOG} 2>&1; then"),
         format!("  cat {OFFLINE_LOG}"),
@@ -123,6 +137,7 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         "  resolve".into(),
         "fi".into(),
         format!("rm -f {OFFLINE_LOG}"),
+        format!("go mod graph > {GRAPH_FILE} 2>/dev/null || true"),
     ];
     Ok(StepSpec {
         name: "resolve".into(),
@@ -172,14 +187,17 @@ pub fn can_verify(spec: &BuildSpec) -> bool {
 }
 
 /// Verify: the binary runs (`caddy version`) and lists its modules
-/// (`caddy list-modules --versions`, the plugins' among them). Both run at once,
-/// as each spends most of its time starting the binary; their output follows in order.
+/// (`caddy list-modules --versions --packages`, the plugins' among them, into
+/// [`MODULES_FILE`]; Caddy releases without `--packages` list without it). Both
+/// run at once, as each spends most of its time starting the binary; their
+/// output follows in order.
 pub fn verify_step(config: &Config, timeout: Duration) -> StepSpec {
+    let list = |flags: &str| format!("./{OUT_DIR}/caddy list-modules {flags} > {MODULES_FILE} 2>/tmp/modules.err");
     let script = [
         format!("./{OUT_DIR}/caddy version > /tmp/version 2>&1 & v=$!"),
-        format!("./{OUT_DIR}/caddy list-modules --versions > /tmp/modules 2>&1; m=$?"),
+        format!("if {}; then m=0; else {}; m=$?; fi", list("--versions --packages"), list("--versions")),
         "wait $v; v=$?".into(),
-        "cat /tmp/version; echo '--- modules'; cat /tmp/modules".into(),
+        format!("cat /tmp/version; echo '--- modules'; cat {MODULES_FILE} /tmp/modules.err"),
         "[ $v -eq 0 ] && [ $m -eq 0 ]".into(),
     ]
     .join("\n");
@@ -226,6 +244,11 @@ mod tests {
             .unwrap();
         let tidy = script.find("go mod tidy").unwrap();
         assert!(caddy_first < plugin && plugin < tidy, "{script}");
+        let phases: Vec<usize> = ["initialize_module", "pin_versions", "tidy_module"]
+            .iter()
+            .map(|p| script.find(&format!("phase {p} &&")).unwrap())
+            .collect();
+        assert!(phases[0] < script.find("go mod init").unwrap() && phases[1] < caddy_first && caddy_first < phases[2] && phases[2] < tidy, "{script}");
         assert_eq!(STEPS[0], (s.name.as_str(), StepNetwork::Online), "only the resolve step has network");
     }
 
