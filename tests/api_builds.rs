@@ -3,55 +3,18 @@
 
 mod api_support;
 mod common;
+mod sse_support;
 
 use std::time::{Duration, Instant};
 
 use api_support::{error_message, TestApi, WORKER};
 use caddy_build_server::db::LogLine;
 use caddy_build_server::outbound::AllowList;
-use futures::StreamExt;
 use serde_json::{json, Value};
+use sse_support::{read_events, Until};
 
 fn line(text: &str) -> LogLine {
     LogLine { step: "build".into(), stream: "stdout".into(), line: text.into() }
-}
-
-/// Reads SSE events (`event`, `data`) from a response until `end` or the timeout.
-async fn read_events(resp: reqwest::Response, until_end: bool, want: usize) -> Vec<(String, Value)> {
-    let mut stream = resp.bytes_stream();
-    let mut buf = String::new();
-    let mut events = Vec::new();
-    let deadline = tokio::time::sleep(Duration::from_secs(10));
-    tokio::pin!(deadline);
-    loop {
-        while let Some(pos) = buf.find("\n\n") {
-            let block: String = buf.drain(..pos + 2).collect();
-            let mut name = String::from("message");
-            let mut data = String::new();
-            for l in block.lines() {
-                if let Some(v) = l.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = l.strip_prefix("data:") {
-                    data.push_str(v.trim());
-                }
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let done = name == "end";
-            events.push((name, serde_json::from_str(&data).unwrap()));
-            if (until_end && done) || (!until_end && events.len() == want) {
-                return events;
-            }
-        }
-        tokio::select! {
-            chunk = stream.next() => match chunk {
-                Some(c) => buf.push_str(std::str::from_utf8(&c.unwrap()).unwrap()),
-                None => return events,
-            },
-            _ = &mut deadline => panic!("timed out; events so far: {events:?}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -85,7 +48,7 @@ async fn submit_poll_download_and_log() {
     api.queue().append_logs(&key, attempt, WORKER, &[line("one"), line("two")]).await.unwrap();
     let log = api.get(&format!("/api/builds/{key}/log")).await;
     assert_eq!(log.headers()["content-type"], "text/event-stream");
-    let follower = tokio::spawn(read_events(log, true, 0));
+    let follower = tokio::spawn(read_events(log, Until::Event("end")));
     tokio::time::sleep(Duration::from_millis(200)).await;
     api.queue().append_logs(&key, attempt, WORKER, &[line("three")]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -103,11 +66,11 @@ async fn submit_poll_download_and_log() {
     assert_eq!(events.last().unwrap().1["status"], "succeeded");
 
     // Replay after the end, and resumption after Last-Event-ID.
-    let replay = read_events(api.get(&format!("/api/builds/{key}/log")).await, true, 0).await;
+    let replay = read_events(api.get(&format!("/api/builds/{key}/log")).await, Until::Event("end")).await;
     assert_eq!(replay.len(), 4);
     let first_id = replay[0].1["id"].as_i64().unwrap();
     let resumed = api.http.get(api.url(&format!("/api/builds/{key}/log"))).header("last-event-id", first_id.to_string()).send().await.unwrap();
-    assert_eq!(read_events(resumed, true, 0).await.len(), 3);
+    assert_eq!(read_events(resumed, Until::Event("end")).await.len(), 3);
 
     let again = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap();
     assert_eq!(again.status(), 200);

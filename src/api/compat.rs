@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::admission;
 use super::client::Client;
+use super::official;
 use super::download::{self, SharedDownload};
 use super::error::{ApiError, ApiResult};
 use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
@@ -55,7 +56,8 @@ pub async fn compat(
     let span = tracing::info_span!("compat", build_key = %build.build_key);
     async move {
         if build.status.is_terminal() {
-            return Box::pin(finished(&state, &build, None, &method, &headers)).await;
+            let response = Box::pin(finished(&state, &build, None, &method, &headers)).await;
+            return official::located(&state, &build.build_key, &method, response);
         }
         let _held = held;
         let key = build.build_key.clone();
@@ -63,7 +65,10 @@ pub async fn compat(
         tracing::debug!("waiting for the build");
         let limit = state.config.api.compat_wait_limit;
         match until_terminal(&state, &key, limit, true).await? {
-            WaitEnd::Terminal(w) => Box::pin(finished(&state, &w.build, Some(&w.download), &method, &headers)).await,
+            WaitEnd::Terminal(w) => {
+                let response = Box::pin(finished(&state, &w.build, Some(&w.download), &method, &headers)).await;
+                official::located(&state, &key, &method, response)
+            }
             WaitEnd::TimedOut(_) => Err(ApiError::WaitLimit(format!(
                 "build {key} did not finish within {}; retry the same request to keep waiting",
                 humantime::format_duration(limit)
@@ -76,7 +81,7 @@ pub async fn compat(
 
 /// Parses, validates and resolves the request, then submits its build; identical
 /// requests of one client arriving together share one submit (and one charge).
-async fn submit(state: &AppState, raw: Option<String>, client: &Client) -> ApiResult<Arc<Build>> {
+pub(super) async fn submit(state: &AppState, raw: Option<String>, client: &Client) -> ApiResult<Arc<Build>> {
     let req = parse_query(raw.as_deref())?;
     let spec = spec_input::resolve(state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -98,10 +103,14 @@ pub async fn finished(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     match build.status {
-        BuildStatus::Succeeded => match shared {
-            Some(shared) => download::respond(state, &*shared.get(state, build).await?, method, headers).await,
-            None => download::serve(state, build, method, headers).await,
-        },
+        BuildStatus::Succeeded => {
+            let response = match shared {
+                Some(shared) => download::respond(state, &*shared.get(state, build).await?, method, headers).await?,
+                None => download::serve(state, build, method, headers).await?,
+            };
+            state.downloads.note(&build.build_key, method, &response);
+            Ok(response)
+        }
         BuildStatus::Failed => Err(ApiError::BuildFailed(
             build.error.clone().unwrap_or_else(|| format!("build {} failed", build.build_key)),
         )),

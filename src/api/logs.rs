@@ -2,6 +2,9 @@
 //! lines are replayed first (after `Last-Event-ID` when a client reconnects),
 //! then new ones follow as the listener reports them; an `end` event with the
 //! final status closes the stream once the build is finished.
+//!
+//! [`follow`] does the replaying and following for any rendering of the lines
+//! ([`Render`]): the official service's build events are another one.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use super::client::Client;
 use super::held::Held;
 use super::error::ApiResult;
 use super::state::AppState;
-use crate::db::DbError;
+use crate::db::{Build, DbError, StoredLogLine};
 
 /// Lines read per query while replaying.
 const BATCH: i64 = 500;
@@ -28,47 +31,81 @@ const CHANNEL_CAPACITY: usize = 64;
 /// Pause before re-reading after a database error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(1);
 
+/// How a stream shows a build's stored lines and its end.
+pub trait Render: Send + 'static {
+    /// The event for a line, if it shows one.
+    fn line(&mut self, line: &StoredLogLine) -> Option<Event>;
+    /// The last event, once the build is finished (`None`: it no longer exists).
+    fn end(&mut self, build: Option<&Build>) -> Event;
+}
+
+/// Our own log stream: every line as JSON, then `end` with the final status.
+struct Lines;
+
+impl Render for Lines {
+    fn line(&mut self, l: &StoredLogLine) -> Option<Event> {
+        Some(Event::default().id(l.id.to_string()).event("log").json_data(l).expect("log lines serialize"))
+    }
+
+    fn end(&mut self, build: Option<&Build>) -> Event {
+        match build {
+            None => Event::default().event("end").data(r#"{"status":"deleted"}"#),
+            Some(b) => Event::default()
+                .event("end")
+                .json_data(serde_json::json!({"status": b.status.as_str(), "error": b.error}))
+                .expect("json serializes"),
+        }
+    }
+}
+
+/// The `Last-Event-ID` a reconnecting client sends (0 without one).
+pub fn last_event_id(headers: &HeaderMap) -> i64 {
+    headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0)
+}
+
 pub async fn log(State(state): State<AppState>, client: Client, Path(key): Path<String>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     load(&state, &key).await?;
     let held = state.held.hold(&client)?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(0);
-    Ok(Sse::new(follow(state, key, after, held)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(follow(state, key, last_event_id(&headers), held, Lines)).keep_alive(KeepAlive::default()))
 }
 
-/// The stream counts as held (`held`) until the follower ends.
-fn follow(state: AppState, key: String, after: i64, held: Held) -> impl Stream<Item = Result<Event, Infallible>> {
+/// The build's lines after id `after` as `render` shows them, live until the
+/// build is finished; the stream counts as held (`held`) until it ends.
+pub fn follow(state: AppState, key: String, after: i64, held: Held, render: impl Render) -> impl Stream<Item = Result<Event, Infallible>> {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
     tokio::spawn(async move {
         let _held = held;
         let span = tracing::debug_span!("log_follow", build_key = %key);
-        let _ = tracing::Instrument::instrument(pump(&state, &key, after, &tx), span).await;
+        let _ = tracing::Instrument::instrument(pump(&state, &key, after, &tx, render), span).await;
     });
     ReceiverStream::new(rx)
 }
 
 /// Sends events until the build is finished and every line was sent, or the client left.
-async fn pump(state: &AppState, key: &str, mut after: i64, tx: &mpsc::Sender<Result<Event, Infallible>>) -> Result<(), ()> {
+async fn pump(
+    state: &AppState,
+    key: &str,
+    mut after: i64,
+    tx: &mpsc::Sender<Result<Event, Infallible>>,
+    mut render: impl Render,
+) -> Result<(), ()> {
     let wake = state.listener.watch_build(key, crate::db::WatchOn::Log);
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         match read_batch(state, key, after).await {
-            Ok((events, last, finished)) => {
-                let full = events.len() as i64 == BATCH;
-                for ev in events {
+            Ok((lines, finished)) => {
+                let full = lines.len() as i64 == BATCH;
+                for ev in lines.iter().filter_map(|l| render.line(l)) {
                     tx.send(Ok(ev)).await.map_err(|_| ())?;
                 }
-                after = last.unwrap_or(after);
+                after = lines.last().map_or(after, |l| l.id);
                 if full {
                     continue;
                 }
-                if let Some(end) = finished {
-                    let _ = tx.send(Ok(end)).await;
+                if let Some(build) = finished {
+                    let _ = tx.send(Ok(render.end(build.as_ref()))).await;
                     return Ok(());
                 }
                 tokio::select! {
@@ -89,25 +126,15 @@ async fn pump(state: &AppState, key: &str, mut after: i64, tx: &mpsc::Sender<Res
     }
 }
 
-/// Lines after `after`, the last id sent, and the `end` event when the build was
-/// already finished before the lines were read (so none can follow).
-async fn read_batch(state: &AppState, key: &str, after: i64) -> Result<(Vec<Event>, Option<i64>, Option<Event>), DbError> {
+/// Lines after `after`, and the build when it was already finished (or gone:
+/// `Some(None)`) before the lines were read, so that none can follow.
+async fn read_batch(state: &AppState, key: &str, after: i64) -> Result<(Vec<StoredLogLine>, Option<Option<Build>>), DbError> {
     let build = state.queue.get(key).await?;
     let lines = state.queue.logs_after(key, after, BATCH).await?;
-    let last = lines.last().map(|l| l.id);
-    let events = lines
-        .iter()
-        .map(|l| Event::default().id(l.id.to_string()).event("log").json_data(l).expect("log lines serialize"))
-        .collect();
-    let end = match build {
-        None => Some(Event::default().event("end").data(r#"{"status":"deleted"}"#)),
-        Some(b) if b.status.is_terminal() => Some(
-            Event::default()
-                .event("end")
-                .json_data(serde_json::json!({"status": b.status.as_str(), "error": b.error}))
-                .expect("json serializes"),
-        ),
+    let finished = match build {
+        None => Some(None),
+        Some(b) if b.status.is_terminal() => Some(Some(b)),
         Some(_) => None,
     };
-    Ok((events, last, end))
+    Ok((lines, finished))
 }

@@ -7,18 +7,18 @@ use std::sync::LazyLock;
 use axum::Json;
 use serde_json::{json, Value};
 
-fn error_response(description: &str) -> Value {
+pub(super) fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
 
 /// The error responses every endpoint may give (the envelope).
-fn errors(codes: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+pub(super) fn errors(codes: &[(&str, &str)]) -> serde_json::Map<String, Value> {
     codes.iter().map(|(c, d)| (c.to_string(), error_response(d))).collect()
 }
 
 /// What any endpoint that identifies its client may answer: an unknown token,
 /// or an admission limit (with `Retry-After`).
-fn admission_errors() -> serde_json::Map<String, Value> {
+pub(super) fn admission_errors() -> serde_json::Map<String, Value> {
     let mut m = errors(&[("401", "Unknown or revoked API token, malformed Authorization, or api.require_token and no token")]);
     let mut limited = error_response("An admission limit (new builds per hour, open builds, held requests); the message names it");
     limited["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the limit frees up"}});
@@ -26,7 +26,7 @@ fn admission_errors() -> serde_json::Map<String, Value> {
     m
 }
 
-fn binary_responses(head: bool) -> Value {
+pub(super) fn binary_responses(head: bool) -> Value {
     let body = if head { json!(null) } else { json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}) };
     let mut ok = json!({"description": "The Caddy binary", "headers": {
         "ETag": {"schema": {"type": "string"}, "description": "sha256 of the binary, quoted"},
@@ -57,7 +57,7 @@ fn binary_responses(head: bool) -> Value {
     Value::Object(r)
 }
 
-fn compat_params() -> Value {
+pub(super) fn compat_params() -> Value {
     let q = |name: &str, desc: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": desc, "schema": schema});
     json!([
         q("os", "GOOS of the target (required)", json!({"type": "string", "example": "linux"})),
@@ -79,7 +79,7 @@ fn html_responses(codes: &[(&str, &str)]) -> Value {
     Value::Object(m)
 }
 
-fn key_param() -> Value {
+pub(super) fn key_param() -> Value {
     json!({"name": "key", "in": "path", "required": true, "description": "Build key: 64 lowercase hex digits",
            "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}})
 }
@@ -253,7 +253,12 @@ fn build_document() -> Value {
     })
 }
 
-static DOCUMENT: LazyLock<Value> = LazyLock::new(build_document);
+static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
+    let mut document = build_document();
+    document["paths"].as_object_mut().expect("paths is an object").extend(super::official::openapi::paths());
+    document["components"]["schemas"].as_object_mut().expect("schemas is an object").extend(super::official::openapi::schemas());
+    document
+});
 
 pub async fn openapi() -> Json<Value> {
     Json(DOCUMENT.clone())

@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, builds, compat, health, logs, middleware, modules, openapi, signing_key};
+use super::{admin, builds, compat, health, logs, middleware, modules, official, openapi, signing_key};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.api.max_body_bytes;
@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
         .route("/api/admin/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/api/admin/tokens/{name}", delete(admin::revoke_token))
+        .merge(official::router())
         .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -42,6 +42,8 @@ pub struct Inner {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Requests each client holds open on this process.
     pub held: Arc<super::held::HeldRequests>,
+    /// Downloads counted since the last batch was written.
+    pub downloads: Arc<super::download_count::DownloadCounter>,
     /// `(os, arch)` pairs of `cbs.targets`, read once on first use.
     targets: OnceCell<HashSet<(String, String)>>,
 }
@@ -75,6 +77,7 @@ impl AppState {
         let trusted_proxies = config.api.trusted_proxy_nets().expect("api.trusted_proxies is validated when the config loads");
         let metrics = Metrics::new();
         let held = super::held::HeldRequests::new(metrics.held_requests.clone());
+        let downloads = super::download_count::DownloadCounter::start(queue.clone(), shutdown.clone());
         AppState(Arc::new(Inner {
             config,
             queue,
@@ -88,6 +91,7 @@ impl AppState {
             submits: Coalescer::new(),
             trusted_proxies,
             held,
+            downloads,
             targets: OnceCell::new(),
         }))
     }

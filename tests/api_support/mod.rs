@@ -259,6 +259,11 @@ impl TestApi {
     }
 
     pub async fn publish(&self, key: &str, attempt: i32, binary: &[u8], signature: Option<&[u8]>) -> Artifact {
+        self.publish_with_provenance(key, attempt, binary, signature, Value::Null).await
+    }
+
+    /// Like [`Self::publish`], with the provenance a worker records (`Null`: none).
+    pub async fn publish_with_provenance(&self, key: &str, attempt: i32, binary: &[u8], signature: Option<&[u8]>, provenance: Value) -> Artifact {
         let build = self.queue().get(key).await.unwrap().unwrap();
         let os = build.spec["os"].as_str().unwrap().to_string();
         let paths = ArtifactPaths::new(key, &os).unwrap();
@@ -275,7 +280,11 @@ impl TestApi {
             sha256: sha,
             signature: signature.map(|_| paths.signature.clone()),
         };
-        let done = self.queue().complete(key, attempt, WORKER, &serde_json::to_value(&artifact).unwrap()).await.unwrap();
+        let mut record = serde_json::to_value(&artifact).unwrap();
+        if !provenance.is_null() {
+            record["provenance"] = provenance;
+        }
+        let done = self.queue().complete(key, attempt, WORKER, &record).await.unwrap();
         assert!(done, "complete_build was fenced out");
         artifact
     }
