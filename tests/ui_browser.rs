@@ -95,6 +95,32 @@ async fn download_page_searches_the_catalog_and_shows_the_curl_line_on_a_phone()
     b.stop().await;
 }
 
+#[tokio::test]
+async fn download_page_takes_its_plugins_from_the_address_and_keeps_them_there() {
+    let api = serve().await;
+    let b = Browser::start(1280, 900).await;
+    let catalog_input = |m: &str| format!("return document.querySelector('#catalog input[value=\"{m}\"]').checked");
+    b.client
+        .goto(&api.url("/?package=github.com/caddy-dns/route53&package=example.com/p5&package=github.com/mholt/caddy-l4@v0.0.1&package=not%20a%20module"))
+        .await
+        .unwrap();
+    assert_eq!(b.js(&catalog_input("github.com/caddy-dns/route53")).await, true);
+    assert_eq!(b.js(&catalog_input("github.com/mholt/caddy-l4")).await, false, "asked for at a version: an added module");
+    let added = b.js("return [...document.querySelectorAll('#extras li')].map(l => l.dataset.value)").await;
+    assert_eq!(added, serde_json::json!(["example.com/p5", "github.com/mholt/caddy-l4@v0.0.1"]));
+    let curl = b.text("#curl").await;
+    assert!(curl.contains("p=github.com%2Fcaddy-dns%2Froute53&p=example.com%2Fp5&p=github.com%2Fmholt%2Fcaddy-l4%40v0.0.1"), "{curl}");
+
+    // Changes go back into the address, so the link can be shared.
+    b.client.find(Locator::Css("#extras li button")).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Css("#catalog input[value='github.com/caddy-dns/cloudflare']")).await.unwrap().click().await.unwrap();
+    let packages = b.js("return new URLSearchParams(location.search).getAll('package')").await;
+    assert_eq!(packages, serde_json::json!(["github.com/caddy-dns/cloudflare", "github.com/caddy-dns/route53", "github.com/mholt/caddy-l4@v0.0.1"]));
+    b.client.refresh().await.unwrap();
+    assert_eq!(b.js(&catalog_input("github.com/caddy-dns/cloudflare")).await, true, "the same choice after a reload");
+    b.stop().await;
+}
+
 /// Appends log lines as the worker would, through the fenced SQL function.
 async fn log(api: &TestApi, key: &str, attempt: i32, step: &str, line: &str) {
     let l = LogLine { step: step.into(), stream: "stdout".into(), line: line.into() };

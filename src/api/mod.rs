@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use builds::{check_key, load};
 pub use error::{ApiError, ApiResult};
+pub use spec_input::split_module_version;
 pub use state::AppState;
 
 use crate::config::Config;

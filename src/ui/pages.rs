@@ -4,14 +4,15 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::value::Serde;
 use minijinja::{context, Environment};
 use serde_json::json;
 
-use crate::api::{load, ApiError, AppState};
+use crate::api::{load, split_module_version, ApiError, AppState};
+use crate::gomod::check_module_path;
 use crate::spec::{binary_name, CADDY_MODULE};
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -46,7 +47,31 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// `?package=module[@version]` (repeated), as the official page takes them: catalog
+/// plugins asked for without a version are checked, the others listed as added
+/// modules; values that are no module path are ignored.
+fn preselected(state: &AppState, raw: Option<&str>) -> (Vec<String>, Vec<String>) {
+    let (mut checked, mut extras) = (Vec::new(), Vec::new());
+    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let (module, version) = split_module_version(&value);
+        if key != "package" || check_module_path(&module).is_err() {
+            continue;
+        }
+        let in_catalog = state.config.catalog.iter().any(|c| c.module == module);
+        let (list, value) = match version.is_empty() {
+            true if in_catalog => (&mut checked, module),
+            true => (&mut extras, module),
+            false => (&mut extras, format!("{module}@{version}")),
+        };
+        if !list.contains(&value) {
+            list.push(value);
+        }
+    }
+    (checked, extras)
+}
+
+pub async fn index(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let (checked, extras) = preselected(&state, raw.as_deref());
     let mut targets: Vec<(String, String)> = state.targets().await?.iter().cloned().collect();
     targets.sort();
     let mut oses: Vec<String> = targets.iter().map(|(os, _)| os.clone()).collect();
@@ -63,7 +88,7 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap) -> Result<
     render(
         "index.html",
         context! {
-            oses, arches, versions,
+            oses, arches, versions, checked, extras,
             targets => Serde(targets),
             catalog => Serde(&state.config.catalog),
             base_url => base_url(&state, &headers),

@@ -1,7 +1,9 @@
 // Download page: keeps the platform fields consistent, filters the catalog,
-// validates free-form modules through the api, shows the curl line, and starts
-// the build with POST /api/builds before moving to the build page. Without
-// JavaScript the form still submits to /api/compat.
+// validates free-form modules through the api, shows the curl line, keeps the
+// chosen plugins in the address (?package=…, as the official page does: such a
+// link opens the page with them chosen), and starts the build with POST
+// /api/builds before moving to the build page. Without JavaScript the form
+// still submits to /api/compat.
 (function () {
   "use strict";
   const form = document.getElementById("download");
@@ -43,7 +45,19 @@
     return q.toString();
   }
 
-  function update() { curl.textContent = 'curl -fo ' + (os.value === "windows" ? "caddy.exe" : "caddy") + ' "' + base + "/api/compat?" + query() + '"'; }
+  function update() {
+    curl.textContent = 'curl -fo ' + (os.value === "windows" ? "caddy.exe" : "caddy") + ' "' + base + "/api/compat?" + query() + '"';
+    const url = new URL(location.href);
+    url.searchParams.delete("package");
+    for (const p of plugins()) url.searchParams.append("package", p);
+    history.replaceState(null, "", url);
+  }
+
+  // An added module's Remove button (also of those the page came with).
+  function removable(li) {
+    li.querySelector("button").addEventListener("click", () => { li.remove(); update(); });
+  }
+  for (const li of extras.querySelectorAll("li")) removable(li);
 
   search.addEventListener("input", () => {
     const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
@@ -88,8 +102,8 @@
     li.textContent = ok + " ";
     const rm = document.createElement("button");
     rm.type = "button"; rm.textContent = "Remove"; rm.setAttribute("aria-label", "Remove " + ok);
-    rm.addEventListener("click", () => { li.remove(); update(); });
     li.appendChild(rm);
+    removable(li);
     extras.appendChild(li);
     extra.value = "";
     update();
