@@ -16,10 +16,15 @@ pub enum Until<'a> {
 
 /// Reads events until `until`, the end of the stream, or 10 seconds (a panic).
 pub async fn read_events(resp: reqwest::Response, until: Until<'_>) -> Vec<(String, Value)> {
+    read_events_within(resp, until, Duration::from_secs(10)).await
+}
+
+/// Like [`read_events`], for at most `limit`.
+pub async fn read_events_within(resp: reqwest::Response, until: Until<'_>, limit: Duration) -> Vec<(String, Value)> {
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut events = Vec::new();
-    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    let deadline = tokio::time::sleep(limit);
     tokio::pin!(deadline);
     loop {
         while let Some(pos) = buf.find("\n\n") {
