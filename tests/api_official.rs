@@ -5,11 +5,13 @@
 
 mod api_support;
 mod common;
+mod s3_common;
 mod sse_support;
 
 use std::time::{Duration, Instant};
 
 use api_support::{error_message, TestApi, WORKER};
+use caddy_build_server::config::{S3Config, StorageBackend};
 use caddy_build_server::db::LogLine;
 use caddy_build_server::phase::PHASES;
 use caddy_build_server::ui::CatalogEntry;
@@ -80,6 +82,30 @@ async fn live_page_head_then_location_for_a_new_build_and_a_cached_one() {
     let head = head.await.unwrap();
     assert_eq!(head.status(), 422);
     assert!(head.headers().get("location").is_none());
+}
+
+#[tokio::test]
+async fn live_page_head_gets_our_location_where_get_redirects_to_presigned_storage() {
+    let (_, s3) = s3_common::storage().await;
+    let api = TestApi::start_with(|c| {
+        c.storage.backend = StorageBackend::S3;
+        c.storage.s3 = S3Config { redirect: true, ..s3 };
+    })
+    .await;
+    let link = live_link(&format!("p={CLOUDFLARE}"));
+    let head = api.spawn(api.http.head(api.url(&link)));
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(1).await;
+    // Completed with a record only: presigning needs no object.
+    api.succeed(&key, BINARY).await;
+    let head = head.await.unwrap();
+    // Followed by the page's XMLHttpRequest, a redirect would end at storage, whose
+    // answer it may not read; so the HEAD itself answers with our URL.
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["location"].to_str().unwrap(), format!("/api/builds/{key}/download"));
+    let get = api.get(&link).await;
+    assert_eq!(get.status(), 302);
+    assert!(get.headers()["location"].to_str().unwrap().contains("X-Amz-Signature"));
 }
 
 /// The key of the one build that is not among `known`.
