@@ -53,8 +53,11 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 fn preselected(state: &AppState, raw: Option<&str>) -> (Vec<String>, Vec<String>) {
     let (mut checked, mut extras) = (Vec::new(), Vec::new());
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        if key != "package" {
+            continue;
+        }
         let (module, version) = split_module_version(&value);
-        if key != "package" || check_module_path(&module).is_err() {
+        if check_module_path(&module).is_err() {
             continue;
         }
         let in_catalog = state.config.catalog.iter().any(|c| c.module == module);

@@ -54,7 +54,7 @@ fn named_by_go(tail: &[String], spec: &BuildSpec) -> Option<String> {
             return Some(first.to_string());
         }
         if first == MAIN_MODULE && words.next() == Some("imports") {
-            let package = tail.get(i + 1)?.trim().trim_end_matches(':').split_whitespace().next()?;
+            let package = tail.get(i + 1)?.split_whitespace().next()?.trim_end_matches(':');
             return plugin_of_package(package, spec);
         }
     }
@@ -223,6 +223,8 @@ mod tests {
              go: caddy imports\n\texample.com/a/sub/inner imports\n\texample.com/missing: cannot find module providing package example.com/missing",
         );
         assert_eq!(culprit("resolve", &tail, &s, "").as_deref(), Some("example.com/a/sub@v0.1.0"));
+        let tail = lines("go: caddy imports\n\texample.com/a: module example.com/a@v1.2.0 found, but does not contain package example.com/a");
+        assert_eq!(culprit("resolve", &tail, &s, "").as_deref(), Some("example.com/a@v1.2.0"));
     }
 
     #[test]
