@@ -11,9 +11,9 @@ use tracing::Instrument;
 
 use super::admission;
 use super::client::Client;
-use super::official;
 use super::download::{self, SharedDownload};
 use super::error::{ApiError, ApiResult};
+use super::official;
 use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
 use super::state::AppState;
 use super::wait::{until_terminal, WaitEnd};

@@ -85,9 +85,9 @@ async fn say(tx: &mpsc::Sender<OutputLine>, line: &str) {
     let _ = tx.send(OutputLine { step: "worker".into(), stderr: false, line: line.into() }).await;
 }
 
-/// Announces that `phase` starts (see [`crate::phase`]).
-async fn phase(tx: &mpsc::Sender<OutputLine>, phase: &str) {
-    say(tx, &crate::phase::marker(phase)).await;
+/// Announces that the phase `name` starts (see [`crate::phase`]).
+async fn phase(tx: &mpsc::Sender<OutputLine>, name: &str) {
+    say(tx, &crate::phase::marker(name)).await;
 }
 
 async fn execute(
