@@ -424,7 +424,7 @@ impl Config {
         let config: Config = if rendered.trim().is_empty() {
             Config::default()
         } else {
-            let de = serde_yaml::Deserializer::from_str(&rendered);
+            let de = serde_norway::Deserializer::from_str(&rendered);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let key = e.path().to_string();
                 invalid(if key == "." { "(top level)" } else { &key }, e.into_inner().to_string())
