@@ -86,11 +86,10 @@ BEGIN
     END IF;
 
     IF v_max_total IS NOT NULL THEN
-        -- One at a time across all clients, so that the total is exact.
+        -- One at a time across all clients, so that the total is exact: every
+        -- admission that counted before this one has committed (and is counted).
         PERFORM pg_advisory_xact_lock(213188611);
-        SELECT count(*) INTO v_open FROM (
-            SELECT 1 FROM cbs.builds b WHERE b.status = 'queued' AND b.priority = 'request'
-             LIMIT v_max_total + 1) q;
+        SELECT sum(q.builds) INTO v_open FROM cbs.queued_requests q;
         IF v_open > v_max_total THEN
             PERFORM cbs.refuse('CB429', 'total_queue', 60, format(
                 'the build queue is full (%s builds waiting, the limit is %s); retry in a minute',
@@ -191,3 +190,25 @@ END;
 $$;
 COMMENT ON FUNCTION cbs.authenticate_token(text) IS
     'The active API token with this sha256 (none when unknown or revoked).';
+
+-- Keeps cbs.queued_requests: +1 when a build becomes a queued request, -1 when it
+-- stops being one (claimed, cancelled, lowered to background, deleted).
+CREATE OR REPLACE FUNCTION cbs.count_queued_requests()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was  boolean := TG_OP <> 'INSERT' AND OLD.status = 'queued' AND OLD.priority = 'request';
+    now_ boolean := TG_OP <> 'DELETE' AND NEW.status = 'queued' AND NEW.priority = 'request';
+BEGIN
+    IF was <> now_ THEN
+        UPDATE cbs.queued_requests SET builds = builds + CASE WHEN now_ THEN 1 ELSE -1 END
+         WHERE shard = pg_backend_pid() % 16;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION cbs.count_queued_requests() IS
+    'Trigger: keeps cbs.queued_requests in step with the queued request builds of cbs.builds.';
+
+CREATE OR REPLACE TRIGGER builds_count_queued_requests
+    AFTER INSERT OR DELETE OR UPDATE OF status, priority ON cbs.builds
+    FOR EACH ROW EXECUTE FUNCTION cbs.count_queued_requests();
