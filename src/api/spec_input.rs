@@ -6,7 +6,7 @@ use futures::future::try_join_all;
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
-use crate::gomod::check_module_path;
+use crate::gomod::{check_module_path, is_absolute};
 use crate::spec::{BuildSpec, Plugin, Replacement, CADDY_MODULE};
 
 /// ARM versions Go supports for `GOARM`.
@@ -23,6 +23,17 @@ pub struct SpecRequest {
     pub os: String,
     pub arch: String,
     pub arm: Option<String>,
+}
+
+impl SpecRequest {
+    /// Every version was absolute as the client wrote it (an exact tag or a
+    /// pseudo-version): the request names one build for good, whatever is released
+    /// later. `latest`, empty, partial (`v2.10`) and branch queries are not.
+    pub fn is_pinned(&self) -> bool {
+        is_absolute(&self.caddy_version)
+            && self.plugins.iter().all(|p| is_absolute(&p.version))
+            && self.replacements.iter().all(|r| is_absolute(&r.version))
+    }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
