@@ -130,3 +130,37 @@ pub fn parse_replacement(s: &str) -> ApiResult<Replacement> {
     let (new, version) = split_module_version(rest);
     Ok(Replacement { old: old.trim().to_string(), new, version })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(caddy: &str, plugin: &str, replacement: &str) -> SpecRequest {
+        SpecRequest {
+            caddy_version: caddy.into(),
+            plugins: vec![Plugin { module: "github.com/a/b".into(), version: plugin.into() }],
+            replacements: vec![Replacement { old: "github.com/x/y".into(), new: "github.com/z/y".into(), version: replacement.into() }],
+            ..SpecRequest::default()
+        }
+    }
+
+    #[test]
+    fn pinned_means_every_version_exact_as_written() {
+        let pseudo = "v0.0.0-20240101000000-abcdefabcdef";
+        assert!(request("v2.10.2", "v0.2.1", pseudo).is_pinned());
+        assert!(request("v2.11.0-beta.1", "v2.0.0+incompatible", "v1.0.0").is_pinned());
+        assert!(SpecRequest { caddy_version: "v2.10.2".into(), ..SpecRequest::default() }.is_pinned());
+        for (caddy, plugin, replacement) in [
+            ("", "v0.2.1", "v1.0.0"),
+            ("latest", "v0.2.1", "v1.0.0"),
+            ("v2.10", "v0.2.1", "v1.0.0"),
+            ("v2.10.2", "", "v1.0.0"),
+            ("v2.10.2", "latest", "v1.0.0"),
+            ("v2.10.2", "main", "v1.0.0"),
+            ("v2.10.2", "v0.2.1", ""),
+            ("v2.10.2", "v0.2.1", "v1"),
+        ] {
+            assert!(!request(caddy, plugin, replacement).is_pinned(), "{caddy} {plugin} {replacement}");
+        }
+    }
+}

@@ -686,6 +686,21 @@ mod tests {
     }
 
     #[test]
+    fn request_head_limits_are_bounded() {
+        for (yaml, key) in [
+            ("api:\n  max_uri_bytes: 65535\n", "api.max_uri_bytes"),
+            ("api:\n  max_uri_bytes: 10\n", "api.max_uri_bytes"),
+            ("api:\n  max_header_bytes: 2000000\n", "api.max_header_bytes"),
+            ("api:\n  module_proxy_timeout: 0s\n", "api.module_proxy_timeout"),
+        ] {
+            let e = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(e.contains(key), "{yaml}: {e}");
+        }
+        let c = Config::from_yaml("api:\n  max_uri_bytes: 65534\n  max_header_bytes: 1048576\n").unwrap();
+        assert_eq!((c.api.max_uri_bytes, c.api.max_header_bytes), (65534, 1 << 20));
+    }
+
+    #[test]
     fn durations_parse() {
         let c = Config::from_yaml("database:\n  connect_timeout: 250ms\n").unwrap();
         assert_eq!(c.database.connect_timeout, Duration::from_millis(250));

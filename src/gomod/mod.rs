@@ -35,7 +35,7 @@ pub enum ResolveError {
     Upstream { module: String, query: String, message: String },
     /// No proxy answered: connection failed, timed out, or the proxy asked us to
     /// slow down (408, 429).
-    #[error("module proxy unreachable while resolving {module}@{}: {message}", shown(query))]
+    #[error("module proxy unavailable while resolving {module}@{}: {message}", shown(query))]
     Unreachable { module: String, query: String, message: String },
 }
 
