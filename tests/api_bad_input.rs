@@ -197,7 +197,15 @@ async fn oversized_and_malformed_heads_get_the_envelope() {
     let huge_field = format!("x-huge: {}\r\n", "d".repeat(500 * 1024));
     api.raw(get("/healthz", &huge_field)).await.error_message(431);
 
-    for malformed in ["GET /heal\u{1}thz HTTP/1.1\r\n\r\n", "GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n", "G(T / HTTP/1.1\r\n\r\n"] {
+    let malformed = [
+        "GET /heal\u{1}thz HTTP/1.1\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n",
+        "G(T / HTTP/1.1\r\n\r\n",
+        "GET /healthz HTTP/1.7\r\n\r\n",
+        "POST /api/builds HTTP/1.1\r\ncontent-length: many\r\n\r\n",
+        "POST /api/builds HTTP/1.1\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\n",
+    ];
+    for malformed in malformed {
         let message = api.raw(malformed.as_bytes().to_vec()).await.error_message(400);
         assert!(message.contains("not valid HTTP/1.1"), "{malformed:?}: {message}");
     }
