@@ -18,9 +18,9 @@ use axum::response::Response;
 use tracing::Instrument;
 
 use super::error::{envelope, ErrorInfo};
-use crate::config::ApiConfig;
 use super::metrics::RequestLabels;
 use super::state::AppState;
+use crate::config::ApiConfig;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// Largest plain-text error body turned into an envelope message.
