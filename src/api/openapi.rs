@@ -16,35 +16,6 @@ fn errors(codes: &[(&str, &str)]) -> serde_json::Map<String, Value> {
     codes.iter().map(|(c, d)| (c.to_string(), error_response(d))).collect()
 }
 
-/// A 502/503 error response: worth retrying after `Retry-After` seconds.
-fn retryable(description: &str) -> Value {
-    let mut r = error_response(description);
-    r["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}});
-    r
-}
-
-/// What resolving the request's versions against the module proxy may answer.
-fn resolve_errors() -> serde_json::Map<String, Value> {
-    let mut m = errors(&[
-        ("404", "A module or version the module proxy does not have (names module@version, quotes the proxy)"),
-        ("422", "A module version the module proxy refuses (names module@version, quotes the proxy)"),
-    ]);
-    m.insert("502".into(), retryable("The module proxy failed"));
-    m.insert("503".into(), retryable("The module proxy, database or storage cannot be reached, or the server is stopping"));
-    m
-}
-
-/// Refusals of the request head, which every operation may get: a request target
-/// over `api.max_uri_bytes`, header fields over `api.max_header_bytes`.
-fn add_head_refusals(doc: &mut Value) {
-    let paths = doc["paths"].as_object_mut().expect("paths");
-    for operation in paths.values_mut().flat_map(|p| p.as_object_mut().expect("path item").values_mut()) {
-        let responses = operation["responses"].as_object_mut().expect("responses");
-        responses.insert("414".into(), error_response("Request target too long"));
-        responses.insert("431".into(), error_response("Request header fields too large"));
-    }
-}
-
 fn binary_responses(head: bool) -> Value {
     let body = if head { json!(null) } else { json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}) };
     let mut ok = json!({"description": "The Caddy binary", "headers": {
@@ -90,6 +61,35 @@ fn compat_params() -> Value {
          "description": "Replacement old=new@version, repeated", "schema": {"type": "array", "items": {"type": "string"}}},
         q("idempotency", "Accepted and ignored", json!({"type": "string"})),
     ])
+}
+
+/// A 502/503 error response: worth retrying after `Retry-After` seconds.
+fn retryable(description: &str) -> Value {
+    let mut r = error_response(description);
+    r["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}});
+    r
+}
+
+/// What resolving the request's versions against the module proxy may answer.
+fn resolve_errors() -> serde_json::Map<String, Value> {
+    let mut m = errors(&[
+        ("404", "A module or version the module proxy does not have (names module@version, quotes the proxy)"),
+        ("422", "A module version the module proxy refuses (names module@version, quotes the proxy)"),
+    ]);
+    m.insert("502".into(), retryable("The module proxy failed"));
+    m.insert("503".into(), retryable("The module proxy, database or storage cannot be reached, or the server is stopping"));
+    m
+}
+
+/// Refusals of the request head, which every operation may get: a request target
+/// over `api.max_uri_bytes`, header fields over `api.max_header_bytes`.
+fn add_head_refusals(doc: &mut Value) {
+    let paths = doc["paths"].as_object_mut().expect("paths");
+    for operation in paths.values_mut().flat_map(|p| p.as_object_mut().expect("path item").values_mut()) {
+        let responses = operation["responses"].as_object_mut().expect("responses");
+        responses.insert("414".into(), error_response("Request target too long"));
+        responses.insert("431".into(), error_response("Request header fields too large"));
+    }
 }
 
 fn html_responses(codes: &[(&str, &str)]) -> Value {
