@@ -20,6 +20,7 @@ mod metrics;
 mod middleware;
 mod modules;
 mod openapi;
+mod refusals;
 mod routes;
 mod server;
 mod signing_key;
@@ -62,8 +63,9 @@ pub async fn serve(config: Arc<Config>, listener: TcpListener, shutdown: Cancell
 pub async fn serve_state(state: AppState, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
+    let config = state.config.clone();
     let app = routes::router(state);
-    server::serve(listener, app, shutdown).await;
+    server::serve(listener, app, &config.api, shutdown).await;
     tracing::info!("api stopped");
     Ok(())
 }

@@ -70,7 +70,7 @@ impl AppState {
         storage: DynStorage,
         shutdown: CancellationToken,
     ) -> AppState {
-        let resolver = Resolver::new(&config.go_proxy, config.api.version_cache_ttl);
+        let resolver = Resolver::with_timeout(&config.go_proxy, config.api.version_cache_ttl, config.api.module_proxy_timeout);
         let waiters = Waiters::new(listener.clone(), queue.clone(), shutdown.clone());
         let trusted_proxies = config.api.trusted_proxy_nets().expect("api.trusted_proxies is validated when the config loads");
         let metrics = Metrics::new();
