@@ -96,10 +96,6 @@ BEGIN
                 v_open - 1, v_max_total));
         END IF;
     END IF;
-
-    INSERT INTO cbs.client_usage AS u (minute, client, admitted)
-    VALUES (date_trunc('minute', now()), admit.client, 1)
-    ON CONFLICT ON CONSTRAINT client_usage_pkey DO UPDATE SET admitted = u.admitted + 1;
 END;
 $$;
 COMMENT ON FUNCTION cbs.admit(text, jsonb) IS
@@ -114,15 +110,18 @@ $$;
 COMMENT ON FUNCTION cbs.bucket_level(double precision, timestamptz, double precision, double precision) IS
     'A client''s token bucket level now, refilled continuously at per_hour up to burst.';
 
--- The api records a refusal after the refused transaction rolled back.
-CREATE OR REPLACE FUNCTION cbs.record_refusal(client text)
+-- Adds admissions and refusals to the per-minute usage; the api counts them in
+-- memory and sends them here about once a second, off the requests' path.
+CREATE OR REPLACE FUNCTION cbs.record_usage(minute timestamptz, clients text[], admitted int[], refused int[])
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO cbs.client_usage AS u (minute, client, refused)
-    VALUES (date_trunc('minute', now()), record_refusal.client, 1)
-    ON CONFLICT ON CONSTRAINT client_usage_pkey DO UPDATE SET refused = u.refused + 1
+    INSERT INTO cbs.client_usage AS u (minute, client, admitted, refused)
+    SELECT date_trunc('minute', record_usage.minute), c.client, c.admitted, c.refused
+      FROM unnest(clients, admitted, refused) AS c(client, admitted, refused)
+    ON CONFLICT ON CONSTRAINT client_usage_pkey
+    DO UPDATE SET admitted = u.admitted + excluded.admitted, refused = u.refused + excluded.refused
 $$;
-COMMENT ON FUNCTION cbs.record_refusal(text) IS
-    'Counts one refused request of a client in cbs.client_usage (for cbs.heaviest_clients).';
+COMMENT ON FUNCTION cbs.record_usage(timestamptz, text[], int[], int[]) IS
+    'Adds per-client admissions and refusals of one minute to cbs.client_usage (for cbs.heaviest_clients).';
 
 -- Forgets what is older than keep: per-minute usage, and clients idle that long
 -- (their bucket has long refilled, so no row means the same as theirs) with

@@ -26,6 +26,7 @@ mod server;
 mod signing_key;
 mod spec_input;
 mod state;
+mod usage;
 mod wait;
 mod waiters;
 

@@ -40,6 +40,8 @@ pub struct Inner {
     pub submits: Coalescer<Result<Arc<Build>, ApiError>>,
     /// `api.trusted_proxies`, parsed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Admissions and refusals per client, on their way to `cbs.client_usage`.
+    pub usage: Arc<super::usage::Usage>,
     /// Requests each client holds open on this process.
     pub held: Arc<super::held::HeldRequests>,
     /// `(os, arch)` pairs of `cbs.targets`, read once on first use.
@@ -75,6 +77,7 @@ impl AppState {
         let trusted_proxies = config.api.trusted_proxy_nets().expect("api.trusted_proxies is validated when the config loads");
         let metrics = Metrics::new();
         let held = super::held::HeldRequests::new(metrics.held_requests.clone());
+        let usage = super::usage::Usage::start(queue.clone(), shutdown.clone());
         AppState(Arc::new(Inner {
             config,
             queue,
@@ -87,6 +90,7 @@ impl AppState {
             opens: tokio::sync::Semaphore::new(MAX_CONCURRENT_OPENS),
             submits: Coalescer::new(),
             trusted_proxies,
+            usage,
             held,
             targets: OnceCell::new(),
         }))
