@@ -12,11 +12,11 @@ run:
 	scripts/run.sh
 
 test: builder-image
-	scripts/ensure-deps.sh
+	scripts/ensure-deps.sh --test
 	scripts/test-env.sh $(CARGO) test --locked --no-fail-fast --all-targets -- --test-threads=8
 
 bench: builder-image
-	scripts/ensure-deps.sh
+	scripts/ensure-deps.sh --test
 	scripts/test-env.sh $(CARGO) bench --locked --benches
 
 # A Docker engine for the worker (installed and started when missing).

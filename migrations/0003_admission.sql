@@ -55,3 +55,17 @@ COMMENT ON COLUMN cbs.builds.priority IS 'request (someone asked) or background 
 
 -- Per-client cap on open builds.
 CREATE INDEX builds_client_open_idx ON cbs.builds (client) WHERE status IN ('queued', 'building');
+
+-- Queued request builds, for the total cap: a sum over a few rows instead of a
+-- count over the queue. Kept by a trigger on cbs.builds (sql/procedures/
+-- 018_admission.sql); sharded by backend so that concurrent submits and claims
+-- rarely wait on one row.
+CREATE TABLE cbs.queued_requests (
+    shard   smallint PRIMARY KEY CHECK (shard BETWEEN 0 AND 15),
+    builds  bigint NOT NULL DEFAULT 0
+);
+COMMENT ON TABLE cbs.queued_requests IS
+    'Queued builds of request priority, in 16 shards kept by a trigger on cbs.builds: sum(builds) is the queue''s length.';
+INSERT INTO cbs.queued_requests (shard, builds) SELECT s, 0 FROM generate_series(0, 15) s;
+UPDATE cbs.queued_requests SET builds = (
+    SELECT count(*) FROM cbs.builds WHERE status = 'queued' AND priority = 'request') WHERE shard = 0;

@@ -21,6 +21,16 @@ if ! command -v dockerd >/dev/null || ! command -v docker >/dev/null; then
     apt-get install -y -qq docker.io >&2
 fi
 if ! docker info >/dev/null 2>&1; then
+    # A dockerd that was killed leaves its pid file behind, and a new one refuses to
+    # start ("pid file found"); remove it when no process of that pid is a dockerd.
+    pidfile=/var/run/docker.pid
+    if [ -f "$pidfile" ]; then
+        old=$(cat "$pidfile" 2>/dev/null || true)
+        if [ -z "$old" ] || ! grep -qs dockerd "/proc/$old/comm"; then
+            echo "docker.sh: removing the stale $pidfile of a dockerd that is gone" >&2
+            rm -f "$pidfile" /var/run/docker/containerd/containerd.pid
+        fi
+    fi
     echo "docker.sh: starting dockerd (log: /var/log/cbs-dockerd.log)" >&2
     nohup dockerd >/var/log/cbs-dockerd.log 2>&1 &
     for _ in $(seq 1 60); do

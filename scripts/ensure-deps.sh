@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# Installs the system packages the build needs when they are missing (fresh
-# machines): a C toolchain and OpenSSL headers for the TLS client, Python for
-# the helper scripts, Chromium and its WebDriver for the browser tests,
-# minisign to verify signatures in tests, curl and flock for scripts/minio.sh,
-# schemathesis for the api tests.
+# Installs the system packages that are missing (fresh machines). Always: a C
+# toolchain and OpenSSL headers for the TLS client, Python for the helper
+# scripts, curl and flock for scripts/minio.sh. With --test (make test, make
+# bench), also what only the tests use: Chromium and its WebDriver for the
+# browser tests, minisign to verify signatures, schemathesis for the api tests.
+# Usage: scripts/ensure-deps.sh [--test]
 set -euo pipefail
+tests=false
+[ "${1:-}" = "--test" ] && tests=true
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 [ -e /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
 command -v python3 >/dev/null || missing+=(python3)
-command -v chromium >/dev/null || missing+=(chromium)
-command -v chromedriver >/dev/null || missing+=(chromium-driver)
-command -v minisign >/dev/null || missing+=(minisign)
 command -v curl >/dev/null || missing+=(curl)
 command -v flock >/dev/null || missing+=(util-linux)
+if $tests; then
+    command -v chromium >/dev/null || missing+=(chromium)
+    command -v chromedriver >/dev/null || missing+=(chromium-driver)
+    command -v minisign >/dev/null || missing+=(minisign)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ensure-deps: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -22,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}"
 fi
 # schemathesis (PyPI) checks the HTTP API against its OpenAPI document in `make test`.
-if ! command -v schemathesis >/dev/null; then
+if $tests && ! command -v schemathesis >/dev/null; then
     echo "ensure-deps: installing schemathesis from PyPI" >&2
     python3 -m pip --version >/dev/null 2>&1 || {
         export DEBIAN_FRONTEND=noninteractive

@@ -254,3 +254,68 @@ async fn every_compat_parameter_reaches_the_spec() {
     assert_eq!(head.status(), 200, "HEAD waits like GET");
     assert_eq!(head.headers()["content-length"], "4");
 }
+
+/// A request naming only exact versions is cached for good; one resolved from
+/// `latest` or a partial version must be revalidated (the same build, reached
+/// by both, answers each as it asked). Content-addressed URLs are immutable,
+/// conditional requests answer 304 with the same headers, errors are not stored.
+#[tokio::test]
+async fn cache_headers_follow_what_the_request_named() {
+    const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+    const REVALIDATE: &str = "public, no-cache";
+    let api = TestApi::start().await;
+    // COMPAT resolves to exactly this spec: one build, two ways of naming it.
+    let pinned = "/api/compat?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare@v0.2.1";
+    let spawn = |path: &str| api.spawn(api.http.get(api.url(path)));
+    let (unpinned_waiter, pinned_waiter) = (spawn(COMPAT), spawn(pinned));
+    let key = api.only_build_key().await;
+    api.wait_for_waiters(2).await;
+    let artifact = api.succeed(&key, b"cacheable").await;
+    let etag = format!("\"{}\"", artifact.sha256);
+    for (waiter, expected) in [(unpinned_waiter, REVALIDATE), (pinned_waiter, IMMUTABLE)] {
+        let resp = waiter.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["cache-control"], expected, "a waiter of the shared download");
+        assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag);
+    }
+
+    let unpinned = [
+        COMPAT,
+        "/api/compat?os=linux&arch=amd64&version=latest&p=github.com/caddy-dns/cloudflare@v0.2.1",
+        "/api/compat?os=linux&arch=amd64&version=v2.10&p=github.com/caddy-dns/cloudflare@v0.2.1",
+        "/api/download?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare@latest",
+        "/api/download?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare",
+    ];
+    let by_key = format!("/api/builds/{key}/download");
+    let cases = unpinned.iter().map(|p| (p.to_string(), REVALIDATE)).chain([(pinned.to_string(), IMMUTABLE), (by_key, IMMUTABLE)]);
+    for (path, expected) in cases {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let resp = api.http.request(method.clone(), api.url(&path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{method} {path}");
+            assert_eq!(resp.headers()["cache-control"], expected, "{method} {path}");
+            assert_eq!(resp.headers()["etag"].to_str().unwrap(), etag, "{method} {path}");
+            assert!(resp.headers().get("location").is_none(), "the binary itself, not a redirect");
+            assert_eq!(resp.headers()["x-build-key"].to_str().unwrap(), key);
+            let revalidated = api.http.request(method.clone(), api.url(&path)).header("if-none-match", &etag).send().await.unwrap();
+            assert_eq!(revalidated.status(), 304, "{method} {path}");
+            assert_eq!(revalidated.headers()["cache-control"], expected, "{method} {path}");
+            assert_eq!(revalidated.headers()["etag"].to_str().unwrap(), etag);
+        }
+        assert_eq!(&api.get(&path).await.bytes().await.unwrap()[..], b"cacheable");
+    }
+    for suffix in ["sha256", "signature"] {
+        let resp = api.get(&format!("/api/builds/{key}/{suffix}")).await;
+        let status = resp.status();
+        let cache_control = resp.headers()["cache-control"].to_str().unwrap().to_string();
+        match status.as_u16() {
+            200 => assert_eq!(cache_control, IMMUTABLE, "{suffix}"),
+            // This build has no signature: errors are never stored.
+            _ => assert_eq!((status.as_u16(), cache_control.as_str()), (404, "no-store"), "{suffix}"),
+        }
+    }
+    let status = api.get(&format!("/api/builds/{key}")).await;
+    assert_eq!(status.headers()["cache-control"], "no-cache", "a build's status changes");
+    let error = api.get("/api/compat?os=linux&arch=amd64&p=github.com/nobody/nothing").await;
+    assert_eq!(error.headers()["cache-control"], "no-store");
+    assert_eq!(api.build_count().await, 1, "every request above named the same build");
+}

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use api_support::{default_answers, FakeProxy};
+use api_support::{default_answers, FakeProxy, ProxyAnswer};
 use caddy_build_server::gomod::{ResolveError, Resolver};
 use futures::future::join_all;
 
@@ -72,10 +72,71 @@ async fn falls_back_between_proxies() {
     assert_eq!(version(&r, CADDY, "").await.unwrap(), "v2.10.2", "404 moves on to the next proxy");
     let down = "http://127.0.0.1:9";
     let r = Resolver::new(&format!("{down},{}", full.url), Duration::from_secs(60));
-    assert!(matches!(version(&r, CADDY, "").await, Err(ResolveError::Upstream { .. })), "',' stops at a network error");
-    assert!(matches!(version(&r, CADDY, "").await, Err(ResolveError::Upstream { .. })), "errors are not cached");
+    assert!(matches!(version(&r, CADDY, "").await, Err(ResolveError::Unreachable { .. })), "',' stops at a network error");
+    assert!(matches!(version(&r, CADDY, "").await, Err(ResolveError::Unreachable { .. })), "errors are not cached");
     let r = Resolver::new(&format!("{down}|{}", full.url), Duration::from_secs(60));
     assert_eq!(version(&r, CADDY, "").await.unwrap(), "v2.10.2", "'|' moves on after any error");
+}
+
+/// The proxy's 404/410 and 400/403 are the request's problem, quoted and
+/// cached; its 5xx, 429 and silence are its own, retried on the next request.
+#[tokio::test]
+async fn classifies_proxy_answers() {
+    let proxy = FakeProxy::start(default_answers(), Duration::ZERO).await;
+    let quote = "not available: github.com/caddy-dns/cloudflare@v0.1.0 is blocked";
+    proxy.answer("github.com/caddy-dns/cloudflare/@v/v0.1.0.info", ProxyAnswer::Status(403, format!("{quote}\n\n  more  detail\n")));
+    proxy.answer("example.com/gone/@v/list", ProxyAnswer::Status(410, "gone".into()));
+    proxy.answer("example.com/gone/@latest", ProxyAnswer::Status(410, "gone: example.com/gone".into()));
+    proxy.answer("example.com/busy/@v/list", ProxyAnswer::Status(429, "slow down".into()));
+    proxy.answer("example.com/broken/@v/v1.0.0.info", ProxyAnswer::Status(503, "x".repeat(5000)));
+    proxy.answer("example.com/silent/@v/list", ProxyAnswer::Silent);
+    let r = Resolver::with_timeout(&proxy.url, Duration::from_secs(60), Duration::from_millis(300));
+
+    let e = version(&r, "github.com/caddy-dns/cloudflare", "v0.1.0").await.unwrap_err();
+    assert!(matches!(e, ResolveError::Refused { .. }) && !e.is_transient(), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("github.com/caddy-dns/cloudflare@v0.1.0") && text.contains("403 Forbidden"), "{text}");
+    assert!(text.contains(&format!("{quote} more detail")), "the proxy's words, whitespace folded: {text}");
+    let e = version(&r, "example.com/gone", "").await.unwrap_err();
+    assert!(matches!(e, ResolveError::NotFound { .. }), "{e:?}");
+    assert!(e.to_string().contains("example.com/gone@latest") && e.to_string().contains("410 Gone"), "{e}");
+    let e = version(&r, "example.com/busy", "v1").await.unwrap_err();
+    assert!(matches!(e, ResolveError::Unreachable { .. }) && e.is_transient(), "{e:?}");
+    let e = version(&r, "example.com/broken", "v1.0.0").await.unwrap_err();
+    assert!(matches!(e, ResolveError::Upstream { .. }) && e.is_transient(), "{e:?}");
+    assert!(e.to_string().contains("503 Service Unavailable") && e.to_string().len() < 600, "quotes are cut short: {e}");
+    let started = std::time::Instant::now();
+    let e = version(&r, "example.com/silent", "").await.unwrap_err();
+    assert!(matches!(e, ResolveError::Unreachable { .. }), "{e:?}");
+    assert!(e.to_string().contains("no answer within 300ms"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    for (module, query) in [("github.com/caddy-dns/cloudflare", "v0.1.0"), ("example.com/busy", "v1"), ("example.com/broken", "v1.0.0")] {
+        let _ = version(&r, module, query).await;
+    }
+    assert_eq!(proxy.hits("github.com/caddy-dns/cloudflare/@v/v0.1.0.info"), 1, "a refusal is cached");
+    assert_eq!(proxy.hits("example.com/busy/@v/list"), 2, "a 429 is not");
+    assert_eq!(proxy.hits("example.com/broken/@v/v1.0.0.info"), 2, "a 5xx is not");
+}
+
+/// As GOPROXY does: after ',' only 404/410 move on to the next proxy, after '|'
+/// any failure; a failure other than "not found" is what gets reported.
+#[tokio::test]
+async fn proxy_fallback_follows_goproxy() {
+    let first = FakeProxy::start(Default::default(), Duration::ZERO).await;
+    let full = FakeProxy::start(default_answers(), Duration::ZERO).await;
+    first.answer("github.com/caddyserver/caddy/v2/@v/list", ProxyAnswer::Status(403, "forbidden here".into()));
+    let r = Resolver::new(&format!("{},{}", first.url, full.url), Duration::from_secs(60));
+    assert!(matches!(version(&r, CADDY, "").await, Err(ResolveError::Refused { .. })), "',' stops at a 403");
+    let r = Resolver::new(&format!("{}|{}", first.url, full.url), Duration::from_secs(60));
+    assert_eq!(version(&r, CADDY, "").await.unwrap(), "v2.10.2", "'|' moves on after a 403");
+    let r = Resolver::new(&format!("{}|{}", first.url, full.url), Duration::from_secs(60));
+    let e = version(&r, "github.com/nobody/none", "").await.unwrap_err();
+    assert!(matches!(e, ResolveError::NotFound { .. }), "{e:?}");
+    first.answer("github.com/nobody/none/@v/list", ProxyAnswer::Status(500, "down".into()));
+    let r = Resolver::new(&format!("{}|{}", first.url, full.url), Duration::from_secs(60));
+    let e = version(&r, "github.com/nobody/none", "").await.unwrap_err();
+    assert!(matches!(e, ResolveError::Upstream { .. }), "the first proxy's 500 outranks the second's 404: {e:?}");
 }
 
 /// Once against the real module proxy, which answers `@v/list` but not `@latest` for Caddy.

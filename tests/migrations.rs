@@ -49,3 +49,26 @@ async fn a_newer_schema_is_refused() {
         other => panic!("expected NewerSchema, got {other:?}"),
     }
 }
+
+/// Admins read `\dt+ cbs.*` and `\df+ cbs.*`: every table, view and function says what it is for.
+#[tokio::test]
+async fn every_table_view_and_function_has_a_comment() {
+    let db = TestDb::new().await;
+    let missing: Vec<String> = db
+        .client()
+        .await
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'cbs' AND obj_description(p.oid, 'pg_proc') IS NULL
+             UNION ALL
+             SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'cbs' AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(missing, Vec::<String>::new(), "without a COMMENT");
+}

@@ -51,6 +51,8 @@ RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
     SELECT version IS NOT NULL AND length(version) <= 128 AND version ~
         '^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+incompatible)?$'
 $$;
+COMMENT ON FUNCTION cbs.is_absolute_version(text) IS
+    'Whether a version is absolute: a semver tag or Go pseudo-version, optionally +incompatible.';
 
 -- Why a version cannot be used for a module, or NULL when it can: it must be absolute and
 -- match the module path's major version suffix (Go's import compatibility rule).
@@ -79,6 +81,8 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+COMMENT ON FUNCTION cbs.module_version_problem(text, text) IS
+    'Why a version cannot be used for a module (not absolute, or against the major version suffix), or NULL.';
 
 CREATE OR REPLACE FUNCTION cbs.raise_bad_spec(field text, problem text, code text DEFAULT '22023')
 RETURNS void LANGUAGE plpgsql AS $$
@@ -86,6 +90,8 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = code, MESSAGE = field || ' ' || problem;
 END;
 $$;
+COMMENT ON FUNCTION cbs.raise_bad_spec(text, text, text) IS
+    'Raises a bad-spec error (SQLSTATE 22023 unless told) whose message starts with the field.';
 
 -- Validates a spec and returns its canonical form: known keys only, plugins sorted by
 -- module, replacements sorted by old path, arm only (and always) for arch=arm.

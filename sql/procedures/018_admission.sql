@@ -86,21 +86,16 @@ BEGIN
     END IF;
 
     IF v_max_total IS NOT NULL THEN
-        -- One at a time across all clients, so that the total is exact.
+        -- One at a time across all clients, so that the total is exact: every
+        -- admission that counted before this one has committed (and is counted).
         PERFORM pg_advisory_xact_lock(213188611);
-        SELECT count(*) INTO v_open FROM (
-            SELECT 1 FROM cbs.builds b WHERE b.status = 'queued' AND b.priority = 'request'
-             LIMIT v_max_total + 1) q;
+        SELECT sum(q.builds) INTO v_open FROM cbs.queued_requests q;
         IF v_open > v_max_total THEN
             PERFORM cbs.refuse('CB429', 'total_queue', 60, format(
                 'the build queue is full (%s builds waiting, the limit is %s); retry in a minute',
                 v_open - 1, v_max_total));
         END IF;
     END IF;
-
-    INSERT INTO cbs.client_usage AS u (minute, client, admitted)
-    VALUES (date_trunc('minute', now()), admit.client, 1)
-    ON CONFLICT ON CONSTRAINT client_usage_pkey DO UPDATE SET admitted = u.admitted + 1;
 END;
 $$;
 COMMENT ON FUNCTION cbs.admit(text, jsonb) IS
@@ -115,15 +110,18 @@ $$;
 COMMENT ON FUNCTION cbs.bucket_level(double precision, timestamptz, double precision, double precision) IS
     'A client''s token bucket level now, refilled continuously at per_hour up to burst.';
 
--- The api records a refusal after the refused transaction rolled back.
-CREATE OR REPLACE FUNCTION cbs.record_refusal(client text)
+-- Adds admissions and refusals to the per-minute usage; the api counts them in
+-- memory and sends them here about once a second, off the requests' path.
+CREATE OR REPLACE FUNCTION cbs.record_usage(minute timestamptz, clients text[], admitted int[], refused int[])
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO cbs.client_usage AS u (minute, client, refused)
-    VALUES (date_trunc('minute', now()), record_refusal.client, 1)
-    ON CONFLICT ON CONSTRAINT client_usage_pkey DO UPDATE SET refused = u.refused + 1
+    INSERT INTO cbs.client_usage AS u (minute, client, admitted, refused)
+    SELECT date_trunc('minute', record_usage.minute), c.client, c.admitted, c.refused
+      FROM unnest(clients, admitted, refused) AS c(client, admitted, refused)
+    ON CONFLICT ON CONSTRAINT client_usage_pkey
+    DO UPDATE SET admitted = u.admitted + excluded.admitted, refused = u.refused + excluded.refused
 $$;
-COMMENT ON FUNCTION cbs.record_refusal(text) IS
-    'Counts one refused request of a client in cbs.client_usage (for cbs.heaviest_clients).';
+COMMENT ON FUNCTION cbs.record_usage(timestamptz, text[], int[], int[]) IS
+    'Adds per-client admissions and refusals of one minute to cbs.client_usage (for cbs.heaviest_clients).';
 
 -- Forgets what is older than keep: per-minute usage, and clients idle that long
 -- (their bucket has long refilled, so no row means the same as theirs) with
@@ -191,3 +189,25 @@ END;
 $$;
 COMMENT ON FUNCTION cbs.authenticate_token(text) IS
     'The active API token with this sha256 (none when unknown or revoked).';
+
+-- Keeps cbs.queued_requests: +1 when a build becomes a queued request, -1 when it
+-- stops being one (claimed, cancelled, lowered to background, deleted).
+CREATE OR REPLACE FUNCTION cbs.count_queued_requests()
+RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was  boolean := TG_OP <> 'INSERT' AND OLD.status = 'queued' AND OLD.priority = 'request';
+    now_ boolean := TG_OP <> 'DELETE' AND NEW.status = 'queued' AND NEW.priority = 'request';
+BEGIN
+    IF was <> now_ THEN
+        UPDATE cbs.queued_requests SET builds = builds + CASE WHEN now_ THEN 1 ELSE -1 END
+         WHERE shard = pg_backend_pid() % 16;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+COMMENT ON FUNCTION cbs.count_queued_requests() IS
+    'Trigger: keeps cbs.queued_requests in step with the queued request builds of cbs.builds.';
+
+CREATE OR REPLACE TRIGGER builds_count_queued_requests
+    AFTER INSERT OR DELETE OR UPDATE OF status, priority ON cbs.builds
+    FOR EACH ROW EXECUTE FUNCTION cbs.count_queued_requests();

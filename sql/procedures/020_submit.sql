@@ -32,7 +32,9 @@ BEGIN
     v_new := FOUND;
     PERFORM set_config('cbs.submit_created', v_new::text, true);
     IF v_new THEN
-        PERFORM cbs.charge(submit_build.client, submit_build.limits);
+        IF submit_build.client IS NOT NULL AND submit_build.limits IS NOT NULL THEN
+            PERFORM cbs.admit(submit_build.client, submit_build.limits);
+        END IF;
         PERFORM pg_notify('cbs_build_queued', v_key);
         RETURN b;
     END IF;
@@ -43,7 +45,9 @@ BEGIN
         PERFORM cbs.requeue(v_key);
         UPDATE cbs.builds x SET client = submit_build.client, priority = submit_build.priority
          WHERE x.build_key = v_key RETURNING * INTO b;
-        PERFORM cbs.charge(submit_build.client, submit_build.limits);
+        IF submit_build.client IS NOT NULL AND submit_build.limits IS NOT NULL THEN
+            PERFORM cbs.admit(submit_build.client, submit_build.limits);
+        END IF;
         RETURN b;
     END IF;
     UPDATE cbs.builds x SET
@@ -55,18 +59,6 @@ END;
 $$;
 COMMENT ON FUNCTION cbs.submit_build(jsonb, boolean, text, jsonb, text) IS
     'Validates and enqueues a build, charging client when it creates work; returns the existing build for a known key (a failed or cancelled one is re-queued only with force).';
-
--- Charges a new build to client when the caller named one (cbs.admit).
-CREATE OR REPLACE FUNCTION cbs.charge(client text, limits jsonb)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF client IS NOT NULL AND limits IS NOT NULL THEN
-        PERFORM cbs.admit(client, limits);
-    END IF;
-END;
-$$;
-COMMENT ON FUNCTION cbs.charge(text, jsonb) IS
-    'cbs.admit for callers that name a client and limits; nothing for an administrator''s call.';
 
 CREATE OR REPLACE FUNCTION cbs.requeue(build_key text)
 RETURNS cbs.builds LANGUAGE plpgsql AS $$

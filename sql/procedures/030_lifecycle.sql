@@ -2,31 +2,95 @@
 -- Every call after the claim is fenced by (build_key, attempt, worker_id): a worker
 -- whose lease was taken away can no longer change the build.
 
+-- Fair claiming. Runnable builds go out by priority class first (every runnable
+-- 'request' build before any 'background' one), then client by client: the client
+-- whose last build started longest ago is next (one that never started comes
+-- first; builds without a client form the group ''), and within a client its
+-- oldest build (created_at, build_key). A call for several builds takes the
+-- clients in turn (round-robin) instead of several builds of the first one.
+--
+-- It stays cheap with thousands of queued builds: the clients with queued work are
+-- found by skipping from client to client through builds_queued_fair_idx (one index
+-- descent each; there are few), and every pick is the head of one client's slice of
+-- that index, locked FOR UPDATE SKIP LOCKED, so only claimed rows are locked and a
+-- row another claimer holds is passed over for that client's next one. No sort of
+-- the queue, no window function next to the row lock.
+--
+-- A client's turn is recorded in cbs.clients.last_started_at (the clock time of each
+-- claim, so the order of several claims in one call carries over to the next call),
+-- once at the end and in client order: concurrent claimers take those row locks in
+-- the same order and never wait on each other in a cycle. Two claimers that run at
+-- the same moment may both serve the same client once, before either has recorded it.
 CREATE OR REPLACE FUNCTION cbs.claim_builds(worker_id text, max_count int, lease interval)
 RETURNS SETOF cbs.builds LANGUAGE plpgsql AS $$
+DECLARE
+    v_class   text;
+    v_turns   text[];               -- the class's clients, in claim order
+    v_next    text[];               -- those that had a build this round
+    v_client  text;
+    v_started text[] := '{}';       -- the client of every claim, and when
+    v_at      timestamptz[] := '{}';
+    v_left    int := greatest(max_count, 0);
+    b         cbs.builds;
 BEGIN
-    RETURN QUERY
-    WITH picked AS (
-        SELECT b.build_key FROM cbs.builds b
-         WHERE b.status = 'queued' AND b.run_after <= now()
-         ORDER BY b.created_at, b.build_key
-         LIMIT greatest(max_count, 0)
-         FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        UPDATE cbs.builds b SET
-            status = 'building', attempt = b.attempt + 1, worker_id = claim_builds.worker_id,
-            lease_expires_at = now() + lease, started_at = now(), error = NULL, updated_at = now()
-          FROM picked WHERE b.build_key = picked.build_key
-        RETURNING b.*
-    ), logged AS (
-        INSERT INTO cbs.build_attempts (build_key, attempt, worker_id)
-        SELECT c.build_key, c.attempt, c.worker_id FROM claimed c
-    )
-    SELECT * FROM claimed;
+    FOREACH v_class IN ARRAY ARRAY['request', 'background'] LOOP
+        EXIT WHEN v_left = 0;
+        -- Each client's oldest queued build (a loose index scan), ordered by turn.
+        WITH RECURSIVE heads AS (
+            (SELECT coalesce(x.client, '') AS client, x.created_at, x.build_key
+               FROM cbs.builds x
+              WHERE x.status = 'queued' AND x.priority = v_class
+              ORDER BY coalesce(x.client, ''), x.created_at, x.build_key LIMIT 1)
+            UNION ALL
+            SELECT n.* FROM heads h CROSS JOIN LATERAL (
+                SELECT coalesce(x.client, ''), x.created_at, x.build_key
+                  FROM cbs.builds x
+                 WHERE x.status = 'queued' AND x.priority = v_class AND coalesce(x.client, '') > h.client
+                 ORDER BY coalesce(x.client, ''), x.created_at, x.build_key LIMIT 1) n
+        )
+        SELECT coalesce(array_agg(h.client ORDER BY c.last_started_at NULLS FIRST, h.created_at, h.build_key), '{}')
+          INTO v_turns
+          FROM heads h LEFT JOIN cbs.clients c ON c.client = h.client;
+
+        -- Round-robin over those clients until the class runs out or we have enough.
+        WHILE v_left > 0 AND cardinality(v_turns) > 0 LOOP
+            v_next := '{}';
+            FOREACH v_client IN ARRAY v_turns LOOP
+                EXIT WHEN v_left = 0;
+                SELECT x.* INTO b FROM cbs.builds x
+                 WHERE x.status = 'queued' AND x.priority = v_class AND coalesce(x.client, '') = v_client
+                   AND x.run_after <= now()
+                 ORDER BY coalesce(x.client, ''), x.created_at, x.build_key
+                 LIMIT 1 FOR UPDATE SKIP LOCKED;
+                CONTINUE WHEN NOT FOUND;
+                UPDATE cbs.builds x SET
+                    status = 'building', attempt = x.attempt + 1, worker_id = claim_builds.worker_id,
+                    lease_expires_at = now() + lease, started_at = now(), error = NULL, updated_at = now()
+                 WHERE x.build_key = b.build_key
+                RETURNING x.* INTO b;
+                INSERT INTO cbs.build_attempts (build_key, attempt, worker_id)
+                VALUES (b.build_key, b.attempt, b.worker_id);
+                RETURN NEXT b;
+                v_left := v_left - 1;
+                v_next := v_next || v_client;
+                v_started := v_started || v_client;
+                v_at := v_at || clock_timestamp();
+            END LOOP;
+            v_turns := v_next;
+        END LOOP;
+    END LOOP;
+
+    IF cardinality(v_started) > 0 THEN
+        INSERT INTO cbs.clients AS c (client, last_started_at)
+        SELECT s.client, max(s.at) FROM unnest(v_started, v_at) s(client, at)
+         GROUP BY s.client ORDER BY s.client
+        ON CONFLICT ON CONSTRAINT clients_pkey DO UPDATE
+           SET last_started_at = greatest(c.last_started_at, excluded.last_started_at);
+    END IF;
 END;
 $$;
 COMMENT ON FUNCTION cbs.claim_builds(text, int, interval) IS
-    'Claims up to max_count runnable builds, oldest first, skipping rows other workers hold.';
+    'Claims up to max_count runnable builds, skipping rows other workers hold: request before background, then clients in turn (last build started longest ago first, round-robin within one call), oldest first within a client.';
 
 CREATE OR REPLACE FUNCTION cbs.heartbeat(worker_id text, lease interval)
 RETURNS int LANGUAGE plpgsql AS $$

@@ -4,12 +4,43 @@ CREATE OR REPLACE VIEW cbs.queue_overview AS
 SELECT s.status,
        count(b.build_key) AS builds,
        count(b.build_key) FILTER (WHERE b.status = 'queued' AND b.run_after <= now()) AS runnable,
-       now() - min(b.created_at) AS oldest_age
+       now() - min(b.created_at) AS oldest_age,
+       count(b.build_key) FILTER (WHERE b.priority = 'background') AS background
   FROM unnest(ARRAY['queued', 'building', 'succeeded', 'failed', 'cancelled']) WITH ORDINALITY AS s(status, ord)
   LEFT JOIN cbs.builds b ON b.status = s.status
  GROUP BY s.status, s.ord
  ORDER BY s.ord;
-COMMENT ON VIEW cbs.queue_overview IS 'Builds per status, how many queued ones may run now, age of the oldest.';
+COMMENT ON VIEW cbs.queue_overview IS
+    'Builds per status, how many queued ones may run now, age of the oldest, and how many of them are background work.';
+
+-- The claim order as cbs.claim_builds sees it: every client with open builds,
+-- builds without a client as client NULL. turn numbers the clients with runnable
+-- work in the order they will be served next (runnable requests before
+-- background work, then the longest since its last start, then the oldest build).
+CREATE OR REPLACE VIEW cbs.queue_by_client AS
+SELECT nullif(o.client, '') AS client,
+       CASE WHEN o.runnable > 0 THEN row_number() OVER (
+           ORDER BY o.runnable = 0, o.runnable_requests = 0, c.last_started_at NULLS FIRST,
+                    CASE WHEN o.runnable_requests > 0 THEN o.oldest_request ELSE o.oldest_background END)
+       END AS turn,
+       o.queued, o.queued_background, o.runnable, o.building,
+       now() - least(o.oldest_request, o.oldest_background) AS oldest_queued_age,
+       c.last_started_at
+  FROM (SELECT coalesce(b.client, '') AS client,
+               count(*) FILTER (WHERE b.status = 'queued' AND b.priority = 'request') AS queued,
+               count(*) FILTER (WHERE b.status = 'queued' AND b.priority = 'background') AS queued_background,
+               count(*) FILTER (WHERE b.status = 'queued' AND b.run_after <= now()) AS runnable,
+               count(*) FILTER (WHERE b.status = 'queued' AND b.run_after <= now() AND b.priority = 'request') AS runnable_requests,
+               count(*) FILTER (WHERE b.status = 'building') AS building,
+               min(b.created_at) FILTER (WHERE b.status = 'queued' AND b.priority = 'request') AS oldest_request,
+               min(b.created_at) FILTER (WHERE b.status = 'queued' AND b.priority = 'background') AS oldest_background
+          FROM cbs.builds b
+         WHERE b.status IN ('queued', 'building')
+         GROUP BY 1) o
+  LEFT JOIN cbs.clients c ON c.client = o.client
+ ORDER BY turn NULLS LAST, o.building DESC, o.client;
+COMMENT ON VIEW cbs.queue_by_client IS
+    'Per client (NULL: builds without one): queued requests and background builds, runnable, building, oldest queued, last start, and its turn in the claim order.';
 
 CREATE OR REPLACE VIEW cbs.active_builds AS
 SELECT b.build_key, b.worker_id, w.host, b.attempt, b.max_attempts,

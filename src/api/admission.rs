@@ -1,6 +1,6 @@
 //! Submitting on behalf of a client: `cbs.submit_build` charges it only when the
 //! call creates work, and refuses over a limit; here the outcome is counted in
-//! the metrics and a refusal in the client's usage.
+//! the metrics and in the client's usage.
 
 use serde_json::Value;
 
@@ -16,19 +16,15 @@ pub async fn submit(state: &AppState, spec: &Value, force: bool, client: &Client
         Ok(s) => {
             let outcome = if s.created { "created" } else { "joined" };
             state.metrics.admissions.get_or_create(&AdmissionLabels::new(outcome, "")).inc();
+            if s.created {
+                state.usage.admitted(&client.id);
+            }
             Ok(s.build)
         }
         Err(DbError::Refused(r)) => {
             state.metrics.admissions.get_or_create(&AdmissionLabels::new("refused", &r.reason)).inc();
             tracing::info!(client = %client.id, reason = %r.reason, "new build refused");
-            let queue = state.queue.clone();
-            let id = client.id.clone();
-            // Off the request's path: the answer does not wait for the bookkeeping.
-            tokio::spawn(async move {
-                if let Err(e) = queue.record_refusal(&id).await {
-                    tracing::warn!(error = %e, "cannot record a refusal");
-                }
-            });
+            state.usage.refused(&client.id);
             Err(DbError::Refused(r).into())
         }
         Err(e) => Err(e.into()),

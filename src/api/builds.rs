@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::admission;
 use super::client::Client;
-use super::download::artifact_of;
+use super::download::{artifact_of, Freshness};
 use super::error::{ApiError, ApiResult};
 use super::spec_input::{self, SpecRequest};
 use super::state::AppState;
@@ -178,14 +178,15 @@ pub async fn status(
 
 pub async fn download(State(state): State<AppState>, Path(key): Path<String>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
     let build = load(&state, &key).await?;
-    super::compat::finished(&state, &build, None, &method, &headers).await
+    super::compat::finished(&state, &build, None, &method, &headers, Freshness::Immutable).await
 }
 
 /// `sha256sum` format: the checksum, two spaces, the file name.
 pub async fn sha256(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult<Response> {
     let build = load(&state, &key).await?;
     let a = artifact_of(&build)?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}  {}\n", a.sha256, a.file_name)).into_response())
+    let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")), (header::CACHE_CONTROL, Freshness::Immutable.cache_control())];
+    Ok((headers, format!("{}  {}\n", a.sha256, a.file_name)).into_response())
 }
 
 pub async fn signature(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult<Response> {
@@ -196,6 +197,7 @@ pub async fn signature(State(state): State<AppState>, Path(key): Path<String>) -
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.minisig\"", a.file_name))
+        .header(header::CACHE_CONTROL, Freshness::Immutable.cache_control())
         .body(Body::from(bytes))
         .expect("valid response"))
 }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::admission;
 use super::client::Client;
-use super::download::{self, SharedDownload};
+use super::download::{self, Freshness, SharedDownload};
 use super::error::{ApiError, ApiResult};
 use super::official;
 use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
@@ -50,13 +50,16 @@ pub async fn compat(
 ) -> ApiResult<Response> {
     // Boxed, and everything but the key dropped before waiting: a waiting request
     // should hold as little memory as possible (ten thousand may wait at once).
-    let build = Box::pin(submit(&state, raw, &client)).await?;
+    let req = parse_query(raw.as_deref())?;
+    drop(raw);
+    let freshness = if req.is_pinned() { Freshness::Immutable } else { Freshness::Revalidate };
+    let build = Box::pin(submit(&state, req, &client)).await?;
     let held = if build.status.is_terminal() { None } else { Some(state.held.hold(&client)?) };
     drop(client);
     let span = tracing::info_span!("compat", build_key = %build.build_key);
     async move {
         if build.status.is_terminal() {
-            let response = Box::pin(finished(&state, &build, None, &method, &headers)).await;
+            let response = Box::pin(finished(&state, &build, None, &method, &headers, freshness)).await;
             return official::located(&state, &build.build_key, &method, response);
         }
         let _held = held;
@@ -66,7 +69,7 @@ pub async fn compat(
         let limit = state.config.api.compat_wait_limit;
         match until_terminal(&state, &key, limit, true).await? {
             WaitEnd::Terminal(w) => {
-                let response = Box::pin(finished(&state, &w.build, Some(&w.download), &method, &headers)).await;
+                let response = Box::pin(finished(&state, &w.build, Some(&w.download), &method, &headers, freshness)).await;
                 official::located(&state, &key, &method, response)
             }
             WaitEnd::TimedOut(_) => Err(ApiError::WaitLimit(format!(
@@ -81,8 +84,7 @@ pub async fn compat(
 
 /// Parses, validates and resolves the request, then submits its build; identical
 /// requests of one client arriving together share one submit (and one charge).
-pub(super) async fn submit(state: &AppState, raw: Option<String>, client: &Client) -> ApiResult<Arc<Build>> {
-    let req = parse_query(raw.as_deref())?;
+pub(super) async fn submit(state: &AppState, req: SpecRequest, client: &Client) -> ApiResult<Arc<Build>> {
     let spec = spec_input::resolve(state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let key = format!("{} {spec}", client.id);
@@ -94,19 +96,22 @@ pub(super) async fn submit(state: &AppState, raw: Option<String>, client: &Clien
 }
 
 /// Answers with the binary, or with the reason a finished build has none. A
-/// request that waited for the build passes the download its build's waiters share.
+/// request that waited for the build passes the download its build's waiters
+/// share; `freshness` is what the request itself named (waiters of one build may
+/// differ).
 pub async fn finished(
     state: &AppState,
     build: &Build,
     shared: Option<&SharedDownload>,
     method: &Method,
     headers: &HeaderMap,
+    freshness: Freshness,
 ) -> ApiResult<Response> {
     match build.status {
         BuildStatus::Succeeded => {
             let response = match shared {
-                Some(shared) => download::respond(state, &*shared.get(state, build).await?, method, headers).await?,
-                None => download::serve(state, build, method, headers).await?,
+                Some(shared) => download::respond(state, &*shared.get(state, build).await?, method, headers, freshness).await?,
+                None => download::serve(state, build, method, headers, freshness).await?,
             };
             state.downloads.note(&build.build_key, method, &response);
             Ok(response)

@@ -3,6 +3,10 @@
 //! `X-Build-Key`; `If-None-Match` answers 304, a single `Range` answers 206;
 //! with S3 and `storage.s3.redirect`, a 302 to a presigned URL instead.
 //! Requests that waited for a build share one prepared download ([`SharedDownload`]).
+//!
+//! `Cache-Control` follows what the request named ([`Freshness`]): a build key or
+//! only exact versions is immutable; anything resolved (`latest`, partial) must be
+//! revalidated with the ETag, so that a cache never keeps serving an old Caddy.
 
 use std::sync::Arc;
 
@@ -18,6 +22,30 @@ use crate::db::Build;
 use crate::storage::Artifact;
 
 pub const BUILD_KEY_HEADER: &str = "x-build-key";
+
+/// How long a download's answer stays true, and so what caches may do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The URL names one build for good: a build key, or a compat request whose
+    /// every version was exact. Cached for a year, never revalidated.
+    Immutable,
+    /// The URL's meaning can change (a version resolved from `latest`, empty,
+    /// partial or a branch): caches may keep the binary but must ask again before
+    /// each use (`If-None-Match` with the ETag costs a 304, not a download).
+    Revalidate,
+}
+
+impl Freshness {
+    pub fn cache_control(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Freshness::Immutable => "public, max-age=31536000, immutable",
+            Freshness::Revalidate => "public, no-cache",
+        })
+    }
+}
+
+/// `Cache-Control` of a redirect to a presigned URL, which expires.
+const REDIRECT_CACHE_CONTROL: &str = "no-store";
 
 /// The artifact record of a succeeded build.
 pub fn artifact_of(build: &Build) -> ApiResult<Artifact> {
@@ -60,7 +88,6 @@ impl Prepared {
         let mut headers = HeaderMap::with_capacity(8);
         headers.insert(header::ETAG, header_value(&etag)?);
         headers.insert(BUILD_KEY_HEADER, header_value(&build.build_key)?);
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
 
         let s3 = &state.config.storage.s3;
         let redirect = match s3.redirect {
@@ -105,20 +132,29 @@ impl SharedDownload {
 }
 
 /// The response for a download of `build` (which must have succeeded).
-pub async fn serve(state: &AppState, build: &Build, method: &Method, headers: &HeaderMap) -> ApiResult<Response> {
+pub async fn serve(state: &AppState, build: &Build, method: &Method, headers: &HeaderMap, freshness: Freshness) -> ApiResult<Response> {
     let prepared = Prepared::new(state, build, 0).await?;
-    respond(state, &prepared, method, headers).await
+    respond(state, &prepared, method, headers, freshness).await
 }
 
-/// The response for one request of a prepared download.
-pub async fn respond(state: &AppState, prepared: &Prepared, method: &Method, headers: &HeaderMap) -> ApiResult<Response> {
+/// The response for one request of a prepared download. The 304 carries the
+/// same `ETag` and `Cache-Control` as the 200 it stands for.
+pub async fn respond(
+    state: &AppState,
+    prepared: &Prepared,
+    method: &Method,
+    headers: &HeaderMap,
+    freshness: Freshness,
+) -> ApiResult<Response> {
     let mut response = Response::new(Body::empty());
     *response.headers_mut() = prepared.headers.clone();
     if let Some(url) = &prepared.redirect {
         *response.status_mut() = StatusCode::FOUND;
         response.headers_mut().insert(header::LOCATION, url.clone());
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(REDIRECT_CACHE_CONTROL));
         return Ok(response);
     }
+    response.headers_mut().insert(header::CACHE_CONTROL, freshness.cache_control());
 
     let etag = &prepared.etag;
     if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())

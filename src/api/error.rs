@@ -16,6 +16,12 @@ use crate::db::DbError;
 use crate::gomod::ResolveError;
 use crate::storage::StorageError;
 
+/// What a 502 or 503 asks a client to wait before it tries again (`Retry-After`):
+/// the module proxy, database or storage being briefly unreachable, or this
+/// process restarting. Long enough not to hammer them, short enough for a person
+/// waiting on `caddy upgrade`.
+pub const RETRY_AFTER_SECS: u64 = 10;
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -30,6 +36,10 @@ pub enum ApiError {
     /// The build failed; the message is the build's own error text.
     #[error("{0}")]
     BuildFailed(String),
+    /// The request names something that cannot be served as asked (a module
+    /// version the module proxy refuses).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     RangeNotSatisfiable(String),
     /// An admission limit: the message names the limit and when it frees up.
@@ -37,8 +47,11 @@ pub enum ApiError {
     TooManyRequests { message: String, retry_after_secs: u64 },
     #[error("{0}")]
     WaitLimit(String),
+    /// The module proxy failed (server error, nonsense answer); worth retrying.
     #[error("{0}")]
     Upstream(String),
+    /// The database, storage or module proxy cannot be reached, or the process is
+    /// stopping; worth retrying.
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -52,7 +65,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::BuildFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BuildFailed(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::WaitLimit(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -66,6 +79,7 @@ impl ApiError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             ApiError::TooManyRequests { retry_after_secs, .. } => Some(*retry_after_secs),
+            ApiError::Upstream(_) | ApiError::Unavailable(_) => Some(RETRY_AFTER_SECS),
             _ => None,
         }
     }
@@ -128,9 +142,13 @@ impl From<DbError> for ApiError {
 
 impl From<ResolveError> for ApiError {
     fn from(e: ResolveError) -> Self {
+        let message = e.to_string();
         match e {
-            ResolveError::Upstream { .. } => ApiError::Upstream(e.to_string()),
-            _ => ApiError::BadRequest(e.to_string()),
+            ResolveError::BadPath { .. } | ResolveError::BadVersion { .. } => ApiError::BadRequest(message),
+            ResolveError::NotFound { .. } => ApiError::NotFound(message),
+            ResolveError::Refused { .. } => ApiError::Unprocessable(message),
+            ResolveError::Upstream { .. } => ApiError::Upstream(message),
+            ResolveError::Unreachable { .. } => ApiError::Unavailable(message),
         }
     }
 }

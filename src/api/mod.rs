@@ -22,11 +22,13 @@ mod middleware;
 mod modules;
 mod official;
 mod openapi;
+mod refusals;
 mod routes;
 mod server;
 mod signing_key;
 mod spec_input;
 mod state;
+mod usage;
 mod wait;
 mod waiters;
 
@@ -65,8 +67,9 @@ pub async fn serve(config: Arc<Config>, listener: TcpListener, shutdown: Cancell
 pub async fn serve_state(state: AppState, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "api listening");
+    let config = state.config.clone();
     let app = routes::router(state);
-    server::serve(listener, app, shutdown).await;
+    server::serve(listener, app, &config.api, shutdown).await;
     tracing::info!("api stopped");
     Ok(())
 }

@@ -30,6 +30,8 @@ pub(super) fn binary_responses(head: bool) -> Value {
     let body = if head { json!(null) } else { json!({"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}) };
     let mut ok = json!({"description": "The Caddy binary", "headers": {
         "ETag": {"schema": {"type": "string"}, "description": "sha256 of the binary, quoted"},
+        "Cache-Control": {"schema": {"type": "string"}, "description":
+            "immutable for a build key or a request naming only exact versions; no-cache (revalidate with the ETag) when a version was latest, empty, partial or a branch"},
         "X-Build-Key": {"schema": {"type": "string"}},
         "Content-Disposition": {"schema": {"type": "string"}}
     }});
@@ -42,15 +44,14 @@ pub(super) fn binary_responses(head: bool) -> Value {
     r.insert("200".into(), ok);
     r.insert("206".into(), partial);
     r.insert("302".into(), json!({"description": "Redirect to a presigned storage URL", "headers": {"Location": {"schema": {"type": "string"}}}}));
-    r.insert("304".into(), json!({"description": "Not modified (If-None-Match)"}));
+    r.insert("304".into(), json!({"description": "Not modified (If-None-Match); the same ETag and Cache-Control"}));
+    r.extend(resolve_errors());
     r.extend(errors(&[
         ("400", "Bad input: module path, version, os/arch/arm, too many plugins"),
-        ("404", "Unknown build"),
+        ("404", "Unknown build, or a module or version the module proxy does not have"),
         ("409", "The build was cancelled or is not finished"),
         ("416", "Range not satisfiable"),
-        ("422", "The build failed; the message is the build's error"),
-        ("502", "The module proxy failed"),
-        ("503", "Database or storage unavailable, or shutting down"),
+        ("422", "The build failed (the message is the build's error), or the module proxy refuses a module version"),
         ("504", "The build did not finish within the wait limit"),
     ]));
     r.extend(admission_errors());
@@ -71,6 +72,35 @@ pub(super) fn compat_params() -> Value {
          "description": "Replacement old=new@version, repeated", "schema": {"type": "array", "items": {"type": "string"}}},
         q("idempotency", "Accepted and ignored", json!({"type": "string"})),
     ])
+}
+
+/// A 502/503 error response: worth retrying after `Retry-After` seconds.
+fn retryable(description: &str) -> Value {
+    let mut r = error_response(description);
+    r["headers"] = json!({"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying"}});
+    r
+}
+
+/// What resolving the request's versions against the module proxy may answer.
+pub(super) fn resolve_errors() -> serde_json::Map<String, Value> {
+    let mut m = errors(&[
+        ("404", "A module or version the module proxy does not have (names module@version, quotes the proxy)"),
+        ("422", "A module version the module proxy refuses (names module@version, quotes the proxy)"),
+    ]);
+    m.insert("502".into(), retryable("The module proxy failed"));
+    m.insert("503".into(), retryable("The module proxy, database or storage cannot be reached, or the server is stopping"));
+    m
+}
+
+/// Refusals of the request head, which every operation may get: a request target
+/// over `api.max_uri_bytes`, header fields over `api.max_header_bytes`.
+fn add_head_refusals(doc: &mut Value) {
+    let paths = doc["paths"].as_object_mut().expect("paths");
+    for operation in paths.values_mut().flat_map(|p| p.as_object_mut().expect("path item").values_mut()) {
+        let responses = operation["responses"].as_object_mut().expect("responses");
+        responses.insert("414".into(), error_response("Request target too long"));
+        responses.insert("431".into(), error_response("Request header fields too large"));
+    }
 }
 
 fn html_responses(codes: &[(&str, &str)]) -> Value {
@@ -100,10 +130,11 @@ fn build_document() -> Value {
     let mut status_responses = build_errors(&[]);
     status_responses.extend(admission_errors());
     status_responses.insert("200".into(), json!({"description": "The build", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}}}));
-    let mut submit_responses = errors(&[
-        ("400", "Bad spec"), ("413", "Body too large"), ("415", "Not JSON"), ("422", "Body is not a valid spec object"),
-        ("502", "The module proxy failed"), ("503", "Database unavailable"),
-    ]);
+    let mut submit_responses = resolve_errors();
+    submit_responses.extend(errors(&[
+        ("400", "Bad spec"), ("413", "Body too large"), ("415", "Not JSON"),
+        ("422", "Body is not a valid spec object, or the module proxy refuses a module version"),
+    ]));
     let build_json = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}});
     submit_responses.extend(admission_errors());
     submit_responses.insert("200".into(), json!({"description": "The build exists and is finished", "content": build_json}));
@@ -120,7 +151,8 @@ fn build_document() -> Value {
     let mut download_head = binary_responses(true);
     download_head.as_object_mut().unwrap().extend(errors(&[("400", "Bad build key")]));
 
-    let mut module_check_responses = errors(&[("400", "Bad module path or version, or no such version"), ("502", "The module proxy failed")]);
+    let mut module_check_responses = resolve_errors();
+    module_check_responses.extend(errors(&[("400", "Bad module path or version query")]));
     module_check_responses.insert("200".into(), json!({"description": "The module and the absolute version", "content": {"application/json": {"schema": {
         "type": "object", "required": ["module", "version"], "properties": {"module": {"type": "string"}, "version": {"type": "string"}}}}}}));
     let mut signing_key_responses = errors(&[("404", "No key was made yet")]);
@@ -254,10 +286,11 @@ fn build_document() -> Value {
 }
 
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
-    let mut document = build_document();
-    document["paths"].as_object_mut().expect("paths is an object").extend(super::official::openapi::paths());
-    document["components"]["schemas"].as_object_mut().expect("schemas is an object").extend(super::official::openapi::schemas());
-    document
+    let mut doc = build_document();
+    doc["paths"].as_object_mut().expect("paths is an object").extend(super::official::openapi::paths());
+    doc["components"]["schemas"].as_object_mut().expect("schemas is an object").extend(super::official::openapi::schemas());
+    add_head_refusals(&mut doc);
+    doc
 });
 
 pub async fn openapi() -> Json<Value> {

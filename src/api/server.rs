@@ -6,9 +6,15 @@
 //! on builds, that is most of what a waiting connection costs; here every
 //! connection shares the one router (an `Arc` clone).
 //!
+//! The connection's read buffer holds a whole request head within
+//! `api.max_uri_bytes` and `api.max_header_bytes`, so the router refuses heads
+//! over those limits itself; what hyper still refuses on its own (larger heads,
+//! malformed requests) goes out in the error envelope ([`super::refusals`]).
+//!
 //! On shutdown the listener closes at once and every connection is asked to
 //! finish its current request and close; [`serve`] returns when all have.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,14 +28,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::client::Peer;
+use super::refusals::{EnvelopeRefusals, RefusalMessages};
+use crate::config::ApiConfig;
 
 /// Pause after an accept error that is not the peer's fault (out of file
 /// descriptors, say), so that the loop does not spin while it lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// Read buffer beyond the configured head limits: the method, version and line
+/// ends around the request target, and the end of the head.
+const HEAD_SLACK: usize = 16 * 1024;
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then drains.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationToken) {
-    let builder = http1::Builder::new();
+pub async fn serve(listener: TcpListener, app: Router, api: &ApiConfig, shutdown: CancellationToken) {
+    let mut builder = http1::Builder::new();
+    builder.max_buf_size(api.max_uri_bytes + api.max_header_bytes + HEAD_SLACK);
+    let messages = Arc::new(RefusalMessages::new(api.max_uri_bytes, api.max_header_bytes));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -52,7 +65,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
             req.extensions_mut().insert(Peer(peer));
             req
         }));
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(EnvelopeRefusals::new(stream, messages.clone())), service));
         // Mapped rather than awaited in an `async` block, which would hold the
         // connection's state twice over (800 bytes more for every open connection).
         tokio::spawn(conn.map(|ended| {

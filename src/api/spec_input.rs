@@ -6,7 +6,7 @@ use futures::future::try_join_all;
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
-use crate::gomod::check_module_path;
+use crate::gomod::{check_module_path, is_absolute};
 use crate::spec::{BuildSpec, Plugin, Replacement, CADDY_MODULE};
 
 /// ARM versions Go supports for `GOARM`.
@@ -23,6 +23,17 @@ pub struct SpecRequest {
     pub os: String,
     pub arch: String,
     pub arm: Option<String>,
+}
+
+impl SpecRequest {
+    /// Every version was absolute as the client wrote it (an exact tag or a
+    /// pseudo-version): the request names one build for good, whatever is released
+    /// later. `latest`, empty, partial (`v2.10`) and branch queries are not.
+    pub fn is_pinned(&self) -> bool {
+        is_absolute(&self.caddy_version)
+            && self.plugins.iter().all(|p| is_absolute(&p.version))
+            && self.replacements.iter().all(|r| is_absolute(&r.version))
+    }
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -118,4 +129,38 @@ pub fn parse_replacement(s: &str) -> ApiResult<Replacement> {
         .ok_or_else(|| bad(format!("replacement {s:?} must look like old=new@version")))?;
     let (new, version) = split_module_version(rest);
     Ok(Replacement { old: old.trim().to_string(), new, version })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(caddy: &str, plugin: &str, replacement: &str) -> SpecRequest {
+        SpecRequest {
+            caddy_version: caddy.into(),
+            plugins: vec![Plugin { module: "github.com/a/b".into(), version: plugin.into() }],
+            replacements: vec![Replacement { old: "github.com/x/y".into(), new: "github.com/z/y".into(), version: replacement.into() }],
+            ..SpecRequest::default()
+        }
+    }
+
+    #[test]
+    fn pinned_means_every_version_exact_as_written() {
+        let pseudo = "v0.0.0-20240101000000-abcdefabcdef";
+        assert!(request("v2.10.2", "v0.2.1", pseudo).is_pinned());
+        assert!(request("v2.11.0-beta.1", "v2.0.0+incompatible", "v1.0.0").is_pinned());
+        assert!(SpecRequest { caddy_version: "v2.10.2".into(), ..SpecRequest::default() }.is_pinned());
+        for (caddy, plugin, replacement) in [
+            ("", "v0.2.1", "v1.0.0"),
+            ("latest", "v0.2.1", "v1.0.0"),
+            ("v2.10", "v0.2.1", "v1.0.0"),
+            ("v2.10.2", "", "v1.0.0"),
+            ("v2.10.2", "latest", "v1.0.0"),
+            ("v2.10.2", "main", "v1.0.0"),
+            ("v2.10.2", "v0.2.1", ""),
+            ("v2.10.2", "v0.2.1", "v1"),
+        ] {
+            assert!(!request(caddy, plugin, replacement).is_pinned(), "{caddy} {plugin} {replacement}");
+        }
+    }
 }

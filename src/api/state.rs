@@ -40,6 +40,8 @@ pub struct Inner {
     pub submits: Coalescer<Result<Arc<Build>, ApiError>>,
     /// `api.trusted_proxies`, parsed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Admissions and refusals per client, on their way to `cbs.client_usage`.
+    pub usage: Arc<super::usage::Usage>,
     /// Requests each client holds open on this process.
     pub held: Arc<super::held::HeldRequests>,
     /// Downloads counted since the last batch was written.
@@ -72,11 +74,12 @@ impl AppState {
         storage: DynStorage,
         shutdown: CancellationToken,
     ) -> AppState {
-        let resolver = Resolver::new(&config.go_proxy, config.api.version_cache_ttl);
+        let resolver = Resolver::with_timeout(&config.go_proxy, config.api.version_cache_ttl, config.api.module_proxy_timeout);
         let waiters = Waiters::new(listener.clone(), queue.clone(), shutdown.clone());
         let trusted_proxies = config.api.trusted_proxy_nets().expect("api.trusted_proxies is validated when the config loads");
         let metrics = Metrics::new();
         let held = super::held::HeldRequests::new(metrics.held_requests.clone());
+        let usage = super::usage::Usage::start(queue.clone(), shutdown.clone());
         let downloads = super::download_count::DownloadCounter::start(queue.clone(), shutdown.clone());
         AppState(Arc::new(Inner {
             config,
@@ -90,6 +93,7 @@ impl AppState {
             opens: tokio::sync::Semaphore::new(MAX_CONCURRENT_OPENS),
             submits: Coalescer::new(),
             trusted_proxies,
+            usage,
             held,
             downloads,
             targets: OnceCell::new(),

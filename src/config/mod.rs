@@ -26,6 +26,11 @@ pub enum ConfigError {
 
 /// Upper bound of `api.shared_download_max_bytes` (1 GiB).
 const MAX_SHARED_DOWNLOAD_BYTES: u64 = 1 << 30;
+/// Upper bound of `api.max_uri_bytes`: hyper refuses longer request targets itself.
+pub const MAX_URI_BYTES: usize = 65534;
+/// Upper bound of `api.max_header_bytes` (1 MiB): a connection's read buffer must hold
+/// the whole request head, and grows to this size for anyone who sends one.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
@@ -85,6 +90,11 @@ pub struct ApiConfig {
     pub max_plugins: usize,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Longest accepted request target (path and query); longer ones get a 414.
+    /// At most 65534, the most hyper can parse.
+    pub max_uri_bytes: usize,
+    /// Largest accepted sum of header fields (`name: value` lines); larger get a 431.
+    pub max_header_bytes: usize,
     /// How long a compat download waits for its build before answering 504.
     #[serde(with = "humantime_serde")]
     pub compat_wait_limit: Duration,
@@ -94,6 +104,10 @@ pub struct ApiConfig {
     /// How long resolved module versions are cached.
     #[serde(with = "humantime_serde")]
     pub version_cache_ttl: Duration,
+    /// Time limit of one request to the module proxy; past it the request being
+    /// resolved gets a 503 with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    pub module_proxy_timeout: Duration,
     /// Bearer token for the admin page and `/api/admin/*`; empty: admin closed.
     pub admin_token: String,
     /// Largest artifact read into memory once, when its build succeeds, and served
@@ -116,9 +130,12 @@ impl Default for ApiConfig {
             public_url: String::new(),
             max_plugins: 50,
             max_body_bytes: 64 * 1024,
+            max_uri_bytes: 32 * 1024,
+            max_header_bytes: 64 * 1024,
             compat_wait_limit: Duration::from_secs(20 * 60),
             max_long_poll: Duration::from_secs(120),
             version_cache_ttl: Duration::from_secs(5 * 60),
+            module_proxy_timeout: Duration::from_secs(15),
             admin_token: String::new(),
             shared_download_max_bytes: 128 * 1024 * 1024,
             trusted_proxies: Vec::new(),
@@ -424,7 +441,7 @@ impl Config {
         let config: Config = if rendered.trim().is_empty() {
             Config::default()
         } else {
-            let de = serde_yaml::Deserializer::from_str(&rendered);
+            let de = serde_norway::Deserializer::from_str(&rendered);
             serde_path_to_error::deserialize(de).map_err(|e| {
                 let key = e.path().to_string();
                 invalid(if key == "." { "(top level)" } else { &key }, e.into_inner().to_string())
@@ -456,6 +473,12 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        if !(1024..=MAX_URI_BYTES).contains(&self.api.max_uri_bytes) {
+            return Err(invalid("api.max_uri_bytes", format!("must be from 1024 to {MAX_URI_BYTES} (the most hyper parses)")));
+        }
+        if !(4096..=MAX_HEADER_BYTES).contains(&self.api.max_header_bytes) {
+            return Err(invalid("api.max_header_bytes", format!("must be from 4096 to {MAX_HEADER_BYTES}")));
+        }
         if self.api.shared_download_max_bytes > MAX_SHARED_DOWNLOAD_BYTES {
             return Err(invalid(
                 "api.shared_download_max_bytes",
@@ -465,6 +488,7 @@ impl Config {
         for (key, value) in [
             ("api.compat_wait_limit", self.api.compat_wait_limit),
             ("api.max_long_poll", self.api.max_long_poll),
+            ("api.module_proxy_timeout", self.api.module_proxy_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
@@ -662,6 +686,21 @@ mod tests {
     }
 
     #[test]
+    fn request_head_limits_are_bounded() {
+        for (yaml, key) in [
+            ("api:\n  max_uri_bytes: 65535\n", "api.max_uri_bytes"),
+            ("api:\n  max_uri_bytes: 10\n", "api.max_uri_bytes"),
+            ("api:\n  max_header_bytes: 2000000\n", "api.max_header_bytes"),
+            ("api:\n  module_proxy_timeout: 0s\n", "api.module_proxy_timeout"),
+        ] {
+            let e = Config::from_yaml(yaml).unwrap_err().to_string();
+            assert!(e.contains(key), "{yaml}: {e}");
+        }
+        let c = Config::from_yaml("api:\n  max_uri_bytes: 65534\n  max_header_bytes: 1048576\n").unwrap();
+        assert_eq!((c.api.max_uri_bytes, c.api.max_header_bytes), (65534, 1 << 20));
+    }
+
+    #[test]
     fn durations_parse() {
         let c = Config::from_yaml("database:\n  connect_timeout: 250ms\n").unwrap();
         assert_eq!(c.database.connect_timeout, Duration::from_millis(250));
@@ -681,6 +720,9 @@ mod shipped_config {
         assert_eq!(c.api.listen, d.api.listen);
         assert_eq!(c.api.max_plugins, d.api.max_plugins);
         assert_eq!(c.api.shared_download_max_bytes, d.api.shared_download_max_bytes);
+        assert_eq!(c.api.max_uri_bytes, d.api.max_uri_bytes);
+        assert_eq!(c.api.max_header_bytes, d.api.max_header_bytes);
+        assert_eq!(c.api.module_proxy_timeout, d.api.module_proxy_timeout);
         assert_eq!(c.worker.lease, d.worker.lease);
         assert_eq!(c.worker.image, d.worker.image);
         assert_eq!(c.storage.backend, d.storage.backend);

@@ -83,9 +83,15 @@ impl Queue {
             .transpose()
     }
 
-    /// Counts a refused request in the client's usage (the refused transaction rolled back).
-    pub async fn record_refusal(&self, client: &str) -> Result<(), DbError> {
-        self.query(query!("record_refusal"), &[&client]).await.map(|_| ())
+    /// Adds per-client admissions and refusals to the usage of `at`'s minute.
+    pub async fn record_usage(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        clients: &[&str],
+        admitted: &[i32],
+        refused: &[i32],
+    ) -> Result<(), DbError> {
+        self.query(query!("record_usage"), &[&at, &clients, &admitted, &refused]).await.map(|_| ())
     }
 
     /// Makes a token; returns it (the only time it is seen: only its hash is kept).

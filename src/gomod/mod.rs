@@ -12,7 +12,9 @@ pub use path::{check_module_path, escape};
 pub use resolver::{Resolved, Resolver};
 pub use version::{is_absolute, VersionQuery};
 
-/// Why a module version could not be resolved.
+/// Why a module version could not be resolved. [`ResolveError::is_transient`]
+/// tells the requester's mistakes (asking again gives the same answer) from the
+/// proxy's trouble (asking again may help).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ResolveError {
     /// The module path breaks Go's rules; nothing was asked of the proxy.
@@ -21,10 +23,30 @@ pub enum ResolveError {
     /// The version query is not one Go understands (or one that is safe in a proxy URL).
     #[error("version {query:?} of module {module} is not a valid version query")]
     BadVersion { module: String, query: String },
-    /// Every proxy answered that the module or version does not exist.
-    #[error("module {module} has no version matching {query:?}")]
-    NotFound { module: String, query: String },
-    /// A proxy could not be reached or answered with an error; worth retrying.
-    #[error("module proxy error while resolving {module}@{query}: {message}")]
+    /// Every proxy answered that the module or version does not exist (404, 410),
+    /// or no release in the module's version list matches the query.
+    #[error("{module}@{} not found: {detail}", shown(query))]
+    NotFound { module: String, query: String, detail: String },
+    /// A proxy refuses to serve the module or version (400, 403, 422, 451).
+    #[error("{module}@{} is refused by the module proxy: {detail}", shown(query))]
+    Refused { module: String, query: String, detail: String },
+    /// A proxy answered with a server error or an answer that makes no sense.
+    #[error("module proxy error while resolving {module}@{}: {message}", shown(query))]
     Upstream { module: String, query: String, message: String },
+    /// No proxy answered: connection failed, timed out, or the proxy asked us to
+    /// slow down (408, 429).
+    #[error("module proxy unavailable while resolving {module}@{}: {message}", shown(query))]
+    Unreachable { module: String, query: String, message: String },
+}
+
+impl ResolveError {
+    /// The proxy's trouble rather than the request's: worth retrying, never cached.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ResolveError::Upstream { .. } | ResolveError::Unreachable { .. })
+    }
+}
+
+/// A version query as a person would write it after `module@`.
+fn shown(query: &str) -> &str {
+    if query.trim().is_empty() { "latest" } else { query }
 }

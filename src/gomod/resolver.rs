@@ -7,6 +7,11 @@
 //! tagged releases; `@latest` is asked only when the list holds no release
 //! (modules with pseudo-versions or pre-releases only). Results are
 //! cached for a short time, and concurrent identical lookups share one request.
+//!
+//! A proxy's answer is classified the way it matters to the requester: 404/410
+//! (no such module or version) and 400/403/422/451 (refused) are the request's
+//! problem and quoted in the error; 5xx, 408/429, timeouts and connection
+//! failures are the proxy's, transient, and never cached.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +24,12 @@ use super::path::{check_module_path, escape};
 use super::version::{path_major, releases, select, VersionQuery};
 use super::ResolveError;
 
-/// Time limit of one request to a proxy.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time limit of one request to a proxy, unless the caller sets another.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bytes of a proxy's error answer read to quote it (its first line or two is the reason).
+const QUOTE_READ_BYTES: usize = 2048;
+/// Characters of a proxy's error answer quoted in an error message.
+const QUOTE_CHARS: usize = 300;
 /// Above this many cached entries, expired ones are dropped on the next insert.
 const PRUNE_ABOVE: usize = 10_000;
 
@@ -48,6 +57,7 @@ pub struct Resolved {
 
 pub struct Resolver {
     client: reqwest::Client,
+    timeout: Duration,
     proxies: Vec<Proxy>,
     ttl: Duration,
     slots: Mutex<HashMap<(String, String), Slot>>,
@@ -75,14 +85,65 @@ fn parse_proxies(go_proxy: &str) -> Vec<Proxy> {
     out
 }
 
+/// Why no proxy gave a usable answer to one GET; the text says what the proxy
+/// said (or why it said nothing), for a message to the requester.
+#[derive(Debug)]
+enum Failure {
+    /// Every proxy answered 404 or 410.
+    NotFound(String),
+    Refused(String),
+    Upstream(String),
+    Unreachable(String),
+}
+
+impl Failure {
+    fn into_error(self, module: &str, query: &str) -> ResolveError {
+        let (module, query) = (module.to_string(), query.to_string());
+        match self {
+            Failure::NotFound(detail) => ResolveError::NotFound { module, query, detail },
+            Failure::Refused(detail) => ResolveError::Refused { module, query, detail },
+            Failure::Upstream(message) => ResolveError::Upstream { module, query, message },
+            Failure::Unreachable(message) => ResolveError::Unreachable { module, query, message },
+        }
+    }
+}
+
+/// The proxy's status and the start of its answer, whitespace folded: what the
+/// requester is shown of a proxy's refusal.
+async fn quote(mut resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let mut body = Vec::new();
+    while body.len() < QUOTE_READ_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let mut folded = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = folded.char_indices().nth(QUOTE_CHARS) {
+        folded.truncate(cut);
+        folded.push('…');
+    }
+    match folded.is_empty() {
+        true => format!("the module proxy answered {status}"),
+        false => format!("the module proxy answered {status}: {folded:?}"),
+    }
+}
+
 impl Resolver {
     pub fn new(go_proxy: &str, ttl: Duration) -> Resolver {
+        Self::with_timeout(go_proxy, ttl, DEFAULT_TIMEOUT)
+    }
+
+    /// A resolver whose proxy requests give up after `timeout`.
+    pub fn with_timeout(go_proxy: &str, ttl: Duration, timeout: Duration) -> Resolver {
         let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(timeout)
             .user_agent(concat!("caddy-build-server/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("a TLS backend is available");
-        Resolver { client, proxies: parse_proxies(go_proxy), ttl, slots: Mutex::new(HashMap::new()) }
+        Resolver { client, timeout, proxies: parse_proxies(go_proxy), ttl, slots: Mutex::new(HashMap::new()) }
     }
 
     /// Resolves `query` (`latest`, empty, `v2.10`, an exact tag, a pseudo-version,
@@ -101,7 +162,7 @@ impl Resolver {
             })
             .await
             .clone();
-        if matches!(outcome, Err(ResolveError::Upstream { .. })) {
+        if outcome.as_ref().is_err_and(ResolveError::is_transient) {
             self.forget(&key, &cell);
         }
         outcome.map(|version| Resolved { version, cached: cached || !fetched })
@@ -115,12 +176,11 @@ impl Resolver {
         let (cell, _) = self.slot(&key);
         let outcome = cell
             .get_or_init(|| async {
-                let list = self.get(&format!("{}/@v/list", escape(module))).await;
-                list.map(|l| releases(&l.unwrap_or_default()).join("\n")).map_err(|message| ResolveError::Upstream {
-                    module: module.into(),
-                    query: "list".into(),
-                    message,
-                })
+                match self.get(&format!("{}/@v/list", escape(module))).await {
+                    Ok(list) => Ok(releases(&list).join("\n")),
+                    Err(Failure::NotFound(_)) => Ok(String::new()),
+                    Err(failure) => Err(failure.into_error(module, "list")),
+                }
             })
             .await
             .clone();
@@ -157,55 +217,82 @@ impl Resolver {
     }
 
     async fn lookup(&self, module: &str, query: &str, parsed: VersionQuery) -> Outcome {
-        let not_found = || ResolveError::NotFound { module: module.into(), query: query.into() };
+        let failed = |f: Failure| f.into_error(module, query);
         let upstream = |message: String| ResolveError::Upstream { module: module.into(), query: query.into(), message };
         let base = format!("{}/@v", escape(module));
         match &parsed {
             VersionQuery::Exact(v) | VersionQuery::Other(v) => {
-                let body = self.get(&format!("{base}/{}.info", escape(v))).await.map_err(upstream)?;
-                let info = body.ok_or_else(not_found)?;
+                let info = self.get(&format!("{base}/{}.info", escape(v))).await.map_err(failed)?;
                 let info: Info = serde_json::from_str(&info).map_err(|e| upstream(format!("bad .info answer: {e}")))?;
                 Ok(info.version)
             }
             VersionQuery::Latest | VersionQuery::Prefix { .. } => {
-                let list = self.get(&format!("{base}/list")).await.map_err(upstream)?.unwrap_or_default();
+                let list = match self.get(&format!("{base}/list")).await {
+                    Ok(list) => list,
+                    Err(Failure::NotFound(_)) => String::new(),
+                    Err(f) => return Err(failed(f)),
+                };
                 if let Some(v) = select(&list, &parsed, path_major(module)) {
                     return Ok(v);
                 }
                 // No release: only `latest` may still have an answer (pseudo-versions, or
                 // pre-releases only), which the proxy's `@latest` gives.
                 if parsed != VersionQuery::Latest {
-                    return Err(not_found());
+                    let detail = "no release in the module proxy's version list matches it".to_string();
+                    return Err(ResolveError::NotFound { module: module.into(), query: query.into(), detail });
                 }
-                let latest = self.get(&format!("{}/@latest", escape(module))).await.map_err(upstream)?;
-                let info: Info = serde_json::from_str(&latest.ok_or_else(not_found)?)
-                    .map_err(|e| upstream(format!("bad @latest answer: {e}")))?;
+                let latest = self.get(&format!("{}/@latest", escape(module))).await.map_err(failed)?;
+                let info: Info = serde_json::from_str(&latest).map_err(|e| upstream(format!("bad @latest answer: {e}")))?;
                 Ok(info.version)
             }
         }
     }
 
-    /// GETs `path` from the proxies in order: `Ok(None)` when every proxy says not found.
-    async fn get(&self, path: &str) -> Result<Option<String>, String> {
-        let mut last_error = None;
+    /// GETs `path` from the proxies in GOPROXY order: after `,` the next proxy is
+    /// asked only when one answers 404/410, after `|` after any failure. As Go
+    /// does, a failure other than "not found" is the one reported.
+    async fn get(&self, path: &str) -> Result<String, Failure> {
+        let mut not_found = "the module proxy answered 404 Not Found".to_string();
+        let mut other = None;
         for proxy in &self.proxies {
             let url = format!("{}/{path}", proxy.base);
-            let error = match self.client.get(&url).send().await {
+            let failure = match self.client.get(&url).send().await {
                 Ok(resp) if resp.status().is_success() => match resp.text().await {
-                    Ok(body) => return Ok(Some(body)),
-                    Err(e) => format!("{url}: {e}"),
+                    Ok(body) => return Ok(body),
+                    Err(e) => self.unreachable(&url, &e),
                 },
-                Ok(resp) if matches!(resp.status().as_u16(), 404 | 410) => continue,
-                Ok(resp) => format!("{url}: HTTP {}", resp.status()),
-                Err(e) => format!("{url}: {e}"),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let quoted = quote(resp).await;
+                    match status {
+                        404 | 410 => {
+                            not_found = quoted;
+                            continue;
+                        }
+                        400 | 403 | 422 | 451 => Failure::Refused(quoted),
+                        408 | 429 => Failure::Unreachable(quoted),
+                        _ => Failure::Upstream(quoted),
+                    }
+                }
+                Err(e) => self.unreachable(&url, &e),
             };
-            tracing::warn!(%error, "module proxy request failed");
+            tracing::warn!(%url, ?failure, "module proxy request failed");
             if !proxy.fallthrough_on_error {
-                return Err(error);
+                return Err(failure);
             }
-            last_error = Some(error);
+            other = Some(failure);
         }
-        last_error.map_or(Ok(None), Err)
+        Err(other.unwrap_or(Failure::NotFound(not_found)))
+    }
+
+    /// A request that got no (complete) answer, described without the proxy's URL.
+    fn unreachable(&self, url: &str, e: &reqwest::Error) -> Failure {
+        tracing::debug!(%url, error = %e, "module proxy request got no answer");
+        Failure::Unreachable(match e {
+            e if e.is_timeout() => format!("no answer within {}", humantime::format_duration(self.timeout)),
+            e if e.is_connect() => "cannot connect to the module proxy".into(),
+            _ => "the connection to the module proxy failed".into(),
+        })
     }
 }
 

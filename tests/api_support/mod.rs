@@ -1,5 +1,6 @@
 //! Test support for the api: a running api on port 0 over a test database and a
-//! temporary local storage, a small Go module proxy server with fixed answers,
+//! temporary local storage, a small Go module proxy server with fixed answers
+//! (and, per path, a chosen error status or no answer at all),
 //! and the worker's side of a build (claim, store the artifact, complete or fail)
 //! done through the real SQL functions.
 #![allow(dead_code)]
@@ -30,12 +31,23 @@ pub const CADDY_LIST: &str = "v2.9.1\nv2.10.0\nv2.10.2\nv2.11.0-beta.1\nv2.2.0\n
 pub struct FakeProxy {
     pub url: String,
     pub hits: Arc<Mutex<HashMap<String, usize>>>,
+    overrides: Arc<Mutex<HashMap<String, ProxyAnswer>>>,
     shutdown: CancellationToken,
+}
+
+/// An answer for one path that the table does not give.
+#[derive(Clone, Debug)]
+pub enum ProxyAnswer {
+    /// This status, with this body.
+    Status(u16, String),
+    /// The request is accepted and never answered.
+    Silent,
 }
 
 #[derive(Clone)]
 struct ProxyState {
     answers: Arc<HashMap<String, String>>,
+    overrides: Arc<Mutex<HashMap<String, ProxyAnswer>>>,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     delay: Duration,
 }
@@ -76,6 +88,12 @@ async fn answer(State(s): State<ProxyState>, uri: Uri) -> (StatusCode, String) {
     if !s.delay.is_zero() {
         tokio::time::sleep(s.delay).await;
     }
+    let special = s.overrides.lock().unwrap().get(&path).cloned();
+    match special {
+        Some(ProxyAnswer::Status(code, body)) => return (StatusCode::from_u16(code).unwrap(), body),
+        Some(ProxyAnswer::Silent) => std::future::pending().await,
+        None => {}
+    }
     match s.answers.get(&path) {
         Some(body) => (StatusCode::OK, body.clone()),
         None => (StatusCode::NOT_FOUND, format!("not found: {path}")),
@@ -85,14 +103,20 @@ async fn answer(State(s): State<ProxyState>, uri: Uri) -> (StatusCode, String) {
 impl FakeProxy {
     pub async fn start(answers: HashMap<String, String>, delay: Duration) -> FakeProxy {
         let hits = Arc::new(Mutex::new(HashMap::new()));
-        let state = ProxyState { answers: Arc::new(answers), hits: hits.clone(), delay };
+        let overrides = Arc::new(Mutex::new(HashMap::new()));
+        let state = ProxyState { answers: Arc::new(answers), overrides: overrides.clone(), hits: hits.clone(), delay };
         let app = axum::Router::new().fallback(answer).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
-        FakeProxy { url, hits, shutdown }
+        FakeProxy { url, hits, overrides, shutdown }
+    }
+
+    /// From now on, `path` gets `answer` instead of the table's.
+    pub fn answer(&self, path: &str, answer: ProxyAnswer) {
+        self.overrides.lock().unwrap().insert(path.to_string(), answer);
     }
 
     pub fn hits(&self, path: &str) -> usize {
@@ -345,4 +369,65 @@ pub async fn error_message(resp: reqwest::Response, status: u16) -> String {
     assert!(!id.is_empty());
     assert_eq!(Some(id.to_string()), request_id, "error.id is the X-Request-Id");
     body["error"]["message"].as_str().expect("error.message").to_string()
+}
+
+/// An answer read off the wire: what a client sees, whatever hyper or the router wrote.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// Field names lowercased.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl RawAnswer {
+    /// Asserts the error envelope (with `Cache-Control: no-store`) and returns its message.
+    pub fn error_message(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        assert_eq!(self.headers.get("content-type").map(String::as_str), Some("application/json"), "{self:?}");
+        assert_eq!(self.headers.get("content-length"), Some(&self.body.len().to_string()), "{self:?}");
+        assert_eq!(self.headers.get("cache-control").map(String::as_str), Some("no-store"), "{self:?}");
+        let body: Value = serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {self:?}"));
+        assert_eq!(body["status_code"].as_u64(), Some(status as u64), "{body}");
+        let id = body["error"]["id"].as_str().expect("error.id");
+        assert!(!id.is_empty());
+        assert_eq!(self.headers.get("x-request-id").map(String::as_str), Some(id), "error.id is the X-Request-Id");
+        body["error"]["message"].as_str().expect("error.message").to_string()
+    }
+}
+
+impl TestApi {
+    /// Sends `request` as is on a new connection, and reads until the server
+    /// closes it (it may close before it has read all of a large request).
+    pub async fn raw(&self, request: Vec<u8>) -> RawAnswer {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut rd, mut wr) = stream.into_split();
+        let writer = tokio::spawn(async move {
+            let _ = wr.write_all(&request).await;
+            wr
+        });
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+        })
+        .await;
+        read.expect("the server closes the connection after its answer");
+        drop(writer.await);
+        let split = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no head in {:?}", String::from_utf8_lossy(&got)));
+        let head = String::from_utf8(got[..split].to_vec()).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        RawAnswer { status, headers, body: got[split + 4..].to_vec() }
+    }
 }

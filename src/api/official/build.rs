@@ -17,7 +17,7 @@ use crate::api::state::AppState;
 use crate::db::BuildStatus;
 
 pub async fn start(State(state): State<AppState>, client: Client, RawQuery(raw): RawQuery) -> ApiResult<Response> {
-    let build = compat::submit(&state, raw, &client).await?;
+    let build = compat::submit(&state, compat::parse_query(raw.as_deref())?, &client).await?;
     let status = match build.status {
         BuildStatus::Succeeded => "complete",
         s => s.as_str(),

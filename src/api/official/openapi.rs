@@ -3,18 +3,15 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::api::openapi::{admission_errors, binary_responses, compat_params, errors, key_param};
+use crate::api::openapi::{admission_errors, binary_responses, compat_params, errors, key_param, resolve_errors};
 
 pub fn paths() -> Map<String, Value> {
     let mut packages = errors(&[("503", "Database unavailable")]);
     packages.insert("200".into(), json!({"description": "The catalog and every plugin built here, with the Caddy modules each adds",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PackageList"}}}}));
 
-    let mut start = errors(&[
-        ("400", "Bad input: module path, version, os/arch/arm, too many plugins"),
-        ("502", "The module proxy failed"),
-        ("503", "Database unavailable"),
-    ]);
+    let mut start = resolve_errors();
+    start.extend(errors(&[("400", "Bad input: module path, version, os/arch/arm, too many plugins")]));
     start.extend(admission_errors());
     let started = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BuildStarted"}}}});
     start.insert("200".into(), started("The build is finished: status complete (download it), failed or cancelled"));

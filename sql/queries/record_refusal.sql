@@ -1,1 +1,0 @@
-SELECT cbs.record_refusal($1::text)
