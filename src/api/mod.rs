@@ -28,6 +28,7 @@ mod server;
 mod signing_key;
 mod spec_input;
 mod state;
+mod tally;
 mod usage;
 mod wait;
 mod waiters;

@@ -79,8 +79,8 @@ impl AppState {
         let trusted_proxies = config.api.trusted_proxy_nets().expect("api.trusted_proxies is validated when the config loads");
         let metrics = Metrics::new();
         let held = super::held::HeldRequests::new(metrics.held_requests.clone());
-        let usage = super::usage::Usage::start(queue.clone(), shutdown.clone());
-        let downloads = super::download_count::DownloadCounter::start(queue.clone(), shutdown.clone());
+        let usage = super::usage::Usage::start(queue.clone(), shutdown.clone(), super::usage::UsageSink);
+        let downloads = super::download_count::DownloadCounter::start(queue.clone(), shutdown.clone(), super::download_count::DownloadSink);
         AppState(Arc::new(Inner {
             config,
             queue,
