@@ -32,12 +32,15 @@ const GONE_AFTER_LEASES: u32 = 2;
 struct Running {
     attempt: i32,
     cancel: CancellationToken,
+    /// The job's task: a build handed back and claimed again by this worker
+    /// runs in a new task while the old one may still be cleaning up.
+    task: tokio::task::Id,
 }
 
 pub struct Runner {
     ctx: Arc<JobContext>,
     listener: Listener,
-    jobs: JoinSet<String>,
+    jobs: JoinSet<()>,
     running: HashMap<String, Running>,
     docker_ok: bool,
     docker_retry: Duration,
@@ -100,11 +103,15 @@ impl Runner {
                     self.release_all("shutdown: stop timeout reached").await;
                     break;
                 }
-                Some(done) = self.jobs.join_next() => {
-                    match done {
-                        Ok(key) => { self.running.remove(&key); }
-                        Err(e) => error!(error = %e, "build task panicked"),
-                    }
+                Some(done) = self.jobs.join_next_with_id() => {
+                    let task = match done {
+                        Ok((task, ())) => task,
+                        Err(e) => {
+                            error!(error = %e, "build task panicked");
+                            e.id()
+                        }
+                    };
+                    self.running.retain(|_, job| job.task != task);
                     wake = true;
                 }
                 ev = events.recv() => wake = self.on_event(ev).await,
@@ -178,14 +185,12 @@ impl Runner {
         for build in claimed {
             info!(build_key = %build.build_key, attempt = build.attempt, "claimed build");
             let cancel = CancellationToken::new();
-            self.running.insert(build.build_key.clone(), Running { attempt: build.attempt, cancel: cancel.clone() });
-            let key = build.build_key.clone();
+            let (key, attempt) = (build.build_key.clone(), build.attempt);
             let session = self.session_for(&key).await;
             let ctx = self.ctx.clone();
-            self.jobs.spawn(async move {
-                job::run(ctx, build, session, cancel).await;
-                key
-            });
+            let job = cancel.clone();
+            let task = self.jobs.spawn(job::run(ctx, build, session, job)).id();
+            self.running.insert(key, Running { attempt, cancel, task });
         }
         if got < free {
             self.schedule_retry_wake().await;
