@@ -115,9 +115,16 @@ pub(super) fn key_param() -> Value {
 }
 
 fn compat_path(summary: &str) -> Value {
+    // The official live page navigates to the Location of its HEAD's answer.
+    let located = |head: bool| {
+        let mut r = binary_responses(head);
+        r["200"]["headers"]["Location"] = json!({"schema": {"type": "string"},
+            "description": "The build's content-addressed download URL (/api/builds/{key}/download)"});
+        r
+    };
     json!({
-        "get": {"summary": summary, "parameters": compat_params(), "responses": binary_responses(false)},
-        "head": {"summary": summary, "parameters": compat_params(), "responses": binary_responses(true)},
+        "get": {"summary": summary, "parameters": compat_params(), "responses": located(false)},
+        "head": {"summary": summary, "parameters": compat_params(), "responses": located(true)},
     })
 }
 
