@@ -13,6 +13,7 @@ mod logs;
 mod publish;
 pub mod recipe;
 mod runner;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::job::{self, JobContext};
 use super::recipe;
+use super::tasks::BuildTasks;
 use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
 use crate::sandbox::{SandboxError, Session, SPARE_MAX_AGE};
 
@@ -37,7 +37,7 @@ struct Running {
 pub struct Runner {
     ctx: Arc<JobContext>,
     listener: Listener,
-    jobs: JoinSet<String>,
+    jobs: BuildTasks,
     running: HashMap<String, Running>,
     docker_ok: bool,
     docker_retry: Duration,
@@ -52,7 +52,7 @@ impl Runner {
         Runner {
             ctx,
             listener,
-            jobs: JoinSet::new(),
+            jobs: BuildTasks::default(),
             running: HashMap::new(),
             docker_ok: false,
             docker_retry: DOCKER_RETRY_MIN,
@@ -100,10 +100,10 @@ impl Runner {
                     self.release_all("shutdown: stop timeout reached").await;
                     break;
                 }
-                Some(done) = self.jobs.join_next() => {
-                    match done {
-                        Ok(key) => { self.running.remove(&key); }
-                        Err(e) => error!(error = %e, "build task panicked"),
+                Some(ended) = self.jobs.next() => {
+                    let job = self.running.remove(&ended.build_key);
+                    if let (Some(panic), Some(job)) = (ended.panic, job) {
+                        self.panicked(&ended.build_key, job.attempt, &panic).await;
                     }
                     wake = true;
                 }
@@ -182,10 +182,7 @@ impl Runner {
             let key = build.build_key.clone();
             let session = self.session_for(&key).await;
             let ctx = self.ctx.clone();
-            self.jobs.spawn(async move {
-                job::run(ctx, build, session, cancel).await;
-                key
-            });
+            self.jobs.spawn(key, job::run(ctx, build, session, cancel));
         }
         if got < free {
             self.schedule_retry_wake().await;
@@ -297,13 +294,24 @@ impl Runner {
         }
         self.kill_builds(&keys).await;
         let jobs = &mut self.jobs;
-        if tokio::time::timeout(STOP_GRACE, async { while jobs.join_next().await.is_some() {} }).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, async { while jobs.next().await.is_some() {} }).await.is_err() {
             warn!("build tasks did not stop in time; aborting them");
             self.jobs.abort_all();
         }
         // A job winding down may have started a container after the first sweep.
         self.kill_builds(&keys).await;
         self.running.clear();
+    }
+
+    /// A bug, not the build's fault: its containers go, and the build goes back
+    /// to the queue as a retryable failure (another attempt, maybe elsewhere).
+    async fn panicked(&self, key: &str, attempt: i32, panic: &str) {
+        error!(build_key = key, attempt, panic, "build task panicked; failing the attempt as retryable");
+        self.kill_builds(&[key.to_string()]).await;
+        let error = format!("internal error: the build task panicked: {panic}");
+        if let Err(e) = self.ctx.queue.fail(key, attempt, &self.ctx.worker_id, &error, true).await {
+            warn!(build_key = key, error = %e, "cannot report the panicked attempt; its lease will expire");
+        }
     }
 
     async fn kill_builds(&self, keys: &[String]) {
