@@ -63,7 +63,7 @@ async fn existing_builds_are_returned_as_is_and_failed_ones_need_force() {
     assert_eq!(again.error.as_deref(), Some("compile error"));
     let forced = db.queue.submit(&nth_spec(1), true).await.unwrap();
     assert_eq!(forced.status, BuildStatus::Queued);
-    assert_eq!(forced.attempt, 0);
+    assert_eq!(forced.attempt, 1, "attempt numbers go on after a forced rebuild");
     assert_eq!(forced.error, None);
 }
 
@@ -244,12 +244,47 @@ async fn release_worker_hands_builds_back_without_counting_the_attempt() {
     assert_eq!(db.queue.claim("spot", 2, LEASE).await.unwrap().len(), 2);
     assert_eq!(db.queue.release_worker("spot", "preempted").await.unwrap(), 2);
     let b = db.queue.get(&b1.build_key).await.unwrap().unwrap();
-    assert_eq!((b.status, b.attempt, b.worker_id), (BuildStatus::Queued, 0, None));
+    assert_eq!((b.status, b.attempt, b.worker_id), (BuildStatus::Queued, 1, None), "attempt numbers only grow");
     let again = db.queue.claim("other", 2, LEASE).await.unwrap();
     assert_eq!(again.len(), 2, "released builds are runnable at once");
-    assert!(again.iter().all(|b| b.attempt == 1));
+    assert!(again.iter().all(|b| b.attempt == 2));
     let released = count(&db, "SELECT count(*) FROM cbs.build_attempts WHERE outcome = 'released' AND error = 'preempted'").await;
     assert_eq!(released, 2);
+}
+
+#[tokio::test]
+async fn attempts_never_repeat_and_released_ones_do_not_use_up_max_attempts() {
+    let db = TestDb::new().await;
+    let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
+    assert_eq!(b.max_attempts, 3);
+    // Two attempts handed back, then three that count: the third counted one is final.
+    for _ in 0..2 {
+        db.queue.claim("spot", 1, LEASE).await.unwrap();
+        db.queue.release_worker("spot", "preempted").await.unwrap();
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        db.client().await.execute("UPDATE cbs.builds SET run_after = now()", &[]).await.unwrap();
+        let c = db.queue.claim("w", 1, LEASE).await.unwrap().pop().expect("runnable");
+        statuses.push(db.queue.fail(&c.build_key, c.attempt, "w", "proxy unreachable", true).await.unwrap().unwrap());
+    }
+    assert_eq!(statuses, [BuildStatus::Queued, BuildStatus::Queued, BuildStatus::Failed]);
+    let rows = db
+        .client()
+        .await
+        .query("SELECT attempt, outcome FROM cbs.build_attempts WHERE build_key = $1 ORDER BY id", &[&b.build_key])
+        .await
+        .unwrap();
+    let rows: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected = [(1, "released"), (2, "released"), (3, "retried"), (4, "retried"), (5, "failed")];
+    assert_eq!(rows, expected.map(|(a, o)| (a, o.to_string())));
+
+    // An administrator's requeue starts the count again, the numbers go on.
+    let again = db.queue.requeue(&b.build_key).await.unwrap();
+    assert_eq!(again.attempt, 5);
+    let c = db.queue.claim("w", 1, LEASE).await.unwrap().pop().unwrap();
+    assert_eq!(c.attempt, 6);
+    assert_eq!(db.queue.fail(&c.build_key, 6, "w", "flaky", true).await.unwrap(), Some(BuildStatus::Queued));
 }
 
 #[tokio::test]
@@ -268,7 +303,7 @@ async fn cancel_stops_queued_and_running_builds() {
     assert_eq!(db.queue.heartbeat("w", LEASE).await.unwrap(), 0);
 
     let requeued = db.queue.requeue(&running.build_key).await.unwrap();
-    assert_eq!((requeued.status, requeued.attempt), (BuildStatus::Queued, 0));
+    assert_eq!((requeued.status, requeued.attempt), (BuildStatus::Queued, 1), "attempt numbers go on after a requeue");
     assert!(matches!(db.queue.cancel(&"0".repeat(64), "x").await, Err(DbError::NotFound(_))));
     assert!(matches!(db.queue.requeue(&"0".repeat(64)).await, Err(DbError::NotFound(_))));
 }

@@ -73,7 +73,7 @@ BEGIN
         RETURN b;
     END IF;
     UPDATE cbs.builds SET
-        status = 'queued', attempt = 0, run_after = now(), error = NULL, artifact = NULL,
+        status = 'queued', uncounted_attempts = b.attempt, run_after = now(), error = NULL, artifact = NULL,
         provenance = NULL, started_at = NULL, finished_at = NULL,
         last_requested_at = now(), updated_at = now()
     WHERE builds.build_key = requeue.build_key

@@ -145,11 +145,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF retryable AND b.attempt < b.max_attempts THEN
+    IF retryable AND b.attempt - b.uncounted_attempts < b.max_attempts THEN
         PERFORM cbs.close_attempt(b.build_key, 'retried', error);
         UPDATE cbs.builds x SET
             status = 'queued', error = fail_build.error, worker_id = NULL, lease_expires_at = NULL,
-            run_after = now() + cbs.retry_backoff(b.attempt), updated_at = now()
+            run_after = now() + cbs.retry_backoff(b.attempt - b.uncounted_attempts), updated_at = now()
          WHERE x.build_key = b.build_key;
         -- Wakes idle workers; the one that claims it will respect run_after.
         PERFORM pg_notify('cbs_build_queued', b.build_key);
@@ -175,7 +175,7 @@ DECLARE
 BEGIN
     FOR k IN
         UPDATE cbs.builds b SET
-            status = 'queued', attempt = b.attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+            status = 'queued', uncounted_attempts = b.uncounted_attempts + 1, worker_id = NULL, lease_expires_at = NULL,
             run_after = now(), updated_at = now()
          WHERE b.status = 'building' AND b.worker_id = release_worker.worker_id
         RETURNING b.build_key

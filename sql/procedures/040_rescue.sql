@@ -17,7 +17,7 @@ BEGIN
     LOOP
         msg := format('lease expired on worker %s during attempt %s', b.worker_id, b.attempt);
         PERFORM cbs.close_attempt(b.build_key, 'expired', msg);
-        IF b.attempt >= b.max_attempts THEN
+        IF b.attempt - b.uncounted_attempts >= b.max_attempts THEN
             UPDATE cbs.builds x SET
                 status = 'failed', error = msg || format(' (all %s attempts used)', b.max_attempts),
                 worker_id = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
