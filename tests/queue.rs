@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caddy_build_server::db::{BuildStatus, DbError, Queue};
+use caddy_build_server::db::{BuildStatus, DbError, Queue, WorkerInfo};
 use common::{nth_spec, spec, TestDb};
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -389,4 +389,39 @@ async fn admin_views_answer() {
     assert_eq!(active[0].get::<_, String>(1), "linux/amd64");
     let failures = client.query("SELECT error, plugins FROM cbs.recent_failures", &[]).await.unwrap();
     assert_eq!(failures[0].get::<_, String>(0), "compile error");
+}
+
+#[tokio::test]
+async fn a_worker_restarted_under_the_same_id_hands_on_what_its_previous_process_held() {
+    let db = TestDb::new().await;
+    let process = |incarnation: &str| WorkerInfo {
+        worker_id: "box-1".into(),
+        host: "box".into(),
+        version: "v".into(),
+        max_jobs: 2,
+        info: json!({}),
+        incarnation: Some(incarnation.into()),
+    };
+    db.queue.register_worker(&process("first")).await.unwrap();
+    let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
+    assert_eq!(db.queue.claim_as("box-1", Some("first"), 1, LEASE).await.unwrap().len(), 1);
+
+    // Killed and started again at once under the same id (a container restart).
+    db.queue.register_worker(&process("second")).await.unwrap();
+    let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
+    assert_eq!(after.status, BuildStatus::Queued, "handed on at once, not after the lease");
+    assert!(after.error.as_deref().unwrap_or("").contains("worker box-1 restarted during attempt 1"), "{:?}", after.error);
+    let outcome = count(&db, "SELECT count(*) FROM cbs.build_attempts WHERE attempt = 1 AND outcome = 'expired'").await;
+    assert_eq!(outcome, 1);
+    assert!(!db.queue.complete(&b.build_key, 1, "box-1", &json!({})).await.unwrap(), "the lost attempt is fenced out");
+
+    // The new process renews only what it runs itself.
+    assert_eq!(db.queue.heartbeat_as("box-1", Some("second"), LEASE).await.unwrap(), 0);
+    let again = db.queue.claim_as("box-1", Some("second"), 1, LEASE).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+    assert_eq!(db.queue.heartbeat_as("box-1", Some("second"), LEASE).await.unwrap(), 1);
+    assert_eq!(db.queue.heartbeat_as("box-1", Some("first"), LEASE).await.unwrap(), 0);
+    // Registering again as the same process changes nothing.
+    db.queue.register_worker(&process("second")).await.unwrap();
+    assert_eq!(db.queue.get(&b.build_key).await.unwrap().unwrap().status, BuildStatus::Building);
 }

@@ -166,7 +166,8 @@ impl Runner {
             self.next_wake = Instant::now() + self.docker_retry;
             return;
         }
-        let claimed = match self.ctx.queue.claim(&self.ctx.worker_id, free as i32, self.cfg().lease).await {
+        let (me, incarnation) = (&self.ctx.worker_id, Some(self.ctx.incarnation.as_str()));
+        let claimed = match self.ctx.queue.claim_as(me, incarnation, free as i32, self.cfg().lease).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "cannot claim builds");
@@ -268,7 +269,7 @@ impl Runner {
     }
 
     async fn heartbeat(&self) {
-        match self.ctx.queue.heartbeat(&self.ctx.worker_id, self.cfg().lease).await {
+        match self.ctx.queue.heartbeat_as(&self.ctx.worker_id, Some(&self.ctx.incarnation), self.cfg().lease).await {
             Ok(held) if (held as usize) < self.running.len() => {
                 warn!(held, running = self.running.len(), "some leases were lost; their results will be fenced out")
             }
