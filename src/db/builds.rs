@@ -241,6 +241,11 @@ impl Queue {
         self.one_build(query!("cancel_build"), &[&build_key, &reason]).await
     }
 
+    /// A succeeded build's binary is gone from storage: queue it again.
+    pub async fn artifact_lost(&self, build_key: &str) -> Result<Build, DbError> {
+        self.one_build(query!("artifact_lost"), &[&build_key]).await
+    }
+
     pub async fn requeue(&self, build_key: &str) -> Result<Build, DbError> {
         self.one_build(query!("requeue"), &[&build_key]).await
     }
