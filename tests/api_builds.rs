@@ -8,7 +8,7 @@ mod sse_support;
 use std::time::{Duration, Instant};
 
 use api_support::{error_message, TestApi, WORKER};
-use caddy_build_server::db::LogLine;
+use caddy_build_server::db::{BuildStatus, LogLine};
 use caddy_build_server::outbound::AllowList;
 use serde_json::{json, Value};
 use sse_support::{read_events, Until};
@@ -170,4 +170,29 @@ async fn callback_url_is_recorded_for_delivery_and_a_bad_one_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, String>(0), "http://127.0.0.1:9/hook");
+}
+
+/// A succeeded build whose binary is gone from storage is built again: the
+/// request that finds it missing queues it (503, retry), the next one waits for it.
+#[tokio::test]
+async fn a_build_whose_binary_is_gone_is_built_again() {
+    let api = TestApi::start().await;
+    let compat = "/api/compat?os=linux&arch=amd64&version=v2.10.2&p=example.com/p1";
+    let (first, key) = api.waiting_get(compat).await;
+    let artifact = api.succeed(&key, b"first binary").await;
+    assert_eq!(first.await.unwrap().bytes().await.unwrap().as_ref(), b"first binary");
+
+    std::fs::remove_file(api.storage_dir.join(&artifact.path)).unwrap();
+    let lost = api.get(compat).await;
+    assert!(lost.headers().contains_key("retry-after"));
+    let m = error_message(lost, 503).await;
+    assert!(m.contains("missing from storage") && m.contains("built again"), "{m}");
+    let b = api.queue().get(&key).await.unwrap().unwrap();
+    assert_eq!(b.status, BuildStatus::Queued, "queued again, not 404 for good");
+
+    let again = api.spawn(api.http.get(api.url(compat)));
+    api.wait_for_waiters(1).await;
+    api.succeed(&key, b"second binary").await;
+    assert_eq!(again.await.unwrap().bytes().await.unwrap().as_ref(), b"second binary");
+    assert_eq!(api.get(&format!("/api/builds/{key}/download")).await.status(), 200);
 }

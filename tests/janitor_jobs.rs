@@ -144,7 +144,7 @@ async fn reaper_forgets_vanished_workers_that_hold_nothing() {
     let db = TestDb::new().await;
     let q = &db.queue;
     for id in ["gone", "busy", "fresh"] {
-        q.register_worker(&WorkerInfo { worker_id: id.into(), host: "h".into(), version: "v".into(), max_jobs: 1, info: json!({}) })
+        q.register_worker(&WorkerInfo { worker_id: id.into(), host: "h".into(), version: "v".into(), max_jobs: 1, info: json!({}), incarnation: None })
             .await
             .unwrap();
     }

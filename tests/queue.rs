@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caddy_build_server::db::{BuildStatus, DbError, Queue};
+use caddy_build_server::db::{BuildStatus, DbError, Queue, WorkerInfo};
 use common::{nth_spec, spec, TestDb};
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -63,7 +63,7 @@ async fn existing_builds_are_returned_as_is_and_failed_ones_need_force() {
     assert_eq!(again.error.as_deref(), Some("compile error"));
     let forced = db.queue.submit(&nth_spec(1), true).await.unwrap();
     assert_eq!(forced.status, BuildStatus::Queued);
-    assert_eq!(forced.attempt, 0);
+    assert_eq!(forced.attempt, 1, "attempt numbers go on after a forced rebuild");
     assert_eq!(forced.error, None);
 }
 
@@ -244,12 +244,47 @@ async fn release_worker_hands_builds_back_without_counting_the_attempt() {
     assert_eq!(db.queue.claim("spot", 2, LEASE).await.unwrap().len(), 2);
     assert_eq!(db.queue.release_worker("spot", "preempted").await.unwrap(), 2);
     let b = db.queue.get(&b1.build_key).await.unwrap().unwrap();
-    assert_eq!((b.status, b.attempt, b.worker_id), (BuildStatus::Queued, 0, None));
+    assert_eq!((b.status, b.attempt, b.worker_id), (BuildStatus::Queued, 1, None), "attempt numbers only grow");
     let again = db.queue.claim("other", 2, LEASE).await.unwrap();
     assert_eq!(again.len(), 2, "released builds are runnable at once");
-    assert!(again.iter().all(|b| b.attempt == 1));
+    assert!(again.iter().all(|b| b.attempt == 2));
     let released = count(&db, "SELECT count(*) FROM cbs.build_attempts WHERE outcome = 'released' AND error = 'preempted'").await;
     assert_eq!(released, 2);
+}
+
+#[tokio::test]
+async fn attempts_never_repeat_and_released_ones_do_not_use_up_max_attempts() {
+    let db = TestDb::new().await;
+    let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
+    assert_eq!(b.max_attempts, 3);
+    // Two attempts handed back, then three that count: the third counted one is final.
+    for _ in 0..2 {
+        db.queue.claim("spot", 1, LEASE).await.unwrap();
+        db.queue.release_worker("spot", "preempted").await.unwrap();
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        db.client().await.execute("UPDATE cbs.builds SET run_after = now()", &[]).await.unwrap();
+        let c = db.queue.claim("w", 1, LEASE).await.unwrap().pop().expect("runnable");
+        statuses.push(db.queue.fail(&c.build_key, c.attempt, "w", "proxy unreachable", true).await.unwrap().unwrap());
+    }
+    assert_eq!(statuses, [BuildStatus::Queued, BuildStatus::Queued, BuildStatus::Failed]);
+    let rows = db
+        .client()
+        .await
+        .query("SELECT attempt, outcome FROM cbs.build_attempts WHERE build_key = $1 ORDER BY id", &[&b.build_key])
+        .await
+        .unwrap();
+    let rows: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected = [(1, "released"), (2, "released"), (3, "retried"), (4, "retried"), (5, "failed")];
+    assert_eq!(rows, expected.map(|(a, o)| (a, o.to_string())));
+
+    // An administrator's requeue starts the count again, the numbers go on.
+    let again = db.queue.requeue(&b.build_key).await.unwrap();
+    assert_eq!(again.attempt, 5);
+    let c = db.queue.claim("w", 1, LEASE).await.unwrap().pop().unwrap();
+    assert_eq!(c.attempt, 6);
+    assert_eq!(db.queue.fail(&c.build_key, 6, "w", "flaky", true).await.unwrap(), Some(BuildStatus::Queued));
 }
 
 #[tokio::test]
@@ -268,7 +303,7 @@ async fn cancel_stops_queued_and_running_builds() {
     assert_eq!(db.queue.heartbeat("w", LEASE).await.unwrap(), 0);
 
     let requeued = db.queue.requeue(&running.build_key).await.unwrap();
-    assert_eq!((requeued.status, requeued.attempt), (BuildStatus::Queued, 0));
+    assert_eq!((requeued.status, requeued.attempt), (BuildStatus::Queued, 1), "attempt numbers go on after a requeue");
     assert!(matches!(db.queue.cancel(&"0".repeat(64), "x").await, Err(DbError::NotFound(_))));
     assert!(matches!(db.queue.requeue(&"0".repeat(64)).await, Err(DbError::NotFound(_))));
 }
@@ -354,4 +389,39 @@ async fn admin_views_answer() {
     assert_eq!(active[0].get::<_, String>(1), "linux/amd64");
     let failures = client.query("SELECT error, plugins FROM cbs.recent_failures", &[]).await.unwrap();
     assert_eq!(failures[0].get::<_, String>(0), "compile error");
+}
+
+#[tokio::test]
+async fn a_worker_restarted_under_the_same_id_hands_on_what_its_previous_process_held() {
+    let db = TestDb::new().await;
+    let process = |incarnation: &str| WorkerInfo {
+        worker_id: "box-1".into(),
+        host: "box".into(),
+        version: "v".into(),
+        max_jobs: 2,
+        info: json!({}),
+        incarnation: Some(incarnation.into()),
+    };
+    db.queue.register_worker(&process("first")).await.unwrap();
+    let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
+    assert_eq!(db.queue.claim_as("box-1", Some("first"), 1, LEASE).await.unwrap().len(), 1);
+
+    // Killed and started again at once under the same id (a container restart).
+    db.queue.register_worker(&process("second")).await.unwrap();
+    let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
+    assert_eq!(after.status, BuildStatus::Queued, "handed on at once, not after the lease");
+    assert!(after.error.as_deref().unwrap_or("").contains("worker box-1 restarted during attempt 1"), "{:?}", after.error);
+    let outcome = count(&db, "SELECT count(*) FROM cbs.build_attempts WHERE attempt = 1 AND outcome = 'expired'").await;
+    assert_eq!(outcome, 1);
+    assert!(!db.queue.complete(&b.build_key, 1, "box-1", &json!({})).await.unwrap(), "the lost attempt is fenced out");
+
+    // The new process renews only what it runs itself.
+    assert_eq!(db.queue.heartbeat_as("box-1", Some("second"), LEASE).await.unwrap(), 0);
+    let again = db.queue.claim_as("box-1", Some("second"), 1, LEASE).await.unwrap();
+    assert_eq!(again[0].attempt, 2);
+    assert_eq!(db.queue.heartbeat_as("box-1", Some("second"), LEASE).await.unwrap(), 1);
+    assert_eq!(db.queue.heartbeat_as("box-1", Some("first"), LEASE).await.unwrap(), 0);
+    // Registering again as the same process changes nothing.
+    db.queue.register_worker(&process("second")).await.unwrap();
+    assert_eq!(db.queue.get(&b.build_key).await.unwrap().unwrap().status, BuildStatus::Building);
 }

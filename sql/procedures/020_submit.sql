@@ -73,7 +73,7 @@ BEGIN
         RETURN b;
     END IF;
     UPDATE cbs.builds SET
-        status = 'queued', attempt = 0, run_after = now(), error = NULL, artifact = NULL,
+        status = 'queued', uncounted_attempts = b.attempt, run_after = now(), error = NULL, artifact = NULL,
         provenance = NULL, started_at = NULL, finished_at = NULL,
         last_requested_at = now(), updated_at = now()
     WHERE builds.build_key = requeue.build_key
@@ -112,3 +112,24 @@ END;
 $$;
 COMMENT ON FUNCTION cbs.cancel_build(text, text) IS
     'Admin: cancels a queued or running build; its worker hears cbs_build_cancelled and stops the container.';
+
+-- The api found a succeeded build's binary missing from storage: the build is
+-- queued again (as an administrator's requeue, charged to no one), so that the
+-- next request joins its rebuild. Any other state is returned as is.
+CREATE OR REPLACE FUNCTION cbs.artifact_lost(build_key text)
+RETURNS cbs.builds LANGUAGE plpgsql AS $$
+DECLARE
+    b cbs.builds;
+BEGIN
+    SELECT * INTO b FROM cbs.builds x WHERE x.build_key = artifact_lost.build_key FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('build %s not found', artifact_lost.build_key);
+    END IF;
+    IF b.status <> 'succeeded' THEN
+        RETURN b;
+    END IF;
+    RETURN cbs.requeue(artifact_lost.build_key);
+END;
+$$;
+COMMENT ON FUNCTION cbs.artifact_lost(text) IS
+    'Queues a succeeded build again whose binary is missing from storage (the api calls it when a download finds none).';

@@ -21,7 +21,12 @@
 -- once at the end and in client order: concurrent claimers take those row locks in
 -- the same order and never wait on each other in a cycle. Two claimers that run at
 -- the same moment may both serve the same client once, before either has recorded it.
-CREATE OR REPLACE FUNCTION cbs.claim_builds(worker_id text, max_count int, lease interval)
+-- The three-argument form of earlier versions; the one below takes its calls.
+DROP FUNCTION IF EXISTS cbs.claim_builds(text, int, interval);
+
+-- incarnation: the claiming process's (cbs.workers.incarnation), which its
+-- heartbeats renew; NULL from psql.
+CREATE OR REPLACE FUNCTION cbs.claim_builds(worker_id text, max_count int, lease interval, incarnation text DEFAULT NULL)
 RETURNS SETOF cbs.builds LANGUAGE plpgsql AS $$
 DECLARE
     v_class   text;
@@ -65,7 +70,7 @@ BEGIN
                 CONTINUE WHEN NOT FOUND;
                 UPDATE cbs.builds x SET
                     status = 'building', attempt = x.attempt + 1, worker_id = claim_builds.worker_id,
-                    lease_expires_at = now() + lease, started_at = now(), error = NULL, updated_at = now()
+                    worker_incarnation = claim_builds.incarnation, lease_expires_at = now() + lease, started_at = now(), error = NULL, updated_at = now()
                  WHERE x.build_key = b.build_key
                 RETURNING x.* INTO b;
                 INSERT INTO cbs.build_attempts (build_key, attempt, worker_id)
@@ -89,23 +94,28 @@ BEGIN
     END IF;
 END;
 $$;
-COMMENT ON FUNCTION cbs.claim_builds(text, int, interval) IS
+COMMENT ON FUNCTION cbs.claim_builds(text, int, interval, text) IS
     'Claims up to max_count runnable builds, skipping rows other workers hold: request before background, then clients in turn (last build started longest ago first, round-robin within one call), oldest first within a client.';
 
-CREATE OR REPLACE FUNCTION cbs.heartbeat(worker_id text, lease interval)
+DROP FUNCTION IF EXISTS cbs.heartbeat(text, interval);
+
+-- With an incarnation, only that process's builds are renewed: those an earlier
+-- process of the same worker id held must run out, not live on.
+CREATE OR REPLACE FUNCTION cbs.heartbeat(worker_id text, lease interval, incarnation text DEFAULT NULL)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     n int;
 BEGIN
     UPDATE cbs.workers w SET last_seen_at = now() WHERE w.worker_id = heartbeat.worker_id;
     UPDATE cbs.builds b SET lease_expires_at = now() + lease, updated_at = now()
-     WHERE b.status = 'building' AND b.worker_id = heartbeat.worker_id;
+     WHERE b.status = 'building' AND b.worker_id = heartbeat.worker_id
+       AND (heartbeat.incarnation IS NULL OR b.worker_incarnation = heartbeat.incarnation);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END;
 $$;
-COMMENT ON FUNCTION cbs.heartbeat(text, interval) IS
-    'Extends the leases of every build the worker holds; returns how many it holds.';
+COMMENT ON FUNCTION cbs.heartbeat(text, interval, text) IS
+    'Extends the leases of the builds the worker (that incarnation of it, when given) holds; returns how many.';
 
 CREATE OR REPLACE FUNCTION cbs.complete_build(build_key text, attempt int, worker_id text, artifact jsonb)
 RETURNS boolean LANGUAGE plpgsql AS $$
@@ -145,11 +155,11 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    IF retryable AND b.attempt < b.max_attempts THEN
+    IF retryable AND b.attempt - b.uncounted_attempts < b.max_attempts THEN
         PERFORM cbs.close_attempt(b.build_key, 'retried', error);
         UPDATE cbs.builds x SET
             status = 'queued', error = fail_build.error, worker_id = NULL, lease_expires_at = NULL,
-            run_after = now() + cbs.retry_backoff(b.attempt), updated_at = now()
+            run_after = now() + cbs.retry_backoff(b.attempt - b.uncounted_attempts), updated_at = now()
          WHERE x.build_key = b.build_key;
         -- Wakes idle workers; the one that claims it will respect run_after.
         PERFORM pg_notify('cbs_build_queued', b.build_key);
@@ -175,7 +185,7 @@ DECLARE
 BEGIN
     FOR k IN
         UPDATE cbs.builds b SET
-            status = 'queued', attempt = b.attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+            status = 'queued', uncounted_attempts = b.uncounted_attempts + 1, worker_id = NULL, lease_expires_at = NULL,
             run_after = now(), updated_at = now()
          WHERE b.status = 'building' AND b.worker_id = release_worker.worker_id
         RETURNING b.build_key

@@ -1,2 +1,2 @@
--- $2: lease in seconds.
-SELECT cbs.heartbeat($1::text, make_interval(secs => $2::float8))
+-- $2: lease in seconds; $3: the process's incarnation (NULL: every build of the worker id).
+SELECT cbs.heartbeat($1::text, make_interval(secs => $2::float8), $3::text)

@@ -109,12 +109,21 @@ pub async fn finished(
 ) -> ApiResult<Response> {
     match build.status {
         BuildStatus::Succeeded => {
-            let response = match shared {
-                Some(shared) => download::respond(state, &*shared.get(state, build).await?, method, headers, freshness).await?,
-                None => download::serve(state, build, method, headers, freshness).await?,
+            let served = match shared {
+                Some(shared) => match shared.get(state, build).await {
+                    Ok(prepared) => download::respond(state, &prepared, method, headers, freshness).await,
+                    Err(e) => Err(e),
+                },
+                None => download::serve(state, build, method, headers, freshness).await,
             };
-            state.downloads.note(&build.build_key, method, &response);
-            Ok(response)
+            match served {
+                Err(ApiError::StorageMissing(path)) => Err(rebuild_lost(state, build, &path).await),
+                Ok(response) => {
+                    state.downloads.note(&build.build_key, method, &response);
+                    Ok(response)
+                }
+                Err(e) => Err(e),
+            }
         }
         BuildStatus::Failed => Err(ApiError::BuildFailed(
             build.error.clone().unwrap_or_else(|| format!("build {} failed", build.build_key)),
@@ -125,6 +134,20 @@ pub async fn finished(
             build.error.as_deref().unwrap_or("no reason given")
         ))),
         s => Err(ApiError::Conflict(format!("build {} is {}", build.build_key, s.as_str()))),
+    }
+}
+
+/// The binary of a succeeded build is gone from storage (deleted by hand, a lost
+/// bucket, a crash between retention's two steps): the build is queued again, so
+/// the next request joins its rebuild instead of meeting a 404 for good.
+async fn rebuild_lost(state: &AppState, build: &Build, path: &str) -> ApiError {
+    let key = &build.build_key;
+    match state.queue.artifact_lost(key).await {
+        Ok(b) => {
+            tracing::warn!(build_key = %key, path, status = b.status.as_str(), "a succeeded build's binary is missing from storage; building it again");
+            ApiError::Unavailable(format!("build {key}: {path} is missing from storage; it is being built again, retry in a minute"))
+        }
+        Err(e) => e.into(),
     }
 }
 

@@ -30,6 +30,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
+    /// A stored object that should exist does not (a 404 too; a succeeded build
+    /// whose binary is gone is built again, see `compat::finished`).
+    #[error("{0} is missing from storage")]
+    StorageMissing(String),
     /// The build exists but is not in a state that allows the request.
     #[error("{0}")]
     Conflict(String),
@@ -63,7 +67,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::StorageMissing(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::BuildFailed(_) | ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -156,7 +160,7 @@ impl From<ResolveError> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::NotFound(p) => ApiError::NotFound(format!("{p} is missing from storage")),
+            StorageError::NotFound(p) => ApiError::StorageMissing(p),
             StorageError::BadRange { size } => {
                 ApiError::RangeNotSatisfiable(format!("range not satisfiable for {size} bytes"))
             }

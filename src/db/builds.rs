@@ -127,6 +127,8 @@ pub struct WorkerInfo {
     pub version: String,
     pub max_jobs: i32,
     pub info: Value,
+    /// The process's own, new at every start; `None` from tools that are no worker.
+    pub incarnation: Option<String>,
 }
 
 /// The queue's SQL API over a connection pool.
@@ -187,7 +189,12 @@ impl Queue {
     }
 
     pub async fn claim(&self, worker_id: &str, max_count: i32, lease: Duration) -> Result<Vec<Build>, DbError> {
-        self.query(query!("claim_builds"), &[&worker_id, &max_count, &lease.as_secs_f64()])
+        self.claim_as(worker_id, None, max_count, lease).await
+    }
+
+    /// Claims for one incarnation of a worker process, whose heartbeats renew them.
+    pub async fn claim_as(&self, worker_id: &str, incarnation: Option<&str>, max_count: i32, lease: Duration) -> Result<Vec<Build>, DbError> {
+        self.query(query!("claim_builds"), &[&worker_id, &max_count, &lease.as_secs_f64(), &incarnation])
             .await?
             .iter()
             .map(Build::try_from)
@@ -196,7 +203,12 @@ impl Queue {
 
     /// Extends the worker's leases; returns how many builds it holds.
     pub async fn heartbeat(&self, worker_id: &str, lease: Duration) -> Result<i32, DbError> {
-        self.scalar(query!("heartbeat"), &[&worker_id, &lease.as_secs_f64()]).await
+        self.heartbeat_as(worker_id, None, lease).await
+    }
+
+    /// Renews only the builds of that incarnation (all of the worker id's without one).
+    pub async fn heartbeat_as(&self, worker_id: &str, incarnation: Option<&str>, lease: Duration) -> Result<i32, DbError> {
+        self.scalar(query!("heartbeat"), &[&worker_id, &lease.as_secs_f64(), &incarnation]).await
     }
 
     /// Fenced completion; `false` means the caller no longer owns this attempt.
@@ -229,12 +241,17 @@ impl Queue {
         self.one_build(query!("cancel_build"), &[&build_key, &reason]).await
     }
 
+    /// A succeeded build's binary is gone from storage: queue it again.
+    pub async fn artifact_lost(&self, build_key: &str) -> Result<Build, DbError> {
+        self.one_build(query!("artifact_lost"), &[&build_key]).await
+    }
+
     pub async fn requeue(&self, build_key: &str) -> Result<Build, DbError> {
         self.one_build(query!("requeue"), &[&build_key]).await
     }
 
     pub async fn register_worker(&self, w: &WorkerInfo) -> Result<(), DbError> {
-        self.query(query!("register_worker"), &[&w.worker_id, &w.host, &w.version, &w.max_jobs, &w.info])
+        self.query(query!("register_worker"), &[&w.worker_id, &w.host, &w.version, &w.max_jobs, &w.info, &w.incarnation])
             .await?;
         Ok(())
     }

@@ -32,6 +32,8 @@ pub struct JobContext {
     pub sandbox: Sandbox,
     pub publisher: Publisher,
     pub worker_id: String,
+    /// This process's incarnation: its claims and heartbeats carry it.
+    pub incarnation: String,
     /// The builder image's id, for provenance: set by the runner each time it
     /// finds Docker ready, so a worker started while Docker was down, or an image
     /// rebuilt meanwhile, is recorded right.

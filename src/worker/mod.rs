@@ -15,6 +15,7 @@ mod modules;
 mod publish;
 pub mod recipe;
 mod runner;
+mod tasks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +102,9 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         .with_context(|| format!("worker.work_dir {}", config.worker.work_dir))?;
 
     let host = crate::config::hostname();
+    // New at every start: a restart under the same id (a container restart keeps
+    // hostname and PID) is told apart from the process that ran before it.
+    let incarnation = format!("{:016x}", rand::random::<u64>());
     queue
         .register_worker(&WorkerInfo {
             worker_id: worker_id.clone(),
@@ -108,10 +112,11 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
             version: env!("CARGO_PKG_VERSION").into(),
             max_jobs: config.worker.max_jobs as i32,
             info: json!({"image": config.worker.image, "namespace": namespace}),
+            incarnation: Some(incarnation.clone()),
         })
         .await
         .context("registering the worker")?;
-    info!(worker_id, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
+    info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
 
     let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
     let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
@@ -126,6 +131,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         sandbox,
         publisher: Publisher { storage, signer },
         worker_id,
+        incarnation,
         image_id: Default::default(),
     });
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::job::{self, JobContext};
 use super::recipe;
+use super::tasks::BuildTasks;
 use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
 use crate::sandbox::{SandboxError, Session, SPARE_MAX_AGE};
 
@@ -40,7 +40,7 @@ struct Running {
 pub struct Runner {
     ctx: Arc<JobContext>,
     listener: Listener,
-    jobs: JoinSet<()>,
+    jobs: BuildTasks,
     running: HashMap<String, Running>,
     docker_ok: bool,
     docker_retry: Duration,
@@ -55,7 +55,7 @@ impl Runner {
         Runner {
             ctx,
             listener,
-            jobs: JoinSet::new(),
+            jobs: BuildTasks::default(),
             running: HashMap::new(),
             docker_ok: false,
             docker_retry: DOCKER_RETRY_MIN,
@@ -103,15 +103,15 @@ impl Runner {
                     self.release_all("shutdown: stop timeout reached").await;
                     break;
                 }
-                Some(done) = self.jobs.join_next_with_id() => {
-                    let task = match done {
-                        Ok((task, ())) => task,
-                        Err(e) => {
-                            error!(error = %e, "build task panicked");
-                            e.id()
-                        }
+                Some(ended) = self.jobs.next() => {
+                    // The same build may have been claimed again meanwhile, in a new task.
+                    let job = match self.running.get(&ended.build_key) {
+                        Some(job) if job.task == ended.task => self.running.remove(&ended.build_key),
+                        _ => None,
                     };
-                    self.running.retain(|_, job| job.task != task);
+                    if let (Some(panic), Some(job)) = (ended.panic, job) {
+                        self.panicked(&ended.build_key, job.attempt, &panic).await;
+                    }
                     wake = true;
                 }
                 ev = events.recv() => wake = self.on_event(ev).await,
@@ -173,7 +173,8 @@ impl Runner {
             self.next_wake = Instant::now() + self.docker_retry;
             return;
         }
-        let claimed = match self.ctx.queue.claim(&self.ctx.worker_id, free as i32, self.cfg().lease).await {
+        let (me, incarnation) = (&self.ctx.worker_id, Some(self.ctx.incarnation.as_str()));
+        let claimed = match self.ctx.queue.claim_as(me, incarnation, free as i32, self.cfg().lease).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "cannot claim builds");
@@ -188,8 +189,7 @@ impl Runner {
             let (key, attempt) = (build.build_key.clone(), build.attempt);
             let session = self.session_for(&key).await;
             let ctx = self.ctx.clone();
-            let job = cancel.clone();
-            let task = self.jobs.spawn(job::run(ctx, build, session, job)).id();
+            let task = self.jobs.spawn(key.clone(), job::run(ctx, build, session, cancel.clone()));
             self.running.insert(key, Running { attempt, cancel, task });
         }
         if got < free {
@@ -276,7 +276,7 @@ impl Runner {
     }
 
     async fn heartbeat(&self) {
-        match self.ctx.queue.heartbeat(&self.ctx.worker_id, self.cfg().lease).await {
+        match self.ctx.queue.heartbeat_as(&self.ctx.worker_id, Some(&self.ctx.incarnation), self.cfg().lease).await {
             Ok(held) if (held as usize) < self.running.len() => {
                 warn!(held, running = self.running.len(), "some leases were lost; their results will be fenced out")
             }
@@ -302,13 +302,24 @@ impl Runner {
         }
         self.kill_builds(&keys).await;
         let jobs = &mut self.jobs;
-        if tokio::time::timeout(STOP_GRACE, async { while jobs.join_next().await.is_some() {} }).await.is_err() {
+        if tokio::time::timeout(STOP_GRACE, async { while jobs.next().await.is_some() {} }).await.is_err() {
             warn!("build tasks did not stop in time; aborting them");
             self.jobs.abort_all();
         }
         // A job winding down may have started a container after the first sweep.
         self.kill_builds(&keys).await;
         self.running.clear();
+    }
+
+    /// A bug, not the build's fault: its containers go, and the build goes back
+    /// to the queue as a retryable failure (another attempt, maybe elsewhere).
+    async fn panicked(&self, key: &str, attempt: i32, panic: &str) {
+        error!(build_key = key, attempt, panic, "build task panicked; failing the attempt as retryable");
+        self.kill_builds(&[key.to_string()]).await;
+        let error = format!("internal error: the build task panicked: {panic}");
+        if let Err(e) = self.ctx.queue.fail(key, attempt, &self.ctx.worker_id, &error, true).await {
+            warn!(build_key = key, error = %e, "cannot report the panicked attempt; its lease will expire");
+        }
     }
 
     async fn kill_builds(&self, keys: &[String]) {

@@ -1,0 +1,1 @@
+SELECT * FROM cbs.artifact_lost($1::text)
