@@ -5,7 +5,11 @@
 //!   completion committed → response headers at the client) and the api's
 //!   resident memory while they wait;
 //! - cache-hit downloads: requests per second for a small artifact, MB/s for a
-//!   40 MB one.
+//!   40 MB one;
+//! - a cached 57.8 MB download against nginx with `sendfile` serving the same
+//!   file on loopback, one and four clients, from local storage and from the
+//!   in-memory download shared by waiters: a ratio per pair of alternating runs
+//!   (target ≥ 0.8×).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -296,6 +300,176 @@ async fn cache_hits(db: &TestDb, api: &Api, rps_duration: Duration, large_downlo
     println!("| cache-hit download of a 40 MiB artifact, one client | {mbps:.0} MB/s | |");
 }
 
+/// The file of the comparison with nginx: the size of a Caddy with a few plugins.
+const SAME_FILE: usize = 57_800_000;
+/// Alternating pairs (api, nginx) per comparison; the median ratio is reported.
+const PAIRS: usize = 12;
+const SHARED_PAIRS: usize = 6;
+
+/// nginx serving `root` on loopback with `sendfile on`, as a download service
+/// would: the yardstick for the api's cache-hit downloads.
+struct Nginx {
+    child: std::process::Child,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    /// `None` when nginx is not installed (`scripts/ensure-deps.sh --test` installs it).
+    async fn start(root: &std::path::Path) -> Option<Nginx> {
+        let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+        let dir = std::env::temp_dir().join(format!("cbs-nginx-bench-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  tcp_nodelay on;\n\
+               default_type application/octet-stream;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+            root.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["-p"]).arg(&dir).args(["-e"]).arg(dir.join("error.log")).args(["-c"]).arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let nginx = Nginx { child, base: format!("http://127.0.0.1:{port}"), dir };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(nginx);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nginx did not start: {}", std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default());
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // TERM, not KILL: the master stops its workers.
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// When one download was sent, when its response head arrived, when its body ended.
+struct Timing {
+    sent: Instant,
+    head: Instant,
+    end: Instant,
+}
+
+async fn fetch_timed(http: reqwest::Client, url: String, expect: usize) -> Timing {
+    let sent = Instant::now();
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    let head = Instant::now();
+    let mut stream = resp.bytes_stream();
+    let mut n = 0;
+    while let Some(chunk) = stream.next().await {
+        n += chunk.unwrap().len();
+    }
+    assert_eq!(n, expect, "{url}");
+    Timing { sent, head, end: Instant::now() }
+}
+
+/// Bytes per second of `timings` together: from the first request sent (or,
+/// `from_head`, the first head received) to the last body's end.
+fn rate(timings: &[Timing], from_head: bool, bytes_each: usize) -> f64 {
+    let start = timings.iter().map(|t| if from_head { t.head } else { t.sent }).min().unwrap();
+    let end = timings.iter().map(|t| t.end).max().unwrap();
+    (bytes_each * timings.len()) as f64 / (end - start).as_secs_f64()
+}
+
+/// `clients` downloads of `url` at once, each on its own task (started at once).
+fn start_parallel(http: &reqwest::Client, url: &str, clients: usize, expect: usize) -> Vec<tokio::task::JoinHandle<Timing>> {
+    (0..clients).map(|_| tokio::spawn(fetch_timed(http.clone(), url.to_string(), expect))).collect()
+}
+
+async fn joined(tasks: Vec<tokio::task::JoinHandle<Timing>>) -> Vec<Timing> {
+    futures::future::join_all(tasks).await.into_iter().map(|t| t.unwrap()).collect()
+}
+
+async fn parallel(http: &reqwest::Client, url: &str, clients: usize, expect: usize) -> Vec<Timing> {
+    joined(start_parallel(http, url, clients, expect)).await
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(label: &str, pairs: &[(f64, f64)]) {
+    let api = median(pairs.iter().map(|p| p.0).collect());
+    let nginx = median(pairs.iter().map(|p| p.1).collect());
+    let ratio = median(pairs.iter().map(|p| p.0 / p.1).collect());
+    println!(
+        "| {label}: api / nginx `sendfile`, median of {} pairs | {:.2} / {:.2} GB/s = {ratio:.2}× | ≥ 0.8× |",
+        pairs.len(),
+        api / 1e9,
+        nginx / 1e9
+    );
+}
+
+/// The same 57.8 MB file from the api (`/api/builds/{key}/download`, local
+/// storage; then compat waiters released by its completion, which share one
+/// in-memory copy) and from nginx with `sendfile`, with the same client, in
+/// alternating runs.
+async fn against_nginx(db: &TestDb, api: &Api, builds_so_far: i64, pairs: usize, shared_pairs: usize) {
+    let http = reqwest::Client::new();
+    let file: Vec<u8> = (0..SAME_FILE).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let url = format!("{}/api/compat?os=linux&arch=arm&arm=7", api.base);
+    let first = tokio::spawn(fetch_timed(http.clone(), url, SAME_FILE));
+    let key = only_key(db, builds_so_far + 1).await;
+    api.finish(&db.queue, &key, &file).await;
+    first.await.unwrap();
+    let Some(nginx) = Nginx::start(&api.dir.join("artifacts")).await else {
+        println!("| cached 57.8 MB download against nginx | skipped: nginx is not installed | |");
+        return;
+    };
+    let path = ArtifactPaths::new(&key, "linux").unwrap().binary;
+    let ours = format!("{}/api/builds/{key}/download", api.base);
+    let theirs = format!("{}/{path}", nginx.base);
+    parallel(&http, &theirs, 1, SAME_FILE).await;
+    for clients in [1, 4] {
+        let mut runs = Vec::with_capacity(pairs);
+        for _ in 0..pairs {
+            let a = rate(&parallel(&http, &ours, clients, SAME_FILE).await, false, SAME_FILE);
+            let n = rate(&parallel(&http, &theirs, clients, SAME_FILE).await, false, SAME_FILE);
+            runs.push((a, n));
+        }
+        report(&format!("cached 57.8 MB download, local storage, {clients} client(s)"), &runs);
+    }
+    // Waiters: each round a new build, completed with the same file while
+    // `clients` compat requests wait on it; timed from the first response head,
+    // as the in-memory copy is read before the waiters are released.
+    let mut builds = builds_so_far + 1;
+    for clients in [1, 4] {
+        let mut runs = Vec::with_capacity(shared_pairs);
+        for _ in 0..shared_pairs {
+            let url = format!("{}/api/compat?os=linux&arch=amd64&p=example.com/p{}", api.base, builds);
+            let waiting = start_parallel(&http, &url, clients, SAME_FILE);
+            builds += 1;
+            let key = only_key(db, builds).await;
+            while api.open_waiters().await < clients {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            api.finish(&db.queue, &key, &file).await;
+            let a = rate(&joined(waiting).await, true, SAME_FILE);
+            let n = rate(&parallel(&http, &theirs, clients, SAME_FILE).await, true, SAME_FILE);
+            runs.push((a, n));
+        }
+        report(&format!("57.8 MB download shared by {clients} waiter(s), in memory"), &runs);
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let db = TestDb::new().await;
@@ -307,8 +481,10 @@ async fn main() {
     if full_run() {
         waiters(&db, &api, WAITERS).await;
         cache_hits(&db, &api, RPS_DURATION, LARGE_DOWNLOADS).await;
+        against_nginx(&db, &api, 3, PAIRS, SHARED_PAIRS).await;
     } else {
         waiters(&db, &api, SMOKE_WAITERS).await;
         cache_hits(&db, &api, SMOKE_RPS_DURATION, 1).await;
+        against_nginx(&db, &api, 3, 1, 1).await;
     }
 }

@@ -3,7 +3,9 @@
 # toolchain and OpenSSL headers for the TLS client, Python for the helper
 # scripts, curl and flock for scripts/minio.sh. With --test (make test, make
 # bench), also what only the tests use: Chromium and its WebDriver for the
-# browser tests, minisign to verify signatures, schemathesis for the api tests.
+# browser tests, minisign to verify signatures, schemathesis for the api tests,
+# nginx as the yardstick of the download benchmark (benches/api.rs runs its own
+# instance on loopback).
 # Usage: scripts/ensure-deps.sh [--test]
 set -euo pipefail
 tests=false
@@ -19,6 +21,7 @@ if $tests; then
     command -v chromium >/dev/null || missing+=(chromium)
     command -v chromedriver >/dev/null || missing+=(chromium-driver)
     command -v minisign >/dev/null || missing+=(minisign)
+    command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "ensure-deps: installing ${missing[*]}" >&2

@@ -2,16 +2,15 @@
 //! fsync of the directory. A reader never sees a partial file, and a crash leaves
 //! at worst a stray `.tmp-*` file that the next put of the same path ignores.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
+use super::read_ahead::ReadAhead;
 use super::{check_path, ByteStream, Storage, StorageError};
 
 pub struct LocalStorage {
@@ -85,20 +84,29 @@ impl Storage for LocalStorage {
 
     async fn get(&self, path: &str, range: Option<Range<u64>>) -> Result<ByteStream, StorageError> {
         let p = self.resolve(path)?;
-        let mut f = match tokio::fs::File::open(&p).await {
-            Ok(f) => f,
+        let (opened, wanted) = (p.clone(), range.clone());
+        let open = move || -> std::io::Result<(std::fs::File, u64)> {
+            let mut f = std::fs::File::open(&opened)?;
+            let size = f.metadata()?.len();
+            if let Some(r) = &wanted
+                && r.start <= r.end
+                && r.end <= size
+            {
+                f.seek(SeekFrom::Start(r.start))?;
+            }
+            Ok((f, size))
+        };
+        let (f, size) = match crate::blocking::io(open).await {
+            Ok(opened) => opened,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StorageError::NotFound(path.into())),
             Err(e) => return Err(io_err(&p)(e)),
         };
-        let size = f.metadata().await.map_err(io_err(&p))?.len();
-        let Some(range) = range else {
-            return Ok(ReaderStream::with_capacity(f, 256 * 1024).boxed());
+        let len = match range {
+            None => size,
+            Some(r) if r.start <= r.end && r.end <= size => r.end - r.start,
+            Some(_) => return Err(StorageError::BadRange { size }),
         };
-        if range.start > range.end || range.end > size {
-            return Err(StorageError::BadRange { size });
-        }
-        f.seek(SeekFrom::Start(range.start)).await.map_err(io_err(&p))?;
-        Ok(ReaderStream::with_capacity(f.take(range.end - range.start), 256 * 1024).boxed())
+        Ok(ReadAhead::new(f, len).boxed())
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64, StorageError> {
@@ -153,6 +161,28 @@ mod tests {
         assert_eq!(s.size("builds/ab/k/caddy").await.unwrap(), None);
         let leftovers = std::fs::read_dir(dir.join("builds/ab")).unwrap().count();
         assert_eq!(leftovers, 0, "no temp files left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Files of several read chunks come out whole, and ranges that start, end
+    /// or cross at chunk boundaries come out exact.
+    #[tokio::test]
+    async fn large_files_and_ranges_across_chunks() {
+        use crate::storage::read_ahead::READ_CHUNK;
+        let dir = std::env::temp_dir().join(format!("cbs-local-{}", rand::random::<u64>()));
+        let s = LocalStorage::new(&dir).unwrap();
+        let c = READ_CHUNK;
+        let data: Vec<u8> = (0..3 * c + 12_345).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        s.put_bytes("builds/ab/k/caddy", Bytes::from(data.clone())).await.unwrap();
+        let whole = s.get_bytes("builds/ab/k/caddy").await.unwrap();
+        assert_eq!(<sha2::Sha256 as sha2::Digest>::digest(&whole), <sha2::Sha256 as sha2::Digest>::digest(&data));
+        let chunks: Vec<usize> = s.get("builds/ab/k/caddy", None).await.unwrap().map(|b| b.unwrap().len()).collect().await;
+        assert_eq!(chunks, [c as usize, c as usize, c as usize, 12_345]);
+        let len = data.len() as u64;
+        for range in [0..0, 0..c, c - 1..c + 1, c..2 * c, c + 1..3 * c - 1, 2 * c..len, len - 1..len, len..len] {
+            let part: Vec<Bytes> = s.get("builds/ab/k/caddy", Some(range.clone())).await.unwrap().map(|b| b.unwrap()).collect().await;
+            assert_eq!(part.concat(), &data[range.start as usize..range.end as usize], "{range:?}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

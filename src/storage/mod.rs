@@ -5,6 +5,7 @@
 
 mod layout;
 mod local;
+mod read_ahead;
 mod s3;
 mod s3_part;
 
