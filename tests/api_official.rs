@@ -52,9 +52,7 @@ async fn live_page_head_then_location_for_a_new_build_and_a_cached_one() {
     let api = TestApi::start().await;
     let link = live_link(&format!("p={CLOUDFLARE}"));
     // A new build: the HEAD waits for it, then says where the binary is.
-    let head = api.spawn(api.http.head(api.url(&link)));
-    let key = api.only_build_key().await;
-    api.wait_for_waiters(1).await;
+    let (head, key) = api.waiting(api.http.head(api.url(&link))).await;
     api.succeed(&key, BINARY).await;
     let head = head.await.unwrap();
     assert_eq!(head.status(), 200);
@@ -93,9 +91,7 @@ async fn live_page_head_gets_our_location_where_get_redirects_to_presigned_stora
     })
     .await;
     let link = live_link(&format!("p={CLOUDFLARE}"));
-    let head = api.spawn(api.http.head(api.url(&link)));
-    let key = api.only_build_key().await;
-    api.wait_for_waiters(1).await;
+    let (head, key) = api.waiting(api.http.head(api.url(&link))).await;
     // Completed with a record only: presigning needs no object.
     api.succeed(&key, BINARY).await;
     let head = head.await.unwrap();

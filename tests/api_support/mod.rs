@@ -326,7 +326,12 @@ impl TestApi {
 
     /// A GET of `path` that submitted the only build and now waits on it; its key.
     pub async fn waiting_get(&self, path: &str) -> (tokio::task::JoinHandle<reqwest::Response>, String) {
-        let pending = self.spawn(self.http.get(self.url(path)));
+        self.waiting(self.http.get(self.url(path))).await
+    }
+
+    /// `req`, sent in the background, submitted the only build and now waits on it; its key.
+    pub async fn waiting(&self, req: reqwest::RequestBuilder) -> (tokio::task::JoinHandle<reqwest::Response>, String) {
+        let pending = self.spawn(req);
         let key = self.only_build_key().await;
         self.wait_for_waiters(1).await;
         (pending, key)
