@@ -81,7 +81,8 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     signal(&a, "-USR1");
     let released = wait_for(&db.queue, &key, Duration::from_secs(5), |b| b.status == BuildStatus::Queued).await;
     assert!(t.elapsed() < Duration::from_secs(1), "released after {:?}", t.elapsed());
-    assert_eq!((released.attempt, released.worker_id), (0, None), "a release does not count as an attempt");
+    assert_eq!((released.attempt, released.worker_id), (1, None));
+    assert_eq!(counted_attempts(&db, &key).await, 0, "a release does not count as an attempt");
     let status = tokio::task::spawn_blocking(move || a.wait().unwrap()).await.unwrap();
     assert!(status.success(), "a preempted worker exits cleanly: {status:?}");
     wait_not_running(&db.queue, &key, Duration::from_secs(3)).await;
@@ -110,7 +111,8 @@ async fn preempted_then_killed_build_is_finished_by_another_worker() {
     let c = start_worker(cc);
     let done = wait_terminal(&db.queue, &key, BUILD_LIMIT).await;
     assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
-    assert_eq!(done.attempt, 2, "B's attempt counted, A's release did not");
+    assert_eq!(done.attempt, 3, "attempt numbers only grow: A's, B's, C's");
+    assert_eq!(counted_attempts(&db, &key).await, 2, "B's attempt counted, A's release did not");
     let t = Instant::now();
     while !build_containers(&db.queue, &key).await.is_empty() {
         assert!(t.elapsed() < Duration::from_secs(60), "B's leftover container was never reaped");
@@ -169,7 +171,18 @@ async fn stop_timeout_hands_running_builds_back() {
     worker.shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(15), worker.handle).await.expect("worker stops after its stop timeout").unwrap().unwrap();
     let after = db.queue.get(&b.build_key).await.unwrap().unwrap();
-    assert_eq!((after.status, after.attempt, after.worker_id), (BuildStatus::Queued, 0, None), "released, not lost");
+    assert_eq!((after.status, after.attempt, after.worker_id), (BuildStatus::Queued, 1, None), "released, not lost");
+    assert_eq!(counted_attempts(&db, &b.build_key).await, 0, "a release does not count as an attempt");
     wait_not_running(&db.queue, &b.build_key, Duration::from_secs(3)).await;
     wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
+}
+
+/// Attempts that count against `max_attempts` (releases do not).
+async fn counted_attempts(db: &TestDb, key: &str) -> i32 {
+    db.client()
+        .await
+        .query_one("SELECT attempt - uncounted_attempts FROM cbs.builds WHERE build_key = $1", &[&key])
+        .await
+        .unwrap()
+        .get(0)
 }
