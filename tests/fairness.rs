@@ -88,26 +88,12 @@ async fn ten_light_clients_are_served_within_the_first_eleven_claims() {
     assert_eq!(claim_one(&c).await.client.as_deref(), Some(HEAVY));
 
     // Within a client, oldest first.
-    let created: Vec<String> = c
-        .query(
-            "SELECT build_key FROM cbs.builds WHERE client = $1 AND status = 'building' ORDER BY started_at, build_key",
-            &[&HEAVY],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let oldest: Vec<String> = c
-        .query(
-            "SELECT build_key FROM cbs.builds WHERE client = $1 ORDER BY created_at, build_key LIMIT 3",
-            &[&HEAVY],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let c = &c;
+    let keys = |sql: &'static str| async move {
+        c.query(sql, &[&HEAVY]).await.unwrap().iter().map(|r| r.get::<_, String>(0)).collect::<Vec<String>>()
+    };
+    let created = keys("SELECT build_key FROM cbs.builds WHERE client = $1 AND status = 'building' ORDER BY started_at, build_key").await;
+    let oldest = keys("SELECT build_key FROM cbs.builds WHERE client = $1 ORDER BY created_at, build_key LIMIT 3").await;
     assert_eq!(created.iter().collect::<HashSet<_>>(), oldest.iter().collect::<HashSet<_>>());
 }
 
