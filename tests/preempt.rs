@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -156,13 +156,10 @@ async fn detects_within_one_interval(provider: PreemptionProvider) -> Arc<Meta> 
     assert!(!w.preempt.is_cancelled(), "{provider:?}: no preemption announced yet");
     assert!(!w.task.is_finished(), "{provider:?}: the watch keeps polling");
 
-    let announced = Instant::now();
     meta.preempted.store(true, Ordering::SeqCst);
     tokio::time::timeout(POLL + SLACK, w.preempt.cancelled())
         .await
         .unwrap_or_else(|_| panic!("{provider:?}: not detected within one poll interval"));
-    let took = announced.elapsed();
-    assert!(took <= POLL + SLACK, "{provider:?}: took {took:?}");
     tokio::time::timeout(Duration::from_secs(1), w.task).await.expect("the watch ends after a detection").unwrap();
     assert_eq!(meta.refused.load(Ordering::SeqCst), 0, "{provider:?}: every request carried the required headers");
     meta
