@@ -125,8 +125,21 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after_secs() {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
-        response.extensions_mut().insert(ErrorInfo { message: self.to_string() });
+        response.extensions_mut().insert(ErrorInfo { message: self.client_message() });
         response
+    }
+}
+
+/// What a client reads of an internal error: the details (database or file
+/// system text) stay in the server's log, under the request id the envelope carries.
+const INTERNAL_MESSAGE: &str = "internal server error; the request id identifies it in the server's log";
+
+impl ApiError {
+    fn client_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => INTERNAL_MESSAGE.to_string(),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -172,3 +185,18 @@ impl From<StorageError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_stay_in_the_log() {
+        let response = ApiError::Internal("relation cbs.secret does not exist".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let info = response.extensions().get::<ErrorInfo>().unwrap();
+        assert_eq!(info.message, INTERNAL_MESSAGE);
+        let response = ApiError::BadRequest("os is required".into()).into_response();
+        assert_eq!(response.extensions().get::<ErrorInfo>().unwrap().message, "os is required");
+    }
+}
