@@ -51,8 +51,7 @@ impl Client {
     pub async fn identify(state: &AppState, headers: &HeaderMap, peer: Option<Peer>) -> ApiResult<Client> {
         let admission = &state.config.api.admission;
         if let Some(token) = bearer(headers)? {
-            let admin = &state.config.api.admin_token;
-            if !admin.is_empty() && Sha256::digest(token.as_bytes()) == Sha256::digest(admin.as_bytes()) {
+            if super::admin::is_admin_token(state, token) {
                 return Ok(Client { id: "admin".into(), limits: None, max_held: usize::MAX });
             }
             let sha = hex::encode(Sha256::digest(token.as_bytes()));
