@@ -40,6 +40,7 @@ api: {{ listen: "127.0.0.1:{port}" }}
 signing: {{ secret_key_path: "{dir}/minisign.key", public_key_path: "{dir}/minisign.pub" }}
 worker: {{ work_dir: "{dir}/work-{port}", gomod_cache_volume: {GOMOD_VOLUME}, gobuild_cache_volume: {GOBUILD_VOLUME} }}
 janitor: {{ leader_retry: 200ms }}
+prebuild: {{ enabled: false }}
 "#,
         dir = dir.display(),
     );

@@ -19,7 +19,7 @@ async fn all_migrates_first_runs_the_janitor_and_stops_on_sigterm() {
     let dir = temp_dir("all");
     let port = common::free_port();
     let yaml = format!(
-        "database:\n  url: \"{}\"\nstorage:\n  path: \"{}\"\napi:\n  listen: \"127.0.0.1:{port}\"\nworker:\n  work_dir: \"{}\"\njanitor:\n  id: single\n  leader_retry: 200ms\n",
+        "database:\n  url: \"{}\"\nstorage:\n  path: \"{}\"\napi:\n  listen: \"127.0.0.1:{port}\"\nworker:\n  work_dir: \"{}\"\njanitor:\n  id: single\n  leader_retry: 200ms\nprebuild:\n  enabled: false\n",
         cfg.url,
         dir.join("artifacts").display(),
         dir.join("work").display()

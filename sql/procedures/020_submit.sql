@@ -25,6 +25,10 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = '22023',
             MESSAGE = format('priority must be request or background, not %L', submit_build.priority);
     END IF;
+    -- Demand, for prebuilding the popular specs (sql/procedures/065_prebuild.sql).
+    IF submit_build.priority = 'request' THEN
+        PERFORM cbs.note_request(v_key);
+    END IF;
     INSERT INTO cbs.builds (build_key, spec, client, priority)
     VALUES (v_key, v_spec, submit_build.client, submit_build.priority)
     ON CONFLICT (build_key) DO NOTHING

@@ -1,5 +1,6 @@
 -- Everything the admin page shows, as one JSON document in one round trip:
--- the documented views plus the queued builds (which the admin may cancel).
+-- the documented views plus the queued builds (which the admin may cancel)
+-- and the latest prebuilds with why they were queued.
 SELECT jsonb_build_object(
     'queue', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                   'status', status, 'builds', builds, 'runnable', runnable,
@@ -21,4 +22,9 @@ SELECT jsonb_build_object(
                     FROM cbs.recent_failures LIMIT 50) f),
     'clients', (SELECT coalesce(jsonb_agg(c), '[]') FROM (
                   SELECT client, admitted, refused, open_builds
-                    FROM cbs.heaviest_clients LIMIT 20) c))
+                    FROM cbs.heaviest_clients LIMIT 20) c),
+    'prebuilds', (SELECT coalesce(jsonb_agg(p), '[]') FROM (
+                  SELECT build_key, date_trunc('second', queued_at) AS queued_at, reason, target,
+                         caddy_version, plugins, detail, source_requests, status,
+                         date_trunc('second', ready_after)::text AS ready_after
+                    FROM cbs.prebuild_overview LIMIT 20) p))

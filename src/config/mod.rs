@@ -4,10 +4,12 @@
 
 mod admission;
 mod janitor;
+mod prebuild;
 mod template;
 
 pub use admission::AdmissionConfig;
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
+pub use prebuild::{host_platform, PrebuildConfig, PrebuildSpec};
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct Config {
     /// Plugins offered on the download page (any other module can still be typed in).
     pub catalog: Vec<crate::ui::CatalogEntry>,
     pub janitor: JanitorConfig,
+    /// What the leader janitor builds before anyone asks.
+    pub prebuild: PrebuildConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -70,6 +74,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             catalog: crate::ui::default_catalog(),
             janitor: JanitorConfig::default(),
+            prebuild: PrebuildConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -528,6 +533,7 @@ impl Config {
             return Err(invalid("storage.path", "must not be empty for the local backend"));
         }
         self.janitor.validate()?;
+        self.prebuild.validate()?;
         self.storage.validate()?;
         self.signing.validate()?;
         self.worker.preemption.validate()?;
@@ -728,5 +734,7 @@ mod shipped_config {
         assert_eq!(c.storage.backend, d.storage.backend);
         assert_eq!(c.janitor.retention.max_age, d.janitor.retention.max_age);
         assert_eq!(c.catalog.len(), d.catalog.len());
+        assert_eq!(c.prebuild.specs, d.prebuild.specs);
+        assert_eq!((c.prebuild.watch_interval, c.prebuild.top_n, c.prebuild.window), (d.prebuild.watch_interval, d.prebuild.top_n, d.prebuild.window));
     }
 }

@@ -10,7 +10,7 @@ mod version;
 
 pub use path::{check_module_path, escape};
 pub use resolver::{Resolved, Resolver};
-pub use version::{is_absolute, VersionQuery};
+pub use version::{is_absolute, is_newer_release, VersionQuery};
 
 /// Why a module version could not be resolved. [`ResolveError::is_transient`]
 /// tells the requester's mistakes (asking again gives the same answer) from the

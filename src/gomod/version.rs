@@ -103,6 +103,16 @@ pub fn select(list: &str, query: &VersionQuery, major: Option<u64>) -> Option<St
         .map(|(_, s)| s.to_string())
 }
 
+/// Whether `candidate` is a release (no pre-release, no pseudo-version) newer
+/// than `current` in semver order: what release watching upgrades a spec to.
+/// A `current` that is not a version at all is never upgraded.
+pub fn is_newer_release(candidate: &str, current: &str) -> bool {
+    match (parse(candidate), parse(current)) {
+        (Some(c), Some(cur)) => c.pre.is_empty() && c.cmp_precedence(&cur).is_gt(),
+        _ => false,
+    }
+}
+
 /// The releases in `list` (a proxy's `@v/list`), newest first: no pre-releases,
 /// no `+incompatible` versions, for a version picker.
 pub fn releases(list: &str) -> Vec<String> {
@@ -149,6 +159,18 @@ mod tests {
         let q = VersionQuery::Prefix { major: 2, minor: Some(11) };
         assert_eq!(select(CADDY, &q, Some(2)), None, "v2.11 has only a pre-release");
         assert_eq!(select("", &VersionQuery::Latest, None), None);
+    }
+
+    #[test]
+    fn newer_releases_only() {
+        assert!(is_newer_release("v2.11.10", "v2.11.9"));
+        assert!(!is_newer_release("v2.11.9", "v2.11.9"));
+        assert!(!is_newer_release("v2.11.8", "v2.11.9"));
+        assert!(!is_newer_release("v2.12.0-beta.1", "v2.11.9"), "pre-releases are ignored");
+        assert!(is_newer_release("v2.12.0", "v2.12.0-beta.1"));
+        assert!(is_newer_release("v1.0.0", "v0.0.0-20240101000000-abcdefabcdef"));
+        assert!(!is_newer_release("v0.0.0-20250101000000-abcdefabcdef", "v0.0.0-20240101000000-abcdefabcdef"));
+        assert!(!is_newer_release("v2.0.0", "master"));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! What every scheduled janitor job shares: the `Job` trait (`run_once` returns
 //! counts), and the loop that runs a job while this janitor leads: once when it
-//! becomes leader, then at every time its cron schedule fires. A run that did
+//! becomes leader, then at every time its cron schedule fires (or every interval). A run that did
 //! nothing logs nothing; a successful run is followed by the job's heartbeat ping.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
@@ -75,6 +77,35 @@ pub struct JobSchedule {
 pub async fn run_scheduled(
     job: Arc<dyn Job>,
     plan: JobSchedule,
+    leadership: Leadership,
+    pinger: Pinger,
+    shutdown: CancellationToken,
+) {
+    let schedule = plan.schedule.clone();
+    let next = move |now: &DateTime<Utc>| {
+        let n = schedule.next_after(now);
+        if n.is_none() {
+            warn!(schedule = schedule.source(), "schedule fires no more; the job stops");
+        }
+        n
+    };
+    run_while_leading(job, next, plan.ping_url, leadership, pinger, shutdown).await
+}
+
+/// Runs `job` every `interval` (from the end of one run to the start of the
+/// next) whenever this janitor leads, until `shutdown`: for jobs whose period is
+/// a setting in minutes rather than a time of day (polling the module proxy).
+pub async fn run_every(job: Arc<dyn Job>, interval: Duration, leadership: Leadership, pinger: Pinger, shutdown: CancellationToken) {
+    let step = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+    let next = move |now: &DateTime<Utc>| now.checked_add_signed(step);
+    run_while_leading(job, next, String::new(), leadership, pinger, shutdown).await
+}
+
+/// The loop both share: run at once on taking over, then at each `next` time.
+async fn run_while_leading(
+    job: Arc<dyn Job>,
+    next_after: impl Fn(&DateTime<Utc>) -> Option<DateTime<Utc>>,
+    ping_url: String,
     mut leadership: Leadership,
     pinger: Pinger,
     shutdown: CancellationToken,
@@ -87,9 +118,9 @@ pub async fn run_scheduled(
                 _ = leadership.acquired() => {}
             }
             // Run at once on taking over: the previous leader may have been gone a while.
-            let mut next = chrono::Utc::now();
+            let mut next = Utc::now();
             loop {
-                let wait = (next - chrono::Utc::now()).to_std().unwrap_or_default();
+                let wait = (next - Utc::now()).to_std().unwrap_or_default();
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = leadership.lost() => break,
@@ -100,16 +131,13 @@ pub async fn run_scheduled(
                         if !counts.is_empty() {
                             info!(result = %counts, "janitor job did work");
                         }
-                        if !plan.ping_url.is_empty() {
-                            pinger.ping_in_background(job.name(), &plan.ping_url);
+                        if !ping_url.is_empty() {
+                            pinger.ping_in_background(job.name(), &ping_url);
                         }
                     }
                     Err(e) => warn!(error = %e, "janitor job failed; it runs again at its next scheduled time"),
                 }
-                let Some(n) = plan.schedule.next_after(&chrono::Utc::now()) else {
-                    warn!(schedule = plan.schedule.source(), "schedule fires no more; the job stops");
-                    return;
-                };
+                let Some(n) = next_after(&Utc::now()) else { return };
                 next = n;
             }
         }

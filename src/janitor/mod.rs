@@ -2,12 +2,14 @@
 //! workers wait for that, see `db::wait_for_schema`); then any number of
 //! janitors elect one leader through a Postgres advisory lock, and the leader
 //! runs the policy jobs on their cron schedules (rescue expired leases,
-//! retention, forget vanished workers, queue statistics) and delivers webhooks.
+//! retention, forget vanished workers, queue statistics), prebuilds (configured
+//! specs, popular specs with new releases) and delivers webhooks.
 //! Followers stand by and take over within seconds when the leader dies.
 
 pub mod job;
 pub mod leader;
 pub mod ping;
+pub mod prebuild;
 pub mod reaper;
 pub mod rescuer;
 pub mod retention;
@@ -24,8 +26,9 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::db::{self, Listener, MigrateError, Queue};
+use crate::gomod::Resolver;
 use crate::storage;
-use job::{run_scheduled, Job, JobSchedule};
+use job::{run_every, run_scheduled, Job, JobSchedule};
 use leader::ElectionTiming;
 use ping::Pinger;
 
@@ -72,6 +75,13 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
     let tracker = TaskTracker::new();
     for (job, plan) in jobs {
         tracker.spawn(run_scheduled(job, plan, leadership.clone(), pinger.clone(), shutdown.clone()));
+    }
+    if config.prebuild.enabled {
+        // No cache: every poll must see the proxy's version lists as they are now.
+        let resolver = Resolver::with_timeout(&config.go_proxy, Duration::ZERO, config.api.module_proxy_timeout);
+        let prebuilder = Arc::new(prebuild::Prebuilder::new(queue.clone(), resolver, config.prebuild.clone(), &id));
+        let interval = config.prebuild.watch_interval;
+        tracker.spawn(run_every(prebuilder, interval, leadership.clone(), pinger.clone(), shutdown.clone()));
     }
     let deliverer = Arc::new(webhooks::Deliverer::new(queue, &id, j.webhooks.clone(), &config.api.public_url));
     tracker.spawn(deliverer.run(listener, leadership, shutdown.clone()));

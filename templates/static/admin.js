@@ -36,6 +36,16 @@
     td.appendChild(b); tr.appendChild(td);
   }
 
+  // A prebuild's reason in words: the config entry, or the releases it picked up
+  // and how often the spec it came from was requested.
+  function why(r) {
+    if (r.reason === "configured") return "configured (prebuild.specs)";
+    const d = r.detail || {}, parts = [];
+    if (d.caddy) parts.push("caddy " + d.caddy.from + " → " + d.caddy.to);
+    for (const p of d.plugins || []) parts.push(p.module + " " + p.from + " → " + p.to);
+    return parts.join(", ") + (r.source_requests != null ? " (popular: " + r.source_requests + " requests)" : "");
+  }
+
   function fill(id, rows, each) {
     const body = document.querySelector("#" + id + " tbody");
     body.replaceChildren();
@@ -52,6 +62,7 @@
       fill("active", d.active, (tr, r) => { link(tr, r.build_key); cell(tr, r.worker_id); cell(tr, r.target); cell(tr, r.running_for); cell(tr, r.lease_left); action(tr, r.build_key, "cancel"); });
       fill("queued", d.queued, (tr, r) => { link(tr, r.build_key); cell(tr, r.target); cell(tr, r.client, true); cell(tr, r.priority); cell(tr, r.waiting_for); action(tr, r.build_key, "cancel"); });
       fill("clients", d.clients, (tr, r) => { cell(tr, r.client, true); cell(tr, r.admitted); cell(tr, r.refused); cell(tr, r.open_builds); });
+      fill("prebuilds", d.prebuilds || [], (tr, r) => { link(tr, r.build_key); cell(tr, r.queued_at); cell(tr, why(r)); cell(tr, [r.target, "caddy@" + r.caddy_version, r.plugins].filter(Boolean).join(" "), true); cell(tr, r.status); cell(tr, r.ready_after); });
       fill("failures", d.failures, (tr, r) => { link(tr, r.build_key); cell(tr, r.finished_at); cell(tr, r.error, true); action(tr, r.build_key, "requeue"); });
     } catch (e) {
       status.textContent = e.message; status.className = "status bad";

@@ -4,6 +4,8 @@
 //! Module zips are written here (stored, uncompressed entries: all Go needs).
 #![allow(dead_code)]
 
+pub mod dir;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -16,13 +16,22 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// A janitor config for a test database: quick election, no pings.
+/// Prebuilding off unless the test's YAML configures it: a janitor test counts
+/// the builds it made itself.
+fn prebuild_off_unless_configured(yaml: &str) -> &'static str {
+    if yaml.contains("prebuild:") { "" } else { "prebuild:\n  enabled: false\n" }
+}
+
+/// A janitor config for a test database: quick election, no pings, no prebuilds
+/// (unless `yaml_janitor` configures them; it may add top-level sections after
+/// the janitor's own keys).
 pub fn janitor_config(db: &DatabaseConfig, id: &str, yaml_janitor: &str) -> Config {
     let storage = temp_dir("storage");
     let yaml = format!(
-        "database:\n  url: \"{}\"\n  pool_size: 4\nstorage:\n  path: \"{}\"\njanitor:\n  id: {id}\n  leader_retry: 200ms\n  leader_check: 200ms\n{yaml_janitor}",
+        "database:\n  url: \"{}\"\n  pool_size: 4\nstorage:\n  path: \"{}\"\n{}janitor:\n  id: {id}\n  leader_retry: 200ms\n  leader_check: 200ms\n{yaml_janitor}",
         db.url,
-        storage.display()
+        storage.display(),
+        prebuild_off_unless_configured(yaml_janitor)
     );
     Config::from_yaml(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
 }
@@ -120,8 +129,9 @@ impl JanitorProcess {
 pub fn janitor_yaml(db: &DatabaseConfig, id: &str, yaml_janitor: &str) -> String {
     let storage = temp_dir("storage");
     format!(
-        "database:\n  url: \"{}\"\n  pool_size: 4\nstorage:\n  path: \"{}\"\nlog:\n  level: info\njanitor:\n  id: {id}\n  leader_retry: 500ms\n  leader_check: 500ms\n{yaml_janitor}",
+        "database:\n  url: \"{}\"\n  pool_size: 4\nstorage:\n  path: \"{}\"\nlog:\n  level: info\n{}janitor:\n  id: {id}\n  leader_retry: 500ms\n  leader_check: 500ms\n{yaml_janitor}",
         db.url,
-        storage.display()
+        storage.display(),
+        prebuild_off_unless_configured(yaml_janitor)
     )
 }
