@@ -156,6 +156,17 @@ async fn a_fresh_start_queues_the_configured_spec_once() {
     db.queue.cancel(key, "test").await.unwrap();
     assert!(prebuilder(&db, &proxy, config.prebuild.clone()).run_once().await.unwrap().is_empty());
     assert_eq!(prebuilds(&db).await.len(), 1);
+    // The admin page shows it with its reason.
+    let overview = db.queue.admin_overview().await.unwrap();
+    assert_eq!((overview["prebuilds"][0]["build_key"].as_str(), overview["prebuilds"][0]["reason"].as_str()), (Some(key), Some("configured")));
+
+    // Once retention deleted the build and the window passed, the record goes and the spec is prebuilt again.
+    let client = db.client().await;
+    client.execute("UPDATE cbs.prebuilds SET queued_at = now() - interval '31 days'", &[]).await.unwrap();
+    assert_eq!(db.queue.prune_prebuilds(30 * DAY).await.unwrap(), 0, "its build still exists");
+    db.queue.delete_builds(&[key.to_string()]).await.unwrap();
+    let counts = prebuilder(&db, &proxy, config.prebuild.clone()).run_once().await.unwrap();
+    assert_eq!((counts.get("prebuild_records_pruned"), counts.get("configured_queued")), (1, 1), "{counts}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -97,3 +97,22 @@ SELECT p.queued_at, p.reason,
  ORDER BY p.queued_at DESC, p.id DESC;
 COMMENT ON VIEW cbs.prebuild_overview IS
     'Prebuilds, newest first: why (configured spec or a Caddy/plugin release for a popular spec), the build''s state and time to ready.';
+
+-- Forgets prebuild records older than keep whose build retention has deleted
+-- (nobody requested it for its max_age); returns how many. Until then a record
+-- keeps its key from being prebuilt again; after it, a configured spec or a
+-- popular spec's upgrade that is still wanted is prebuilt once more.
+CREATE OR REPLACE FUNCTION cbs.prune_prebuilds(keep interval)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    DELETE FROM cbs.prebuilds p
+     WHERE p.queued_at < now() - keep
+       AND NOT EXISTS (SELECT 1 FROM cbs.builds b WHERE b.build_key = p.build_key);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END;
+$$;
+COMMENT ON FUNCTION cbs.prune_prebuilds(interval) IS
+    'Janitor: deletes prebuild records older than keep whose build no longer exists (retention deleted it).';

@@ -1,6 +1,7 @@
 //! Typed calls of prebuilding (`sql/procedures/065_prebuild.sql`): the popular
 //! specs by counted requests, queueing a prebuild once per key with its reason,
-//! and pruning request counts that fell out of the window.
+//! and pruning request counts that fell out of the window and records of
+//! prebuilds whose builds retention deleted.
 
 use std::time::Duration;
 
@@ -78,6 +79,11 @@ impl Queue {
     /// Forgets per-day request counts older than `keep`; returns how many rows.
     pub async fn prune_spec_requests(&self, keep: Duration) -> Result<i32, DbError> {
         self.scalar(query!("prune_spec_requests"), &[&keep.as_secs_f64()]).await
+    }
+
+    /// Forgets prebuild records older than `keep` whose build is gone; returns how many.
+    pub async fn prune_prebuilds(&self, keep: Duration) -> Result<i32, DbError> {
+        self.scalar(query!("prune_prebuilds"), &[&keep.as_secs_f64()]).await
     }
 
     /// The newest `limit` rows of `cbs.prebuild_overview` as a JSON array.

@@ -13,7 +13,9 @@
 //!
 //! Everything goes through `cbs.prebuild`: background priority (never claimed
 //! while a request is runnable), charged to no client, once per build key, and
-//! recorded with its reason in `cbs.prebuilds`. The proxy is asked through the
+//! recorded with its reason in `cbs.prebuilds`. A record is forgotten once
+//! retention has deleted its build and the window has passed, so a spec still
+//! wanted then is prebuilt once more rather than never again. The proxy is asked through the
 //! api's [`Resolver`] (module paths checked by Go's rules and escaped, a time
 //! limit per request, only the configured proxies); a proxy failure skips that
 //! module until the next poll. The database side needs no polling: a queued
@@ -165,6 +167,7 @@ impl Job for Prebuilder {
     async fn run_once(&self) -> Result<Counts, JobError> {
         let mut tally = Tally::default();
         let pruned = self.queue.prune_spec_requests(self.config.window).await?;
+        let forgotten = self.queue.prune_prebuilds(self.config.window).await?;
         self.configured(&mut tally).await?;
         self.releases(&mut tally).await?;
         Ok(Counts::of(&[
@@ -174,6 +177,7 @@ impl Job for Prebuilder {
             ("proxy_errors", tally.proxy_errors),
             ("bad_specs", tally.bad_specs),
             ("request_days_pruned", pruned as u64),
+            ("prebuild_records_pruned", forgotten as u64),
         ]))
     }
 }

@@ -1,0 +1,1 @@
+SELECT cbs.prune_prebuilds(make_interval(secs => $1::float8))
