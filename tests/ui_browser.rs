@@ -1,6 +1,7 @@
 //! The web pages in a real headless Chromium: the download page's catalog
 //! search and curl line, the build page following a build to its download,
-//! the admin page refusing without the token and cancelling with it; on a phone
+//! the admin page refusing without the token, listing prebuilds and cancelling
+//! with the token; on a phone
 //! width and a desktop width.
 
 mod api_support;
@@ -28,6 +29,14 @@ async fn admin_page_refuses_without_the_token_and_cancels_with_it() {
     // A client's build, for the heaviest-clients table.
     let body = serde_json::json!({"os": "linux", "arch": "amd64", "plugins": [{"module": "example.com/p1", "version": ""}]});
     assert_eq!(api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap().status(), 202);
+    // A prebuild of a release, for the prebuilds table.
+    let detail = serde_json::json!({"caddy": {"from": "v2.11.8", "to": "v2.11.9"}});
+    api.db
+        .client()
+        .await
+        .execute("SELECT cbs.prebuild($1::jsonb, 'caddy_release', $2::jsonb, NULL, 7)", &[&nth_spec(2), &detail])
+        .await
+        .unwrap();
     let base = api.base.clone();
     let b = Browser::start(1280, 900).await;
     b.client.goto(&format!("{base}/admin")).await.unwrap();
@@ -44,6 +53,7 @@ async fn admin_page_refuses_without_the_token_and_cancels_with_it() {
     let cancel = format!("#queued button[data-key='{}']", queued.build_key);
     b.until("the queued build", &format!("document.querySelector(\"{cancel}\")"), Duration::from_secs(10)).await;
     b.until("the heaviest clients", "document.querySelector('#clients tbody').textContent.includes('addr:127.0.0.1')", Duration::from_secs(10)).await;
+    b.until("the prebuild and why", "document.querySelector('#prebuilds tbody').textContent.includes('caddy v2.11.8 → v2.11.9 (popular: 7 requests)')", Duration::from_secs(10)).await;
     b.screenshot("admin").await;
     b.client.find(Locator::Css(&cancel)).await.unwrap().click().await.unwrap();
     b.until("the cancellation", "document.getElementById('admin-status').textContent.startsWith('cancelled')", Duration::from_secs(10)).await;
