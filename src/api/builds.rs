@@ -132,7 +132,7 @@ pub async fn submit(State(state): State<AppState>, client: Client, Json(body): J
         arm: body.arm,
     };
     let spec = spec_input::resolve(&state, req).await?;
-    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;
     let build = admission::submit(&state, &spec, body.force, &client).await?;
     if let Some(url) = callback {
         state.queue.add_callback(&build.build_key, url).await?;
@@ -173,7 +173,7 @@ pub async fn status(
         }
         _ => Arc::new(build),
     };
-    Ok(Json(serde_json::to_value(view(&state, &build)).map_err(|e| ApiError::Internal(e.to_string()))?))
+    Ok(Json(serde_json::to_value(view(&state, &build)).map_err(|e| ApiError::internal("encoding the build", e))?))
 }
 
 pub async fn download(State(state): State<AppState>, Path(key): Path<String>, method: Method, headers: HeaderMap) -> ApiResult<Response> {

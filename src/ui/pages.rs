@@ -34,7 +34,7 @@ fn render(name: &str, ctx: minijinja::Value) -> Result<Response, ApiError> {
     let html = TEMPLATE_ENV
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("rendering {name}"), e))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
