@@ -6,7 +6,7 @@
 //! the claim loop ([`runner`]) until shutdown. SIGTERM/SIGINT (the `shutdown`
 //! token) drain; SIGUSR1 (or the `preempt` token) hands every build back at once.
 
-mod buildinfo;
+pub mod buildinfo;
 mod culprit;
 mod failure;
 mod job;
