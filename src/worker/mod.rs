@@ -30,6 +30,7 @@ use crate::db::{connect_pool, Listener, Queue, WorkerInfo};
 use crate::sandbox::{Owner, Sandbox};
 
 pub use failure::JobError;
+pub use job::ATTEST_LINE;
 pub use publish::{sha256_file, PublishError, Publisher};
 
 /// Waits between attempts to reach the database at start-up.
