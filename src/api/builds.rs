@@ -1,5 +1,6 @@
 //! The REST side: `POST /api/builds`, `GET /api/builds/{key}` (with `?wait=`
-//! long-polling), and a build's download, checksum and signature.
+//! long-polling), and a build's download, checksum and signature. Its SBOMs
+//! and provenance are served by [`super::documents`].
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use super::state::AppState;
 use super::wait::{until_terminal, WaitEnd};
 use crate::db::Build;
 use crate::spec::{Plugin, Replacement};
+use crate::storage::{recorded_document, signature_of, Document};
 
 /// `POST /api/builds` body: a spec whose versions may be `latest`, empty or partial.
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,14 @@ struct Links {
     sha256: String,
     signature: String,
     log: String,
+    /// The SBOMs (CycloneDX 1.6, SPDX 2.3) and SLSA provenance, each with its
+    /// minisign signature (builds made before these were published answer 404).
+    sbom_cyclonedx: String,
+    sbom_cyclonedx_signature: String,
+    sbom_spdx: String,
+    sbom_spdx_signature: String,
+    provenance: String,
+    provenance_signature: String,
 }
 
 #[derive(Serialize)]
@@ -59,6 +69,8 @@ struct ArtifactView {
     size: u64,
     sha256: String,
     signed: bool,
+    /// Whether the SBOMs and provenance were published with it.
+    attested: bool,
 }
 
 /// What clients see of a build.
@@ -91,6 +103,7 @@ fn view(state: &AppState, b: &Build) -> BuildView {
             size: a.size,
             sha256: a.sha256,
             signed: a.signature.is_some(),
+            attested: b.artifact.as_ref().and_then(|r| recorded_document(r, Document::Provenance)).is_some(),
         }),
         created_at: b.created_at,
         started_at: b.started_at,
@@ -100,6 +113,12 @@ fn view(state: &AppState, b: &Build) -> BuildView {
             sha256: format!("{base}/sha256"),
             signature: format!("{base}/signature"),
             log: format!("{base}/log"),
+            sbom_cyclonedx: format!("{base}/{}", Document::SbomCycloneDx.file_name()),
+            sbom_cyclonedx_signature: signature_of(&format!("{base}/{}", Document::SbomCycloneDx.file_name())),
+            sbom_spdx: format!("{base}/{}", Document::SbomSpdx.file_name()),
+            sbom_spdx_signature: signature_of(&format!("{base}/{}", Document::SbomSpdx.file_name())),
+            provenance: format!("{base}/{}", Document::Provenance.file_name()),
+            provenance_signature: signature_of(&format!("{base}/{}", Document::Provenance.file_name())),
             this: base,
         },
     }

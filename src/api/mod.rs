@@ -11,6 +11,7 @@ mod builds;
 mod client;
 mod coalesce;
 mod compat;
+mod documents;
 mod download;
 mod download_count;
 mod error;

@@ -292,9 +292,48 @@ fn build_document() -> Value {
     })
 }
 
+/// The SBOM and provenance endpoints (kept apart: the main document is at
+/// `json!`'s recursion limit).
+fn document_paths() -> serde_json::Map<String, Value> {
+    let build_errors = |extra: &[(&str, &str)]| {
+        let mut m = errors(&[("400", "Bad build key or parameter"), ("503", "Database unavailable")]);
+        m.extend(errors(extra));
+        m
+    };
+    let document = |media: &str, what: &str| {
+        let mut r = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
+        r.insert("404".into(), error_response("Unknown build, or one made before SBOMs and provenance were published"));
+        r.insert("200".into(), json!({"description": what, "content": {media: {"schema": {"type": "object"}}}}));
+        json!({"get": {"summary": what, "parameters": [key_param()], "responses": r}})
+    };
+    let document_signature = |what: &str| {
+        let mut r = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
+        r.insert("404".into(), error_response("Unknown build, or one made before SBOMs and provenance were published"));
+        r.insert("200".into(), json!({"description": "minisign signature", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}));
+        json!({"get": {"summary": format!("The minisign signature of the {what}"), "parameters": [key_param()], "responses": r}})
+    };
+    let paths = json!({
+            "/api/builds/{key}/sbom.cdx.json": document(crate::attest::CYCLONEDX_MEDIA_TYPE, "The build's CycloneDX 1.6 SBOM"),
+            "/api/builds/{key}/sbom.cdx.json.minisig": document_signature("CycloneDX SBOM"),
+            "/api/builds/{key}/sbom.spdx.json": document(crate::attest::SPDX_MEDIA_TYPE, "The build's SPDX 2.3 SBOM"),
+            "/api/builds/{key}/sbom.spdx.json.minisig": document_signature("SPDX SBOM"),
+            "/api/builds/{key}/provenance.json": document(crate::attest::PROVENANCE_MEDIA_TYPE, "The build's SLSA v1 provenance (in-toto Statement v1)"),
+            "/api/builds/{key}/provenance.json.minisig": document_signature("provenance"),
+    });
+    paths.as_object().expect("an object").clone()
+}
+
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
     let mut doc = build_document();
     doc["paths"].as_object_mut().expect("paths is an object").extend(super::official::openapi::paths());
+    doc["paths"].as_object_mut().expect("paths is an object").extend(document_paths());
+    let build = &mut doc["components"]["schemas"]["Build"]["properties"];
+    build["artifact"]["properties"]["attested"] =
+        json!({"type": "boolean", "description": "SBOMs and provenance were published with the binary"});
+    for link in ["sbom_cyclonedx", "sbom_spdx", "provenance"] {
+        build["links"]["properties"][link] = json!({"type": "string"});
+        build["links"]["properties"][format!("{link}_signature")] = json!({"type": "string"});
+    }
     doc["components"]["schemas"].as_object_mut().expect("schemas is an object").extend(super::official::openapi::schemas());
     add_head_refusals(&mut doc);
     doc

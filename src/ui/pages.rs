@@ -12,7 +12,9 @@ use minijinja::{context, Environment};
 use serde_json::json;
 
 use crate::api::{load, split_module_version, ApiError, AppState};
+use crate::db::BuildStatus;
 use crate::gomod::check_module_path;
+use crate::storage::{recorded_document, Document};
 use crate::spec::{binary_name, CADDY_MODULE};
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -103,10 +105,12 @@ pub async fn build(State(state): State<AppState>, Path(key): Path<String>, heade
     let build = load(&state, &key).await?;
     let artifact = build.artifact.clone().unwrap_or_default();
     let file_name = binary_name(build.spec["os"].as_str().unwrap_or_default());
+    // A build that is still to succeed will have them; one that succeeded without is older.
+    let attested = build.status != BuildStatus::Succeeded || recorded_document(&artifact, Document::Provenance).is_some();
     render(
         "build.html",
         context! {
-            key, file_name,
+            key, file_name, attested,
             size => Serde(artifact.get("size")),
             sha256 => Serde(artifact.get("sha256")),
             build => Serde(&build),
