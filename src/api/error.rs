@@ -148,6 +148,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::BadSpec(m) => ApiError::BadRequest(m),
             DbError::NotFound(m) => ApiError::NotFound(m),
+            DbError::Conflict(m) => ApiError::Conflict(m),
             DbError::Refused(r) if r.needs_token() => ApiError::Unauthorized(r.message),
             DbError::Refused(r) => ApiError::TooManyRequests { message: r.message, retry_after_secs: r.retry_after_secs },
             DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),

@@ -4,10 +4,12 @@
 
 mod admission;
 mod janitor;
+mod reproduction;
 mod template;
 
 pub use admission::AdmissionConfig;
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
+pub use reproduction::ReproductionConfig;
 
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +50,8 @@ pub struct Config {
     /// Plugins offered on the download page (any other module can still be typed in).
     pub catalog: Vec<crate::ui::CatalogEntry>,
     pub janitor: JanitorConfig,
+    /// Reproductions of new builds by a second worker (the janitor's sampling policy).
+    pub reproduction: ReproductionConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -70,6 +74,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             catalog: crate::ui::default_catalog(),
             janitor: JanitorConfig::default(),
+            reproduction: ReproductionConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -528,6 +533,7 @@ impl Config {
             return Err(invalid("storage.path", "must not be empty for the local backend"));
         }
         self.janitor.validate()?;
+        self.reproduction.validate()?;
         self.storage.validate()?;
         self.signing.validate()?;
         self.worker.preemption.validate()?;
@@ -727,6 +733,7 @@ mod shipped_config {
         assert_eq!(c.worker.image, d.worker.image);
         assert_eq!(c.storage.backend, d.storage.backend);
         assert_eq!(c.janitor.retention.max_age, d.janitor.retention.max_age);
+        assert_eq!((c.reproduction.share, c.reproduction.recent), (d.reproduction.share, d.reproduction.recent));
         assert_eq!(c.catalog.len(), d.catalog.len());
     }
 }

@@ -12,6 +12,9 @@ pub enum DbError {
     /// A function was asked about a build that does not exist (SQLSTATE P0002).
     #[error("{0}")]
     NotFound(String),
+    /// The build exists but is not in a state that allows the call (SQLSTATE CB409).
+    #[error("{0}")]
+    Conflict(String),
     /// Admission control refused a request that would have created a build
     /// (SQLSTATE CB429, or CB401 when a token is required).
     #[error("{}", .0.message)]
@@ -56,6 +59,8 @@ impl From<tokio_postgres::Error> for DbError {
                 message: db.message().to_string(),
                 retry_after_secs: db.detail().and_then(|d| d.parse().ok()).unwrap_or(60),
             })
+        } else if code == "CB409" {
+            DbError::Conflict(db.message().to_string())
         } else if *db.code() == SqlState::NO_DATA_FOUND {
             DbError::NotFound(db.message().to_string())
         } else if code.starts_with("22") || code.starts_with("23") {
