@@ -23,6 +23,7 @@ COMMENT ON FUNCTION cbs.original_worker(cbs.builds) IS
 -- (not succeeded, or without recorded go.mod/go.sum).
 CREATE OR REPLACE FUNCTION cbs.request_reproduction(build_key text, requested_by text DEFAULT 'admin')
 RETURNS cbs.reproductions LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     b cbs.builds;
     r cbs.reproductions;
