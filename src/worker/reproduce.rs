@@ -116,8 +116,7 @@ async fn execute(
     let download = download_step(&ctx.config, &compile, timeouts.resolve);
     let work = session.work_dir();
     for (name, text) in [("go.mod", go_mod.clone()), ("go.sum", go_sum.clone()), ("main.go", recipe::main_go(&spec).map_err(bad)?)] {
-        let path = work.join(name);
-        tokio::fs::write(&path, text).await.map_err(|e| JobError::Transient(format!("{}: {e}", path.display())))?;
+        write_for_steps(&work.join(name), &text).await?;
     }
     info!(original_worker = %r.original_worker_id, "reproducing from the recorded go.mod and go.sum");
 
@@ -158,6 +157,19 @@ async fn execute(
         "timings": {"download_secs": downloaded.as_secs_f64(), "build_secs": built.as_secs_f64()},
     });
     Ok(Reproduced { sha256, detail })
+}
+
+/// Writes a file the steps may rewrite: they run as the unprivileged build user,
+/// and `go mod tidy` opens go.mod and go.sum for writing (or the build user owns it
+/// when this process may give it away).
+async fn write_for_steps(path: &std::path::Path, text: &str) -> Result<(), JobError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| JobError::Transient(format!("{}: {e}", path.display()));
+    tokio::fs::write(path, text).await.map_err(io)?;
+    if std::os::unix::fs::chown(path, Some(crate::sandbox::BUILD_UID), Some(crate::sandbox::BUILD_UID)).is_err() {
+        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).await.map_err(io)?;
+    }
+    Ok(())
 }
 
 async fn step(ctx: &JobContext, session: &Session, spec: &StepSpec, tx: &mpsc::Sender<OutputLine>, cancel: &CancellationToken) -> Result<(), JobError> {
