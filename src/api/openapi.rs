@@ -295,7 +295,8 @@ fn build_document() -> Value {
                 "links": {"type": "object", "properties": {
                     "self": {"type": "string"}, "download": {"type": "string"}, "sha256": {"type": "string"},
                     "signature": {"type": "string"}, "log": {"type": "string"}}},
-                "reproduction": {"nullable": true, "allOf": [{"$ref": "#/components/schemas/Reproduction"}]},
+                "reproduction": {"type": "object", "nullable": true,
+                    "description": "The latest reproduction by another worker (see the Reproduction schema); null when none"},
             }},
             "Reproduction": {"type": "object", "required": ["status", "original_sha256", "original_worker_id"], "properties": {
                 "status": {"type": "string", "enum": ["queued", "running", "reproduced", "mismatch", "failed"]},
