@@ -168,6 +168,12 @@ fn build_document() -> Value {
     admin_overview_responses.insert("200".into(), json!({"description": "Queue state", "content": {"application/json": {"schema": {"type": "object"}}}}));
     let mut admin_action_responses = errors(&[("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"), ("503", "Database unavailable")]);
     admin_action_responses.insert("200".into(), json!({"description": "The build afterwards", "content": {"application/json": {"schema": {"type": "object"}}}}));
+    let mut reproduce_responses = errors(&[
+        ("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"),
+        ("409", "The build has not succeeded, or has no recorded inputs"), ("503", "Database unavailable"),
+    ]);
+    reproduce_responses.insert("202".into(), json!({"description": "The reproduction, queued (or the one already open)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reproduction"}}}}));
     let mut token_list_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
     token_list_responses.insert("200".into(), json!({"description": "Every token, without its hash", "content": {"application/json": {"schema": {"type": "object"}}}}));
     let mut token_create_responses = errors(&[
@@ -226,6 +232,8 @@ fn build_document() -> Value {
                 "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses.clone()}},
             "/api/admin/builds/{key}/requeue": {"post": {"summary": "Admin: build again from scratch",
                 "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses}},
+            "/api/admin/builds/{key}/reproduce": {"post": {"summary": "Admin: have another worker rebuild a succeeded build from its recorded inputs and compare hashes",
+                "security": [{"admin": []}], "parameters": [key_param()], "responses": reproduce_responses}},
             "/api/admin/tokens": {
                 "get": {"summary": "Admin: API tokens", "security": [{"admin": []}], "responses": token_list_responses},
                 "post": {"summary": "Admin: make an API token with optional limits of its own", "security": [{"admin": []}],
@@ -287,6 +295,20 @@ fn build_document() -> Value {
                 "links": {"type": "object", "properties": {
                     "self": {"type": "string"}, "download": {"type": "string"}, "sha256": {"type": "string"},
                     "signature": {"type": "string"}, "log": {"type": "string"}}},
+                "reproduction": {"type": "object", "nullable": true,
+                    "description": "The latest reproduction by another worker (see the Reproduction schema); null when none"},
+            }},
+            "Reproduction": {"type": "object", "required": ["status", "original_sha256", "original_worker_id"], "properties": {
+                "status": {"type": "string", "enum": ["queued", "running", "reproduced", "mismatch", "failed"]},
+                "requested_by": {"type": "string", "enum": ["admin", "janitor"]},
+                "original_sha256": {"type": "string"}, "original_worker_id": {"type": "string"},
+                "reproduced_sha256": {"type": "string", "nullable": true},
+                "worker_id": {"type": "string", "nullable": true, "description": "The reproducing worker"},
+                "go_version": {"type": "string", "nullable": true},
+                "inputs_changed": {"type": "array", "items": {"type": "string"}},
+                "error": {"type": "string", "nullable": true},
+                "requested_at": {"type": "string", "format": "date-time"},
+                "finished_at": {"type": "string", "format": "date-time", "nullable": true},
             }},
         }},
     })

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/overview", get(admin::overview))
         .route("/api/admin/builds/{key}/cancel", post(admin::cancel))
         .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
+        .route("/api/admin/builds/{key}/reproduce", post(admin::reproduce))
         .route("/api/admin/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/api/admin/tokens/{name}", delete(admin::revoke_token))
         .merge(official::router())
@@ -61,6 +62,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
         Err(e) => tracing::debug!(error = %e, "cannot read queued builds for the metrics"),
+    }
+    match state.queue.reproduction_counts().await {
+        Ok(counts) => {
+            for (outcome, n) in counts {
+                state.metrics.reproductions.get_or_create(&super::metrics::OutcomeLabels { outcome }).set(n);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read reproductions for the metrics"),
     }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -7,6 +7,7 @@ mod api;
 mod database;
 mod janitor;
 mod log;
+mod reproduction;
 mod signing;
 mod storage;
 mod template;
@@ -20,6 +21,7 @@ pub use log::{LogConfig, LogFormat};
 pub use signing::SigningConfig;
 pub use storage::{S3Config, StorageBackend, StorageConfig};
 pub use worker::{PreemptionConfig, PreemptionProvider, SandboxLimits, StepTimeouts, WorkerConfig};
+pub use reproduction::ReproductionConfig;
 
 use std::path::Path;
 
@@ -55,6 +57,8 @@ pub struct Config {
     /// Plugins offered on the download page (any other module can still be typed in).
     pub catalog: Vec<crate::ui::CatalogEntry>,
     pub janitor: JanitorConfig,
+    /// Reproductions of new builds by a second worker (the janitor's sampling policy).
+    pub reproduction: ReproductionConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -77,6 +81,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             catalog: crate::ui::default_catalog(),
             janitor: JanitorConfig::default(),
+            reproduction: ReproductionConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -127,6 +132,7 @@ impl Config {
             http_url("go_proxy", p)?;
         }
         self.worker.validate()?;
+        self.reproduction.validate()?;
         self.storage.validate()?;
         self.signing.validate()?;
         self.janitor.validate()?;
@@ -273,6 +279,7 @@ mod shipped_config {
         assert_eq!(c.worker.image, d.worker.image);
         assert_eq!(c.storage.backend, d.storage.backend);
         assert_eq!(c.janitor.retention.max_age, d.janitor.retention.max_age);
+        assert_eq!((c.reproduction.share, c.reproduction.recent), (d.reproduction.share, d.reproduction.recent));
         assert_eq!(c.catalog.len(), d.catalog.len());
     }
 }

@@ -13,7 +13,8 @@ pub enum DbError {
     /// Another argument was unacceptable: a callback URL, a priority (SQLSTATE CB422).
     #[error("{0}")]
     BadArgument(String),
-    /// The request conflicts with what exists, such as a token name in use (SQLSTATE CB409).
+    /// The request conflicts with what exists: a token name in use, a build not in a
+    /// state that allows the call (SQLSTATE CB409).
     #[error("{0}")]
     Conflict(String),
     /// A function was asked about a build that does not exist (SQLSTATE P0002).

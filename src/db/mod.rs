@@ -10,6 +10,7 @@ mod listener;
 mod migrate;
 mod packages;
 mod pool;
+mod reproductions;
 mod schema_wait;
 mod webhooks;
 mod worker_support;
@@ -22,6 +23,7 @@ pub use migrate::{migrate, schema_fingerprint, MigrateError, SchemaReport};
 pub use packages::PackageRow;
 pub use janitor::{RetentionCandidate, StatusCount};
 pub use pool::{connect_pool, DbPool};
+pub use reproductions::{ClaimedReproduction, Reproduction};
 pub use schema_wait::{schema_state, wait_for_schema, SchemaState, SchemaWaitError};
 pub use webhooks::{WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
 

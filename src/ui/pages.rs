@@ -103,6 +103,10 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap, RawQuery(r
 
 pub async fn build(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let build = load(&state, &key).await?;
+    let reproduction = match build.status {
+        crate::db::BuildStatus::Succeeded => state.queue.latest_reproduction(&key).await?.as_ref().map(crate::api::ReproductionView::from),
+        _ => None,
+    };
     let artifact = build.artifact.clone().unwrap_or_default();
     let file_name = binary_name(build.spec["os"].as_str().unwrap_or_default());
     // A build that is still to succeed will have them; one that succeeded without is older.
@@ -114,6 +118,7 @@ pub async fn build(State(state): State<AppState>, Path(key): Path<String>, heade
             size => Serde(artifact.get("size")),
             sha256 => Serde(artifact.get("sha256")),
             build => Serde(&build),
+            reproduction => Serde(&reproduction),
             base_url => base_url(&state, &headers),
         },
     )

@@ -14,6 +14,7 @@ mod logs;
 mod modules;
 mod publish;
 pub mod recipe;
+pub mod reproduce;
 mod runner;
 mod tasks;
 
