@@ -4,7 +4,9 @@
 //! - warm: the same spec rebuilt (`cbs.requeue`) with those caches now warm;
 //! - direct: the same go commands run straight on the host with the same warm
 //!   caches (the volumes' directories), the baseline of the overhead ratio;
-//! - cached: a second request for a finished build (submit + read the artifact).
+//! - cached: a second request for a finished build (submit + read the artifact);
+//! - attestations: the time each build spent making, signing and storing its
+//!   SBOMs and provenance (the worker's own log line), against the warm build.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -84,6 +86,26 @@ fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> (Duration, Stri
     (elapsed, split.join(", "))
 }
 
+/// The time SBOMs and provenance took in each build of `key` (from the worker's
+/// log line), their median and its share of the warm build's median.
+async fn report_attestations(db: &TestDb, key: &str, warm: Duration) {
+    let marker = caddy_build_server::worker::ATTEST_LINE;
+    let mut ms: Vec<f64> = log_lines(&db.queue, key)
+        .await
+        .iter()
+        .filter_map(|l| l.split_once(marker)?.1.trim().strip_suffix(" ms")?.parse().ok())
+        .collect();
+    assert!(!ms.is_empty(), "no build logged its SBOM and provenance time");
+    ms.sort_by(f64::total_cmp);
+    let median = ms[ms.len() / 2];
+    println!(
+        "SBOMs + provenance per build (median of {}):        {median:.1} ms = {:.2}% of the warm build  (runs: {:?} ms)",
+        ms.len(),
+        median / 1e3 / warm.as_secs_f64() * 100.0,
+        ms.iter().map(|m| format!("{m:.1}")).collect::<Vec<_>>()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let db = TestDb::new().await;
@@ -124,9 +146,12 @@ async fn main() {
         println!("warm build through the service (median of {WARM_ROUNDS}):    {}  (runs: {:?})", secs(warm), service.iter().map(|d| secs(*d)).collect::<Vec<_>>());
         println!("direct go (resolve + build) on the host, warm:     {}  (runs: {:?})", secs(base), direct.iter().map(|d| secs(*d)).collect::<Vec<_>>());
         println!("overhead ratio warm service / direct:              {:.2}", warm.as_secs_f64() / base.as_secs_f64());
+        report_attestations(&db, &key, warm).await;
     } else {
         // The direct baseline would write root-owned files into the shared cache volumes.
-        println!("warm build through the service (smoke run): {}", secs(build_once(&db, &spec_json, true).await));
+        let warm = build_once(&db, &spec_json, true).await;
+        println!("warm build through the service (smoke run): {}", secs(warm));
+        report_attestations(&db, &db.queue.build_key(&spec_json).await.unwrap(), warm).await;
     }
     let key = db.queue.build_key(&spec_json).await.unwrap();
     for line in log_lines(&db.queue, &key).await.iter().filter(|l| l.contains("step exited")) {

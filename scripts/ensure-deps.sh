@@ -5,7 +5,8 @@
 # bench), also what only the tests use: Chromium and its WebDriver for the
 # browser tests, minisign to verify signatures, schemathesis for the api tests,
 # nginx as the yardstick of the download benchmark (benches/api.rs runs its own
-# instance on loopback).
+# instance on loopback), and the official validators the SBOM tests run:
+# cyclonedx-python-lib's JSON schema validator and spdx-tools' pyspdxtools.
 # Usage: scripts/ensure-deps.sh [--test]
 set -euo pipefail
 tests=false
@@ -29,12 +30,19 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}"
 fi
-# schemathesis (PyPI) checks the HTTP API against its OpenAPI document in `make test`.
-if $tests && ! command -v schemathesis >/dev/null; then
-    echo "ensure-deps: installing schemathesis from PyPI" >&2
+# From PyPI, for `make test`: schemathesis checks the HTTP API against its
+# OpenAPI document; cyclonedx-python-lib (with its JSON validator) and
+# spdx-tools validate the SBOMs against the official schemas.
+pip_install() {
+    echo "ensure-deps: installing $* from PyPI" >&2
     python3 -m pip --version >/dev/null 2>&1 || {
         export DEBIAN_FRONTEND=noninteractive
         apt-get install -y -qq python3-pip
     }
-    python3 -m pip install -q schemathesis || python3 -m pip install -q --break-system-packages schemathesis
+    python3 -m pip install -q "$@" || python3 -m pip install -q --break-system-packages "$@"
+}
+if $tests; then
+    command -v schemathesis >/dev/null || pip_install schemathesis
+    python3 -c 'import cyclonedx.validation.json, jsonschema' 2>/dev/null || pip_install 'cyclonedx-python-lib[json-validation]'
+    command -v pyspdxtools >/dev/null || pip_install spdx-tools
 fi

@@ -3,6 +3,7 @@
 //! components are thin clients of it, woken by LISTEN/NOTIFY.
 
 pub mod api;
+pub mod attest;
 pub mod blocking;
 pub mod config;
 pub mod db;

@@ -92,11 +92,22 @@ impl Signer {
     pub fn sign_file(&self, path: &Path) -> Result<Vec<u8>, SigningError> {
         let file = std::fs::File::open(path).map_err(io_err(path))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.sign_reader(&name, std::io::BufReader::with_capacity(1 << 20, file))
+            .map_err(|message| SigningError::Sign { path: path.display().to_string(), message })
+    }
+
+    /// Signs a small document held in memory (an SBOM, the provenance) as the
+    /// file `name`, the way [`Signer::sign_file`] signs a file.
+    pub fn sign_bytes(&self, name: &str, data: &[u8]) -> Result<Vec<u8>, SigningError> {
+        self.sign_reader(name, std::io::Cursor::new(data)).map_err(|message| SigningError::Sign { path: name.to_string(), message })
+    }
+
+    /// The `.minisig` text for `data`, whose trusted comment names the file and the time.
+    fn sign_reader(&self, name: &str, data: impl std::io::Read) -> Result<Vec<u8>, String> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
         let trusted = format!("timestamp:{now}\tfile:{name}");
         let untrusted = format!("signature from caddy-build-server key {}", self.key_id());
-        let sig = minisign::sign(Some(&self.inner.pk), &self.inner.sk, std::io::BufReader::with_capacity(1 << 20, file), Some(&trusted), Some(&untrusted))
-            .map_err(|e| SigningError::Sign { path: path.display().to_string(), message: e.to_string() })?;
+        let sig = minisign::sign(Some(&self.inner.pk), &self.inner.sk, data, Some(&trusted), Some(&untrusted)).map_err(|e| e.to_string())?;
         Ok(sig.into_string().into_bytes())
     }
 

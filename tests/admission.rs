@@ -247,7 +247,7 @@ async fn tokens_have_their_own_limits_and_revocation_is_immediate_everywhere() {
     assert_eq!(post(&api, &api.base, 10, &[]).await.status(), 202);
 
     let dup = admin(api.http.post(api.url("/api/admin/tokens"))).json(&json!({"name": "ci"})).send().await.unwrap();
-    assert!(error_message(dup, 400).await.contains("already exists"));
+    assert!(error_message(dup, 409).await.contains("already exists"));
     let listed: Value = admin(api.http.get(api.url("/api/admin/tokens"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["tokens"][0]["name"], "ci");
     assert_eq!(listed["tokens"][0]["burst"], 3);

@@ -124,6 +124,8 @@ async fn health_readiness_metrics_and_openapi() {
     assert_eq!(doc["openapi"], "3.0.3");
     for path in ["/api/compat", "/api/download", "/api/builds", "/api/builds/{key}", "/api/builds/{key}/download",
                  "/api/builds/{key}/sha256", "/api/builds/{key}/signature", "/api/builds/{key}/log",
+                 "/api/builds/{key}/sbom.cdx.json", "/api/builds/{key}/sbom.spdx.json", "/api/builds/{key}/provenance.json",
+                 "/api/builds/{key}/sbom.cdx.json.minisig", "/api/builds/{key}/provenance.json.minisig",
                  "/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
         assert!(doc["paths"][path].is_object(), "{path} is not documented");
     }

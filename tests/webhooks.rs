@@ -62,7 +62,7 @@ async fn delivers_the_status_once_to_each_callback_when_the_build_ends() {
     let id = q.add_callback(&key, &hooks.url("/one")).await.unwrap();
     assert_eq!(q.add_callback(&key, &hooks.url("/one")).await.unwrap(), id, "same url twice: one delivery");
     q.add_callback(&key, &hooks.url("/two")).await.unwrap();
-    assert!(matches!(q.add_callback(&key, "ftp://example.com/x").await, Err(DbError::BadSpec(_))));
+    assert!(matches!(q.add_callback(&key, "ftp://example.com/x").await, Err(DbError::BadArgument(_))));
     assert!(matches!(q.add_callback(&"0".repeat(64), &hooks.url("/one")).await, Err(DbError::NotFound(_))));
 
     wait_for_single_leader(&db.client().await, None, Duration::from_secs(10)).await;

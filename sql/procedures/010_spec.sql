@@ -1,8 +1,7 @@
 -- Build spec validation and the build key. They live in SQL so that psql, the
 -- api and the worker can never disagree about what a spec means or which key
 -- it has: every caller goes through cbs.canonical_spec() and cbs.build_key().
--- Bad specs raise SQLSTATE 22023 (invalid_parameter_value) or 23505 (duplicate
--- plugin), with a message that starts with the offending field.
+-- Bad specs raise SQLSTATE CB400, with a message that starts with the offending field.
 
 -- Why a module path is unacceptable by Go's module path rules, or NULL when it is fine.
 CREATE OR REPLACE FUNCTION cbs.module_path_problem(path text)
@@ -84,14 +83,16 @@ $$;
 COMMENT ON FUNCTION cbs.module_version_problem(text, text) IS
     'Why a version cannot be used for a module (not absolute, or against the major version suffix), or NULL.';
 
-CREATE OR REPLACE FUNCTION cbs.raise_bad_spec(field text, problem text, code text DEFAULT '22023')
+-- SQLSTATE CB400 is this project's "the spec is wrong": the api answers it with a
+-- 400 naming the field, while Postgres's own data errors stay internal errors.
+CREATE OR REPLACE FUNCTION cbs.raise_bad_spec(field text, problem text, code text DEFAULT 'CB400')
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION USING ERRCODE = code, MESSAGE = field || ' ' || problem;
 END;
 $$;
 COMMENT ON FUNCTION cbs.raise_bad_spec(text, text, text) IS
-    'Raises a bad-spec error (SQLSTATE 22023 unless told) whose message starts with the field.';
+    'Raises a bad-spec error (SQLSTATE CB400 unless told) whose message starts with the field.';
 
 -- Validates a spec and returns its canonical form: known keys only, plugins sorted by
 -- module, replacements sorted by old path, arm only (and always) for arch=arm.
@@ -163,7 +164,7 @@ BEGIN
             PERFORM cbs.raise_bad_spec(format('plugins[%s].module', idx), 'is Caddy itself; use caddy_version');
         END IF;
         IF plugins @> jsonb_build_array(jsonb_build_object('module', item->>'module')) THEN
-            PERFORM cbs.raise_bad_spec(format('plugins[%s].module %L', idx, item->>'module'), 'is listed twice', '23505');
+            PERFORM cbs.raise_bad_spec(format('plugins[%s].module %L', idx, item->>'module'), 'is listed twice');
         END IF;
         problem := cbs.module_version_problem(item->>'module', item->>'version');
         IF problem IS NOT NULL THEN
@@ -191,7 +192,7 @@ BEGIN
             PERFORM cbs.raise_bad_spec(format('replacements[%s].new %L', idx, item->>'new'), problem);
         END IF;
         IF repls @> jsonb_build_array(jsonb_build_object('old', item->>'old')) THEN
-            PERFORM cbs.raise_bad_spec(format('replacements[%s].old %L', idx, item->>'old'), 'is replaced twice', '23505');
+            PERFORM cbs.raise_bad_spec(format('replacements[%s].old %L', idx, item->>'old'), 'is replaced twice');
         END IF;
         problem := cbs.module_version_problem(item->>'new', item->>'version');
         IF problem IS NOT NULL THEN
@@ -217,7 +218,7 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION cbs.canonical_spec(jsonb) IS
-    'Validates a build spec and returns its canonical form; raises 22023/23505 on a bad spec.';
+    'Validates a build spec and returns its canonical form; raises SQLSTATE CB400 on a bad spec.';
 
 -- jsonb's text form is deterministic (keys ordered, fixed spacing), so hashing the
 -- canonical spec's text gives one key per build, whatever the input's order or layout.

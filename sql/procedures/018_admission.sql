@@ -155,7 +155,7 @@ DECLARE
     v_token text := 'cbs_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
 BEGIN
     IF EXISTS (SELECT 1 FROM cbs.api_tokens t WHERE t.name = create_token.name AND t.revoked_at IS NULL) THEN
-        RAISE EXCEPTION USING ERRCODE = '23505', MESSAGE = format('a token named %L already exists', create_token.name);
+        RAISE EXCEPTION USING ERRCODE = 'CB409', MESSAGE = format('a token named %L already exists', create_token.name);
     END IF;
     INSERT INTO cbs.api_tokens (name, token_sha256, burst, per_hour, max_queued, max_held)
     VALUES (create_token.name, encode(sha256(convert_to(v_token, 'UTF8')), 'hex'),

@@ -22,7 +22,7 @@ DECLARE
     v_new  boolean;
 BEGIN
     IF submit_build.priority IS NULL OR submit_build.priority NOT IN ('request', 'background') THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
+        RAISE EXCEPTION USING ERRCODE = 'CB422',
             MESSAGE = format('priority must be request or background, not %L', submit_build.priority);
     END IF;
     -- Demand, for prebuilding the popular specs (sql/procedures/065_prebuild.sql).

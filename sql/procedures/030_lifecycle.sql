@@ -123,7 +123,7 @@ DECLARE
     v_provenance jsonb := artifact->'provenance';
 BEGIN
     IF artifact IS NULL OR jsonb_typeof(artifact) <> 'object' THEN
-        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'artifact must be a JSON object';
+        RAISE EXCEPTION USING ERRCODE = 'CB422', MESSAGE = 'artifact must be a JSON object';
     END IF;
     UPDATE cbs.builds b SET
         status = 'succeeded', artifact = complete_build.artifact - 'provenance',

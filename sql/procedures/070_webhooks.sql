@@ -19,7 +19,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('no build with key %s', build_key);
     END IF;
     IF url IS NULL OR url !~ '^https?://[^/\s]+' OR length(url) > 2048 THEN
-        RAISE EXCEPTION USING ERRCODE = '22023',
+        RAISE EXCEPTION USING ERRCODE = 'CB422',
             MESSAGE = format('callback_url must be an http:// or https:// URL of at most 2048 characters, not %L', left(url, 100));
     END IF;
     INSERT INTO cbs.webhook_deliveries (build_key, url)

@@ -53,6 +53,17 @@ pub async fn requeue(State(state): State<AppState>, headers: HeaderMap, Path(key
     Ok(Json(state.queue.requeue(&key).await?))
 }
 
+/// Queues a reproduction of a succeeded build by a worker other than the one
+/// that built it (or returns the one already open): 202 with the reproduction;
+/// 404 unknown build, 409 a build that has not succeeded.
+pub async fn reproduce(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
+    authorize(&state, &headers)?;
+    check_key(&key)?;
+    let r = state.queue.request_reproduction(&key, "admin").await?;
+    tracing::info!(build_key = %key, id = r.id, status = %r.status, "reproduction requested by an administrator");
+    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(super::builds::ReproductionView::from(&r)).map_err(|e| ApiError::internal("encoding the reproduction", e))?)))
+}
+
 /// `POST /api/admin/tokens` body: a name and optional limits of its own.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

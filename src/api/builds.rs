@@ -1,5 +1,6 @@
 //! The REST side: `POST /api/builds`, `GET /api/builds/{key}` (with `?wait=`
-//! long-polling), and a build's download, checksum and signature.
+//! long-polling), and a build's download, checksum and signature. Its SBOMs
+//! and provenance are served by [`super::documents`].
 
 use std::sync::Arc;
 
@@ -18,8 +19,9 @@ use super::error::{ApiError, ApiResult};
 use super::spec_input::{self, SpecRequest};
 use super::state::AppState;
 use super::wait::{until_terminal, WaitEnd};
-use crate::db::Build;
+use crate::db::{Build, Reproduction};
 use crate::spec::{Plugin, Replacement};
+use crate::storage::{recorded_document, signature_of, Document};
 
 /// `POST /api/builds` body: a spec whose versions may be `latest`, empty or partial.
 #[derive(Debug, Deserialize)]
@@ -51,6 +53,14 @@ struct Links {
     sha256: String,
     signature: String,
     log: String,
+    /// The SBOMs (CycloneDX 1.6, SPDX 2.3) and SLSA provenance, each with its
+    /// minisign signature (builds made before these were published answer 404).
+    sbom_cyclonedx: String,
+    sbom_cyclonedx_signature: String,
+    sbom_spdx: String,
+    sbom_spdx_signature: String,
+    provenance: String,
+    provenance_signature: String,
 }
 
 #[derive(Serialize)]
@@ -59,6 +69,46 @@ struct ArtifactView {
     size: u64,
     sha256: String,
     signed: bool,
+    /// Whether the SBOMs and provenance were published with it.
+    attested: bool,
+}
+
+/// What clients see of a build's latest reproduction by another worker.
+#[derive(Serialize)]
+pub struct ReproductionView {
+    /// `queued`, `running`, `reproduced`, `mismatch` or `failed`.
+    status: String,
+    requested_by: String,
+    original_sha256: String,
+    original_worker_id: String,
+    reproduced_sha256: Option<String>,
+    /// The reproducing worker.
+    worker_id: Option<String>,
+    go_version: Option<String>,
+    /// Recorded files that had to change to build (the reason of a mismatch).
+    inputs_changed: Vec<String>,
+    error: Option<String>,
+    requested_at: chrono::DateTime<chrono::Utc>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<&Reproduction> for ReproductionView {
+    fn from(r: &Reproduction) -> Self {
+        let strings = |v: &Value| v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+        ReproductionView {
+            status: r.status.clone(),
+            requested_by: r.requested_by.clone(),
+            original_sha256: r.original_sha256.clone(),
+            original_worker_id: r.original_worker_id.clone(),
+            reproduced_sha256: r.reproduced_sha256.clone(),
+            worker_id: r.worker_id.clone(),
+            go_version: r.detail.get("go_version").and_then(|v| v.as_str()).map(String::from),
+            inputs_changed: strings(&r.detail["inputs_changed"]),
+            error: r.error.clone(),
+            requested_at: r.created_at,
+            finished_at: r.finished_at,
+        }
+    }
 }
 
 /// What clients see of a build.
@@ -75,6 +125,17 @@ struct BuildView {
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
     links: Links,
+    /// The latest reproduction by another worker, if any ([`with_reproduction`]).
+    reproduction: Option<ReproductionView>,
+}
+
+/// Adds the build's latest reproduction to its view (succeeded builds only: no other has one).
+async fn with_reproduction(state: &AppState, b: &Build) -> ApiResult<BuildView> {
+    let mut v = view(state, b);
+    if b.status == crate::db::BuildStatus::Succeeded {
+        v.reproduction = state.queue.latest_reproduction(&b.build_key).await?.as_ref().map(ReproductionView::from);
+    }
+    Ok(v)
 }
 
 fn view(state: &AppState, b: &Build) -> BuildView {
@@ -91,6 +152,7 @@ fn view(state: &AppState, b: &Build) -> BuildView {
             size: a.size,
             sha256: a.sha256,
             signed: a.signature.is_some(),
+            attested: b.artifact.as_ref().and_then(|r| recorded_document(r, Document::Provenance)).is_some(),
         }),
         created_at: b.created_at,
         started_at: b.started_at,
@@ -100,8 +162,15 @@ fn view(state: &AppState, b: &Build) -> BuildView {
             sha256: format!("{base}/sha256"),
             signature: format!("{base}/signature"),
             log: format!("{base}/log"),
+            sbom_cyclonedx: format!("{base}/{}", Document::SbomCycloneDx.file_name()),
+            sbom_cyclonedx_signature: signature_of(&format!("{base}/{}", Document::SbomCycloneDx.file_name())),
+            sbom_spdx: format!("{base}/{}", Document::SbomSpdx.file_name()),
+            sbom_spdx_signature: signature_of(&format!("{base}/{}", Document::SbomSpdx.file_name())),
+            provenance: format!("{base}/{}", Document::Provenance.file_name()),
+            provenance_signature: signature_of(&format!("{base}/{}", Document::Provenance.file_name())),
             this: base,
         },
+        reproduction: None,
     }
 }
 
@@ -132,13 +201,13 @@ pub async fn submit(State(state): State<AppState>, client: Client, Json(body): J
         arm: body.arm,
     };
     let spec = spec_input::resolve(&state, req).await?;
-    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;
     let build = admission::submit(&state, &spec, body.force, &client).await?;
     if let Some(url) = callback {
         state.queue.add_callback(&build.build_key, url).await?;
     }
     let status = if build.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
-    let v = view(&state, &build);
+    let v = with_reproduction(&state, &build).await?;
     Ok((status, [(header::LOCATION, v.links.this.clone())], Json(v)).into_response())
 }
 
@@ -173,7 +242,7 @@ pub async fn status(
         }
         _ => Arc::new(build),
     };
-    Ok(Json(serde_json::to_value(view(&state, &build)).map_err(|e| ApiError::Internal(e.to_string()))?))
+    Ok(Json(serde_json::to_value(with_reproduction(&state, &build).await?).map_err(|e| ApiError::internal("encoding the build", e))?))
 }
 
 pub async fn download(State(state): State<AppState>, Path(key): Path<String>, method: Method, headers: HeaderMap) -> ApiResult<Response> {

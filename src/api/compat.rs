@@ -86,7 +86,7 @@ pub async fn compat(
 /// requests of one client arriving together share one submit (and one charge).
 pub(super) async fn submit(state: &AppState, req: SpecRequest, client: &Client) -> ApiResult<Arc<Build>> {
     let spec = spec_input::resolve(state, req).await?;
-    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;
     let key = format!("{} {spec}", client.id);
     let (state2, client) = (state.clone(), client.clone());
     state

@@ -54,7 +54,7 @@ pub fn artifact_of(build: &Build) -> ApiResult<Artifact> {
         .as_ref()
         .ok_or_else(|| ApiError::Conflict(format!("build {} is {}, not succeeded", build.build_key, build.status.as_str())))?;
     Artifact::deserialize(value)
-        .map_err(|e| ApiError::Internal(format!("build {} has an unreadable artifact record: {e}", build.build_key)))
+        .map_err(|e| ApiError::internal(format!("build {} has an unreadable artifact record", build.build_key), e))
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
@@ -62,7 +62,7 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 }
 
 fn header_value(s: &str) -> ApiResult<HeaderValue> {
-    HeaderValue::from_str(s).map_err(|e| ApiError::Internal(format!("bad header value {s:?}: {e}")))
+    HeaderValue::from_str(s).map_err(|e| ApiError::internal(format!("bad header value {s:?}"), e))
 }
 
 /// What a download's response takes from its build and storage, independent of
@@ -98,7 +98,7 @@ impl Prepared {
             let _permit = state.opens.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
             let bytes = state.storage.get_bytes(&artifact.path).await?;
             if bytes.len() as u64 != artifact.size {
-                return Err(ApiError::Internal(format!(
+                return Err(ApiError::internal_msg(format!(
                     "build {}: stored artifact has {} bytes, its record says {}",
                     build.build_key,
                     bytes.len(),

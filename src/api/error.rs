@@ -8,6 +8,8 @@
 //! wrong methods, extractor rejections, body limits) are plain-text responses
 //! that the same middleware rewrites into the envelope.
 
+use std::sync::Arc;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -58,11 +60,38 @@ pub enum ApiError {
     /// stopping; worth retrying.
     #[error("{0}")]
     Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
+    /// A fault of ours. The cause is kept for the log and never shown to the client.
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 impl ApiError {
+    /// An internal error caused by `source`, described by `context`.
+    pub fn internal(context: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> ApiError {
+        ApiError::Internal { context: context.into(), source: Some(Arc::new(source)) }
+    }
+
+    /// An internal error with no underlying error to keep.
+    pub fn internal_msg(context: impl Into<String>) -> ApiError {
+        ApiError::Internal { context: context.into(), source: None }
+    }
+
+    /// This error and its causes, outermost first, for the log.
+    fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(e) = cause {
+            text.push_str(": ");
+            text.push_str(&e.to_string());
+            cause = e.source();
+        }
+        text
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -75,7 +104,7 @@ impl ApiError {
             ApiError::WaitLimit(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -117,8 +146,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            ApiError::Internal(_) => tracing::error!(error = %self, status = status.as_u16(), "request failed"),
-            _ if status.is_server_error() => tracing::warn!(error = %self, status = status.as_u16(), "request failed"),
+            ApiError::Internal { .. } => tracing::error!(error = %self.chain(), status = status.as_u16(), "request failed"),
+            _ if status.is_server_error() => tracing::warn!(error = %self.chain(), status = status.as_u16(), "request failed"),
             _ => {}
         }
         let mut response = status.into_response();
@@ -137,7 +166,7 @@ const INTERNAL_MESSAGE: &str = "internal server error; the request id identifies
 impl ApiError {
     fn client_message(&self) -> String {
         match self {
-            ApiError::Internal(_) => INTERNAL_MESSAGE.to_string(),
+            ApiError::Internal { .. } => INTERNAL_MESSAGE.to_string(),
             other => other.to_string(),
         }
     }
@@ -146,13 +175,14 @@ impl ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::BadSpec(m) => ApiError::BadRequest(m),
+            DbError::BadSpec(m) | DbError::BadArgument(m) => ApiError::BadRequest(m),
+            DbError::Conflict(m) => ApiError::Conflict(m),
             DbError::NotFound(m) => ApiError::NotFound(m),
             DbError::Refused(r) if r.needs_token() => ApiError::Unauthorized(r.message),
             DbError::Refused(r) => ApiError::TooManyRequests { message: r.message, retry_after_secs: r.retry_after_secs },
             DbError::Unavailable(m) => ApiError::Unavailable(format!("database unavailable: {m}")),
             e if e.is_transient() => ApiError::Unavailable(e.to_string()),
-            e => ApiError::Internal(e.to_string()),
+            e => ApiError::internal("database", e),
         }
     }
 }
@@ -179,7 +209,7 @@ impl From<StorageError> for ApiError {
             }
             StorageError::BadPath(p) => ApiError::BadRequest(format!("invalid path {p:?}")),
             StorageError::Backend(m) => ApiError::Unavailable(format!("storage unavailable: {m}")),
-            e @ StorageError::Io { .. } => ApiError::Internal(e.to_string()),
+            e @ StorageError::Io { .. } => ApiError::internal("storage", e),
         }
     }
 }
@@ -192,7 +222,10 @@ mod tests {
 
     #[test]
     fn internal_details_stay_in_the_log() {
-        let response = ApiError::Internal("relation cbs.secret does not exist".into()).into_response();
+        let cause = std::io::Error::other("relation cbs.secret does not exist");
+        let error = ApiError::internal("reading the secret", cause);
+        assert_eq!(error.chain(), "reading the secret: relation cbs.secret does not exist");
+        let response = error.into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let info = response.extensions().get::<ErrorInfo>().unwrap();
         assert_eq!(info.message, INTERNAL_MESSAGE);

@@ -37,6 +37,12 @@ pub struct PriorityLabels {
     pub priority: String,
 }
 
+/// A reproduction's status: `queued`, `running`, `reproduced`, `mismatch`, `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -51,6 +57,9 @@ pub struct Metrics {
     pub held_requests: Gauge,
     /// Queued builds per priority class, read from the database at each scrape.
     pub queued_builds: Family<PriorityLabels, Gauge>,
+    /// Reproductions by outcome, read from the database at each scrape: a rise of
+    /// `outcome="mismatch"` means a binary could not be rebuilt byte for byte.
+    pub reproductions: Family<OutcomeLabels, Gauge>,
 }
 
 impl Metrics {
@@ -88,6 +97,12 @@ impl Metrics {
         registry.register("held_requests", "Requests held open per api process, all clients", held_requests.clone());
         let queued_builds = Family::<PriorityLabels, Gauge>::default();
         registry.register("queued_builds", "Builds waiting in the queue, by priority class", queued_builds.clone());
+        let reproductions = Family::<OutcomeLabels, Gauge>::default();
+        registry.register(
+            "reproductions",
+            "Reproductions of builds by another worker, by outcome (reproduced, mismatch, failed, queued, running)",
+            reproductions.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -98,6 +113,7 @@ impl Metrics {
             admissions,
             held_requests,
             queued_builds,
+            reproductions,
         }
     }
 

@@ -11,6 +11,7 @@ mod builds;
 mod client;
 mod coalesce;
 mod compat;
+mod documents;
 mod download;
 mod download_count;
 mod error;
@@ -39,7 +40,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use builds::{check_key, load};
+pub use builds::{check_key, load, ReproductionView};
 pub use error::{ApiError, ApiResult};
 pub use spec_input::split_module_version;
 pub use state::AppState;

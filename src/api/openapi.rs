@@ -168,6 +168,12 @@ fn build_document() -> Value {
     admin_overview_responses.insert("200".into(), json!({"description": "Queue state", "content": {"application/json": {"schema": {"type": "object"}}}}));
     let mut admin_action_responses = errors(&[("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"), ("503", "Database unavailable")]);
     admin_action_responses.insert("200".into(), json!({"description": "The build afterwards", "content": {"application/json": {"schema": {"type": "object"}}}}));
+    let mut reproduce_responses = errors(&[
+        ("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"),
+        ("409", "The build has not succeeded, or has no recorded inputs"), ("503", "Database unavailable"),
+    ]);
+    reproduce_responses.insert("202".into(), json!({"description": "The reproduction, queued (or the one already open)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reproduction"}}}}));
     let mut token_list_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
     token_list_responses.insert("200".into(), json!({"description": "Every token, without its hash", "content": {"application/json": {"schema": {"type": "object"}}}}));
     let mut token_create_responses = errors(&[
@@ -226,6 +232,8 @@ fn build_document() -> Value {
                 "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses.clone()}},
             "/api/admin/builds/{key}/requeue": {"post": {"summary": "Admin: build again from scratch",
                 "security": [{"admin": []}], "parameters": [key_param()], "responses": admin_action_responses}},
+            "/api/admin/builds/{key}/reproduce": {"post": {"summary": "Admin: have another worker rebuild a succeeded build from its recorded inputs and compare hashes",
+                "security": [{"admin": []}], "parameters": [key_param()], "responses": reproduce_responses}},
             "/api/admin/tokens": {
                 "get": {"summary": "Admin: API tokens", "security": [{"admin": []}], "responses": token_list_responses},
                 "post": {"summary": "Admin: make an API token with optional limits of its own", "security": [{"admin": []}],
@@ -287,14 +295,67 @@ fn build_document() -> Value {
                 "links": {"type": "object", "properties": {
                     "self": {"type": "string"}, "download": {"type": "string"}, "sha256": {"type": "string"},
                     "signature": {"type": "string"}, "log": {"type": "string"}}},
+                "reproduction": {"type": "object", "nullable": true,
+                    "description": "The latest reproduction by another worker (see the Reproduction schema); null when none"},
+            }},
+            "Reproduction": {"type": "object", "required": ["status", "original_sha256", "original_worker_id"], "properties": {
+                "status": {"type": "string", "enum": ["queued", "running", "reproduced", "mismatch", "failed"]},
+                "requested_by": {"type": "string", "enum": ["admin", "janitor"]},
+                "original_sha256": {"type": "string"}, "original_worker_id": {"type": "string"},
+                "reproduced_sha256": {"type": "string", "nullable": true},
+                "worker_id": {"type": "string", "nullable": true, "description": "The reproducing worker"},
+                "go_version": {"type": "string", "nullable": true},
+                "inputs_changed": {"type": "array", "items": {"type": "string"}},
+                "error": {"type": "string", "nullable": true},
+                "requested_at": {"type": "string", "format": "date-time"},
+                "finished_at": {"type": "string", "format": "date-time", "nullable": true},
             }},
         }},
     })
 }
 
+/// The SBOM and provenance endpoints (kept apart: the main document is at
+/// `json!`'s recursion limit).
+fn document_paths() -> serde_json::Map<String, Value> {
+    let build_errors = |extra: &[(&str, &str)]| {
+        let mut m = errors(&[("400", "Bad build key or parameter"), ("503", "Database unavailable")]);
+        m.extend(errors(extra));
+        m
+    };
+    let document = |media: &str, what: &str| {
+        let mut r = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
+        r.insert("404".into(), error_response("Unknown build, or one made before SBOMs and provenance were published"));
+        r.insert("200".into(), json!({"description": what, "content": {media: {"schema": {"type": "object"}}}}));
+        json!({"get": {"summary": what, "parameters": [key_param()], "responses": r}})
+    };
+    let document_signature = |what: &str| {
+        let mut r = build_errors(&[("409", "The build has no artifact"), ("422", "The build failed")]);
+        r.insert("404".into(), error_response("Unknown build, or one made before SBOMs and provenance were published"));
+        r.insert("200".into(), json!({"description": "minisign signature", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}));
+        json!({"get": {"summary": format!("The minisign signature of the {what}"), "parameters": [key_param()], "responses": r}})
+    };
+    let paths = json!({
+            "/api/builds/{key}/sbom.cdx.json": document(crate::attest::CYCLONEDX_MEDIA_TYPE, "The build's CycloneDX 1.6 SBOM"),
+            "/api/builds/{key}/sbom.cdx.json.minisig": document_signature("CycloneDX SBOM"),
+            "/api/builds/{key}/sbom.spdx.json": document(crate::attest::SPDX_MEDIA_TYPE, "The build's SPDX 2.3 SBOM"),
+            "/api/builds/{key}/sbom.spdx.json.minisig": document_signature("SPDX SBOM"),
+            "/api/builds/{key}/provenance.json": document(crate::attest::PROVENANCE_MEDIA_TYPE, "The build's SLSA v1 provenance (in-toto Statement v1)"),
+            "/api/builds/{key}/provenance.json.minisig": document_signature("provenance"),
+    });
+    paths.as_object().expect("an object").clone()
+}
+
 static DOCUMENT: LazyLock<Value> = LazyLock::new(|| {
     let mut doc = build_document();
     doc["paths"].as_object_mut().expect("paths is an object").extend(super::official::openapi::paths());
+    doc["paths"].as_object_mut().expect("paths is an object").extend(document_paths());
+    let build = &mut doc["components"]["schemas"]["Build"]["properties"];
+    build["artifact"]["properties"]["attested"] =
+        json!({"type": "boolean", "description": "SBOMs and provenance were published with the binary"});
+    for link in ["sbom_cyclonedx", "sbom_spdx", "provenance"] {
+        build["links"]["properties"][link] = json!({"type": "string"});
+        build["links"]["properties"][format!("{link}_signature")] = json!({"type": "string"});
+    }
     doc["components"]["schemas"].as_object_mut().expect("schemas is an object").extend(super::official::openapi::schemas());
     add_head_refusals(&mut doc);
     doc

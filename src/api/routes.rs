@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, builds, compat, health, logs, middleware, modules, official, openapi, signing_key};
+use super::{admin, builds, compat, documents, health, logs, middleware, modules, official, openapi, signing_key};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.api.max_body_bytes;
@@ -23,6 +23,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/builds/{key}/sha256", get(builds::sha256))
         .route("/api/builds/{key}/signature", get(builds::signature))
         .route("/api/builds/{key}/log", get(logs::log))
+        .route("/api/builds/{key}/sbom.cdx.json", get(documents::sbom_cdx))
+        .route("/api/builds/{key}/sbom.cdx.json.minisig", get(documents::sbom_cdx_signature))
+        .route("/api/builds/{key}/sbom.spdx.json", get(documents::sbom_spdx))
+        .route("/api/builds/{key}/sbom.spdx.json.minisig", get(documents::sbom_spdx_signature))
+        .route("/api/builds/{key}/provenance.json", get(documents::provenance))
+        .route("/api/builds/{key}/provenance.json.minisig", get(documents::provenance_signature))
         .route("/api/openapi.json", get(openapi::openapi))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -32,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/overview", get(admin::overview))
         .route("/api/admin/builds/{key}/cancel", post(admin::cancel))
         .route("/api/admin/builds/{key}/requeue", post(admin::requeue))
+        .route("/api/admin/builds/{key}/reproduce", post(admin::reproduce))
         .route("/api/admin/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/api/admin/tokens/{name}", delete(admin::revoke_token))
         .merge(official::router())
@@ -55,6 +62,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
         Err(e) => tracing::debug!(error = %e, "cannot read queued builds for the metrics"),
+    }
+    match state.queue.reproduction_counts().await {
+        Ok(counts) => {
+            for (outcome, n) in counts {
+                state.metrics.reproductions.get_or_create(&super::metrics::OutcomeLabels { outcome }).set(n);
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "cannot read reproductions for the metrics"),
     }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -23,6 +23,6 @@ pub async fn public_key(State(state): State<AppState>) -> Result<Response, ApiEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(ApiError::NotFound("no signing key yet: workers create it when they first start".into()))
         }
-        Err(e) => Err(ApiError::Internal(format!("cannot read the public key {path}: {e}"))),
+        Err(e) => Err(ApiError::internal(format!("cannot read the public key {path}"), e)),
     }
 }

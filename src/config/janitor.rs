@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use super::{invalid, ConfigError};
+use super::{http_url, invalid, ConfigError};
 use crate::outbound::AllowList;
 
 /// A cron expression: `sec min hour day-of-month month day-of-week [year]`, or the
@@ -180,14 +180,9 @@ impl Default for WebhookConfig {
     }
 }
 
+/// A ping URL is optional: empty means none.
 fn check_url(key: &str, url: &str) -> Result<(), ConfigError> {
-    if url.is_empty() {
-        return Ok(());
-    }
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        _ => Err(invalid(key, format!("{url:?} is not an http(s) URL"))),
-    }
+    if url.is_empty() { Ok(()) } else { http_url(key, url) }
 }
 
 impl JanitorConfig {

@@ -1,14 +1,22 @@
-//! The database boundary's error type. PL/pgSQL functions raise SQLSTATEs with a
-//! meaning (bad spec, not found); they are turned into variants here, once, so
-//! callers match on meaning instead of codes.
+//! The database boundary's error type. PL/pgSQL functions raise SQLSTATEs of the
+//! project's own with a meaning (bad spec, bad argument, conflict, refusal, not
+//! found); any other SQLSTATE is Postgres's and stays an internal error. They
+//! are turned into variants here, once, so callers match on meaning, not codes.
 
 use tokio_postgres::error::SqlState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The spec broke a rule of `cbs.canonical_spec` (SQLSTATE class 22 or 23).
+    /// The spec broke a rule of `cbs.canonical_spec` (SQLSTATE CB400).
     #[error("{0}")]
     BadSpec(String),
+    /// Another argument was unacceptable: a callback URL, a priority (SQLSTATE CB422).
+    #[error("{0}")]
+    BadArgument(String),
+    /// The request conflicts with what exists: a token name in use, a build not in a
+    /// state that allows the call (SQLSTATE CB409).
+    #[error("{0}")]
+    Conflict(String),
     /// A function was asked about a build that does not exist (SQLSTATE P0002).
     #[error("{0}")]
     NotFound(String),
@@ -49,19 +57,18 @@ impl From<tokio_postgres::Error> for DbError {
                 DbError::Postgres(e)
             };
         };
-        let code = db.code().code();
-        if code == "CB429" || code == "CB401" {
-            DbError::Refused(Refusal {
+        let message = || db.message().to_string();
+        match db.code().code() {
+            "CB429" | "CB401" => DbError::Refused(Refusal {
                 reason: db.hint().unwrap_or("limit").to_string(),
-                message: db.message().to_string(),
+                message: message(),
                 retry_after_secs: db.detail().and_then(|d| d.parse().ok()).unwrap_or(60),
-            })
-        } else if *db.code() == SqlState::NO_DATA_FOUND {
-            DbError::NotFound(db.message().to_string())
-        } else if code.starts_with("22") || code.starts_with("23") {
-            DbError::BadSpec(db.message().to_string())
-        } else {
-            DbError::Postgres(e)
+            }),
+            "CB400" => DbError::BadSpec(message()),
+            "CB422" => DbError::BadArgument(message()),
+            "CB409" => DbError::Conflict(message()),
+            _ if *db.code() == SqlState::NO_DATA_FOUND => DbError::NotFound(message()),
+            _ => DbError::Postgres(e),
         }
     }
 }

@@ -37,10 +37,12 @@ pub enum Channel {
     Finished,
     Cancelled,
     Log,
+    /// A reproduction was queued (or handed back): workers try to claim.
+    ReproductionQueued,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Queued, Channel::Finished, Channel::Cancelled, Channel::Log];
+    pub const ALL: [Channel; 5] = [Channel::Queued, Channel::Finished, Channel::Cancelled, Channel::Log, Channel::ReproductionQueued];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +50,7 @@ impl Channel {
             Channel::Finished => "cbs_build_finished",
             Channel::Cancelled => "cbs_build_cancelled",
             Channel::Log => "cbs_build_log",
+            Channel::ReproductionQueued => "cbs_reproduction_queued",
         }
     }
 
@@ -163,7 +166,7 @@ impl Listener {
 
     fn dispatch(&self, channel: Channel, build_key: String) {
         let kinds: &[WatchOn] = match channel {
-            Channel::Queued => &[],
+            Channel::Queued | Channel::ReproductionQueued => &[],
             Channel::Log => &[WatchOn::Log],
             Channel::Finished | Channel::Cancelled => &[WatchOn::Status, WatchOn::Log],
         };

@@ -11,6 +11,7 @@ mod migrate;
 mod packages;
 mod pool;
 mod prebuilds;
+mod reproductions;
 mod schema_wait;
 mod webhooks;
 mod worker_support;
@@ -24,6 +25,7 @@ pub use packages::PackageRow;
 pub use janitor::{RetentionCandidate, StatusCount};
 pub use pool::{connect_pool, DbPool};
 pub use prebuilds::{PopularSpec, PrebuildReason, PrebuildRequest};
+pub use reproductions::{ClaimedReproduction, Reproduction};
 pub use schema_wait::{schema_state, wait_for_schema, SchemaState, SchemaWaitError};
 pub use webhooks::{WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
 

@@ -46,7 +46,7 @@ pub enum WebhookOutcome {
 impl Queue {
     /// Asks for `url` to be POSTed the build's status when it ends (at once if it
     /// already has). Returns the delivery id; registering the same url again
-    /// before it was delivered returns the same id. `BadSpec` for a url that is
+    /// before it was delivered returns the same id. `BadArgument` for a url that is
     /// not http(s), `NotFound` for an unknown build.
     pub async fn add_callback(&self, build_key: &str, url: &str) -> Result<i64, DbError> {
         self.scalar(query!("add_callback"), &[&build_key, &url]).await

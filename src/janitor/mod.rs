@@ -2,8 +2,9 @@
 //! workers wait for that, see `db::wait_for_schema`); then any number of
 //! janitors elect one leader through a Postgres advisory lock, and the leader
 //! runs the policy jobs on their cron schedules (rescue expired leases,
-//! retention, forget vanished workers, queue statistics), prebuilds (configured
-//! specs, popular specs with new releases) and delivers webhooks.
+//! retention, forget vanished workers, queue statistics, sample builds for
+//! reproduction), prebuilds (configured specs, popular specs with new releases)
+//! and delivers webhooks.
 //! Followers stand by and take over within seconds when the leader dies.
 
 pub mod job;
@@ -11,6 +12,7 @@ pub mod leader;
 pub mod ping;
 pub mod prebuild;
 pub mod reaper;
+pub mod reproductions;
 pub mod rescuer;
 pub mod retention;
 pub mod stats;
@@ -71,6 +73,10 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
             JobSchedule { schedule: j.reaper.schedule.clone(), ping_url: j.reaper.ping_url.clone() },
         ),
         (Arc::new(stats::Stats::new(queue.clone())), JobSchedule { schedule: j.stats.schedule.clone(), ping_url: j.stats.ping_url.clone() }),
+        (
+            Arc::new(reproductions::Sampler::new(queue.clone(), config.reproduction.clone())),
+            JobSchedule { schedule: config.reproduction.schedule.clone(), ping_url: config.reproduction.ping_url.clone() },
+        ),
     ];
     let tracker = TaskTracker::new();
     for (job, plan) in jobs {

@@ -1,6 +1,7 @@
 //! The rescuer: builds whose worker stopped renewing its lease (crashed, killed,
 //! partitioned) go back to the queue, or fail for good once their attempts are
-//! used up (`cbs.rescue_expired`, which also wakes workers).
+//! used up (`cbs.rescue_expired`, which also wakes workers); reproductions
+//! likewise (`cbs.rescue_expired_reproductions`).
 
 use async_trait::async_trait;
 
@@ -25,6 +26,7 @@ impl Job for Rescuer {
 
     async fn run_once(&self) -> Result<Counts, JobError> {
         let n = self.queue.rescue_expired().await?;
-        Ok(Counts::of(&[("rescued", n as u64)]))
+        let r = self.queue.rescue_expired_reproductions().await?;
+        Ok(Counts::of(&[("rescued", n as u64), ("reproductions_rescued", r as u64)]))
     }
 }

@@ -12,7 +12,9 @@ use minijinja::{context, Environment};
 use serde_json::json;
 
 use crate::api::{load, split_module_version, ApiError, AppState};
+use crate::db::BuildStatus;
 use crate::gomod::check_module_path;
+use crate::storage::{recorded_document, Document};
 use crate::spec::{binary_name, CADDY_MODULE};
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -34,7 +36,7 @@ fn render(name: &str, ctx: minijinja::Value) -> Result<Response, ApiError> {
     let html = TEMPLATE_ENV
         .get_template(name)
         .and_then(|t| t.render(ctx))
-        .map_err(|e| ApiError::Internal(format!("rendering {name}: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("rendering {name}"), e))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
@@ -101,15 +103,22 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap, RawQuery(r
 
 pub async fn build(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let build = load(&state, &key).await?;
+    let reproduction = match build.status {
+        crate::db::BuildStatus::Succeeded => state.queue.latest_reproduction(&key).await?.as_ref().map(crate::api::ReproductionView::from),
+        _ => None,
+    };
     let artifact = build.artifact.clone().unwrap_or_default();
     let file_name = binary_name(build.spec["os"].as_str().unwrap_or_default());
+    // A build that is still to succeed will have them; one that succeeded without is older.
+    let attested = build.status != BuildStatus::Succeeded || recorded_document(&artifact, Document::Provenance).is_some();
     render(
         "build.html",
         context! {
-            key, file_name,
+            key, file_name, attested,
             size => Serde(artifact.get("size")),
             sha256 => Serde(artifact.get("sha256")),
             build => Serde(&build),
+            reproduction => Serde(&reproduction),
             base_url => base_url(&state, &headers),
         },
     )

@@ -31,10 +31,51 @@ pub enum BuildInfoError {
 }
 
 /// The binary's Go version and the module paths of its dependencies.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BuildInfo {
     pub go_version: String,
     pub deps: Vec<String>,
+    /// The main package's path (`path` line).
+    pub path: String,
+    /// The main module (`mod` line); `caddy (devel)` for our builds.
+    pub main: Option<Module>,
+    /// Every dependency (`dep` lines) with what replaced it (`=>` lines), in
+    /// the order Go lists them (sorted by path): what the SBOMs list.
+    pub modules: Vec<Dep>,
+    /// Build settings (`build` lines) as `key`, `value`, unquoted: `-tags`,
+    /// `-trimpath`, `CGO_ENABLED`, `GOOS`, `GOARCH`, `GOARM`, … (Go leaves
+    /// `-ldflags` out when `-trimpath` is set).
+    pub settings: Vec<(String, String)>,
+}
+
+/// A module as the build information names it: path, version and, where Go
+/// recorded one, its `h1:` hash from `go.sum`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Module {
+    pub path: String,
+    pub version: String,
+    pub sum: Option<String>,
+}
+
+/// A dependency and, when go.mod replaced it, the module whose code was built instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dep {
+    pub module: Module,
+    pub replaced_by: Option<Module>,
+}
+
+impl Dep {
+    /// The module whose code is in the binary: the replacement where there is one.
+    pub fn built(&self) -> &Module {
+        self.replaced_by.as_ref().unwrap_or(&self.module)
+    }
+}
+
+impl BuildInfo {
+    /// A build setting's value (`GOOS`, `-tags`, …).
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
 }
 
 /// Reads the build information of the Go binary at `path`.
@@ -93,13 +134,75 @@ fn parse(bytes: &[u8], name: &str) -> Result<BuildInfo, BuildInfoError> {
     let go_version = read_string(&mut rest).ok_or_else(truncated)?;
     let modinfo = read_string(&mut rest).ok_or_else(truncated)?;
     let modinfo = if modinfo.len() >= 2 * SENTINEL_LEN { &modinfo[SENTINEL_LEN..modinfo.len() - SENTINEL_LEN] } else { "" };
-    let deps = modinfo
-        .lines()
-        .filter_map(|l| l.strip_prefix("dep\t"))
-        .filter_map(|l| l.split('\t').next())
-        .map(String::from)
-        .collect();
-    Ok(BuildInfo { go_version: go_version.to_string(), deps })
+    let mut info = BuildInfo { go_version: go_version.to_string(), ..BuildInfo::default() };
+    for line in modinfo.lines() {
+        let Some((kind, rest)) = line.split_once('\t') else { continue };
+        match kind {
+            "path" => info.path = rest.to_string(),
+            "mod" => info.main = Some(module(rest)),
+            "dep" => {
+                let m = module(rest);
+                info.deps.push(m.path.clone());
+                info.modules.push(Dep { module: m, replaced_by: None });
+            }
+            // A replacement follows the line it replaces (a dep, or the main module).
+            "=>" => {
+                if let Some(dep) = info.modules.last_mut() {
+                    dep.replaced_by = Some(module(rest));
+                }
+            }
+            "build" => {
+                if let Some((k, v)) = split_setting(rest) {
+                    info.settings.push((k, v));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(info)
+}
+
+/// `path\tversion\tsum` (version and sum may be missing or empty).
+fn module(rest: &str) -> Module {
+    let mut f = rest.split('\t');
+    let path = f.next().unwrap_or_default().to_string();
+    let version = f.next().unwrap_or_default().to_string();
+    let sum = f.next().filter(|s| !s.is_empty()).map(String::from);
+    Module { path, version, sum }
+}
+
+/// `key=value`, either side Go-quoted when it holds spaces, tabs, quotes or `=`
+/// (`-ldflags="-w -s"`).
+fn split_setting(rest: &str) -> Option<(String, String)> {
+    let (key, value) = if rest.starts_with('"') {
+        let (key, used) = unquote(rest)?;
+        (key, rest[used..].strip_prefix('=')?)
+    } else {
+        let (k, v) = rest.split_once('=')?;
+        (k.to_string(), v)
+    };
+    let value = if value.starts_with('"') { unquote(value)?.0 } else { value.to_string() };
+    Some((key, value))
+}
+
+/// A Go double-quoted string at the start of `s`: its value and the bytes it took.
+/// Handles the escapes `strconv.Quote` writes for settings' text.
+fn unquote(s: &str) -> Option<(String, usize)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, i + 1)),
+            '\\' => out.push(match chars.next()?.1 {
+                'n' => '\n',
+                't' => '\t',
+                'r' => '\r',
+                other => other,
+            }),
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// A uvarint length, then that many bytes of (lossy) UTF-8.
@@ -157,6 +260,22 @@ mod tests {
         let info = parse(&blob(&modinfo), "caddy").unwrap();
         assert_eq!(info.go_version, "go1.26.0");
         assert_eq!(info.deps, vec!["github.com/caddy-dns/cloudflare", "github.com/caddyserver/caddy/v2"]);
+        assert_eq!(info.path, "caddy");
+        assert_eq!(info.main, Some(Module { path: "caddy".into(), version: "(devel)".into(), sum: None }));
+        let caddy = &info.modules[1];
+        assert_eq!(caddy.module, Module { path: "github.com/caddyserver/caddy/v2".into(), version: "v2.11.9".into(), sum: Some("h1:def=".into()) });
+        assert_eq!(caddy.built(), &Module { path: "github.com/x/y".into(), version: "v1.0.0".into(), sum: None });
+        assert_eq!(info.modules[0].built(), &info.modules[0].module);
+        assert_eq!(info.setting("-trimpath"), Some("true"));
+    }
+
+    #[test]
+    fn reads_quoted_build_settings() {
+        let info = parse(&blob("build\t-ldflags=\"-w -s\"\nbuild\t-tags=nobadger,nomysql\nbuild\tGOOS=linux\nbuild\t\"a=b\"=\"say \\\"hi\\\"\"\n"), "x").unwrap();
+        assert_eq!(info.setting("-ldflags"), Some("-w -s"));
+        assert_eq!(info.setting("-tags"), Some("nobadger,nomysql"));
+        assert_eq!(info.setting("GOOS"), Some("linux"));
+        assert_eq!(info.setting("a=b"), Some("say \"hi\""));
     }
 
     #[tokio::test]

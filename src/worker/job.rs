@@ -17,6 +17,7 @@ use super::failure::{step_failed, JobError};
 use super::logs::{forward, LogTarget};
 use super::publish::Publisher;
 use super::{buildinfo, culprit, modules, recipe};
+use crate::attest;
 use crate::config::Config;
 use crate::db::{Build, Queue};
 use crate::sandbox::{OutputLine, Sandbox, SandboxError, Session, StepOutcome, StepSpec};
@@ -24,6 +25,11 @@ use crate::spec::BuildSpec;
 
 /// How often a final report is tried while the database is unreachable.
 const REPORT_ATTEMPTS: u32 = 10;
+/// The worker's log line that tells how long the SBOMs and provenance took
+/// (made, signed, stored), followed by the milliseconds; read by `make bench`.
+pub const ATTEST_LINE: &str = "SBOMs and provenance made, signed and stored in";
+/// The build step's environment variables that shape the binary, as provenance records them.
+const SHAPING_ENV: &[&str] = &["CGO_ENABLED", "GOOS", "GOARCH", "GOARM", "GOAMD64", "GOFLAGS", "GOTOOLCHAIN", "GOEXPERIMENT"];
 
 /// What every job of a worker shares.
 pub struct JobContext {
@@ -130,59 +136,103 @@ async fn execute(
     phase(tx, "cleanup").await;
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
     // Every binary's Go build information must list each plugin; binaries this
-    // host can run must also start and list their modules. Publishing runs
+    // host can run must also start and list their modules. Publishing (binary,
+    // then SBOMs and provenance, which the build information feeds) runs
     // alongside; the objects of a binary that fails verification are deleted
-    // again (no build record points at them yet). The build information also
-    // names the Go version the binary was built with, for the provenance.
+    // again (no build record points at them yet).
+    let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
+    let missing = recipe::missing_plugins(&spec, &info.deps);
+    if !missing.is_empty() {
+        return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
+    }
     let verify = async {
-        let plugins = async {
-            let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
-            let missing = recipe::missing_plugins(&spec, &info.deps);
-            if !missing.is_empty() {
-                return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
-            }
-            Ok(info.go_version)
-        };
-        let runs = async {
-            if !recipe::can_verify(&spec) {
-                return Ok(None);
-            }
-            step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel, &spec).await?;
-            Ok(modules::by_plugin(&spec, &read(recipe::MODULES_FILE).await))
-        };
-        let (plugins, runs) = tokio::join!(plugins, runs);
-        let go_version = plugins?;
-        runs.map(|modules| (go_version, modules))
+        if !recipe::can_verify(&spec) {
+            return Ok(None);
+        }
+        step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel, &spec).await?;
+        Ok(modules::by_plugin(&spec, &read(recipe::MODULES_FILE).await))
     };
     let publish = async {
         let started = std::time::Instant::now();
-        let published = ctx.publisher.publish(&build.build_key, &spec.os, &binary).await;
-        info!(elapsed = ?started.elapsed(), ok = published.is_ok(), "publish finished");
-        published
+        let artifact = ctx.publisher.publish(&build.build_key, &spec.os, &binary).await?;
+        info!(elapsed = ?started.elapsed(), "binary published");
+        let started = std::time::Instant::now();
+        let inputs = attest_inputs(&compile, &provenance);
+        let input = attest::Input {
+            build_key: &build.build_key,
+            attempt: build.attempt,
+            spec: &build.spec,
+            file_name: &artifact.file_name,
+            sha256: &artifact.sha256,
+            size: artifact.size,
+            info: &info,
+            go_mod: &inputs.go_mod,
+            go_sum: &inputs.go_sum,
+            build_command: &compile.cmd,
+            build_env: &inputs.env,
+            image: &inputs.image,
+            image_id: &inputs.image_id,
+            worker_id: &ctx.worker_id,
+            started_on: build.started_at.unwrap_or_else(chrono::Utc::now),
+            finished_on: chrono::Utc::now(),
+            public_url: &ctx.config.api.public_url,
+        };
+        let docs = attest::make(&input).map_err(|e| JobError::Deterministic(format!("attestations: {e}")))?;
+        let documents = ctx.publisher.publish_documents(&build.build_key, &spec.os, &docs).await?;
+        let elapsed = started.elapsed();
+        info!(?elapsed, "SBOMs and provenance published");
+        Ok::<_, JobError>((artifact, documents, elapsed))
     };
     let (verified, published) = tokio::join!(verify, publish);
     match verified {
-        Ok((go_version, modules)) => {
-            provenance["go_version"] = go_version.into();
+        Ok(modules) => {
+            provenance["go_version"] = info.go_version.clone().into();
             if let Some(modules) = modules {
                 provenance["modules"] = json!(modules);
             }
         }
         Err(e) => {
-            if published.is_ok() {
-                ctx.publisher.unpublish(&build.build_key, &spec.os).await;
-            }
+            // Whatever part of the publishing got done goes again.
+            ctx.publisher.unpublish(&build.build_key, &spec.os).await;
             return Err(e);
         }
     }
-    let artifact = published?;
+    let (artifact, documents, attest_time) = match published {
+        Ok(done) => done,
+        Err(e) => {
+            ctx.publisher.unpublish(&build.build_key, &spec.os).await;
+            return Err(e);
+        }
+    };
+    say(tx, &format!("{ATTEST_LINE} {:.1} ms", attest_time.as_secs_f64() * 1e3)).await;
     if cancel.is_cancelled() {
         return Err(JobError::Stopped);
     }
     say(tx, &format!("published {} ({} bytes, sha256 {})", artifact.path, artifact.size, artifact.sha256)).await;
     let mut value = serde_json::to_value(&artifact).map_err(|e| JobError::Transient(e.to_string()))?;
+    value["documents"] = documents;
     value["provenance"] = provenance;
     Ok(value)
+}
+
+/// The provenance's recorded inputs, owned, for [`attest::Input`].
+struct AttestInputs {
+    go_mod: String,
+    go_sum: String,
+    image: String,
+    image_id: String,
+    env: Vec<(String, String)>,
+}
+
+fn attest_inputs(compile: &StepSpec, provenance: &serde_json::Value) -> AttestInputs {
+    let text = |k: &str| provenance[k].as_str().unwrap_or_default().to_string();
+    AttestInputs {
+        go_mod: text("go_mod"),
+        go_sum: text("go_sum"),
+        image: text("image"),
+        image_id: text("image_id"),
+        env: compile.env.iter().filter(|(k, _)| SHAPING_ENV.contains(&k.as_str())).cloned().collect(),
+    }
 }
 
 async fn step(

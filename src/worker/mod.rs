@@ -6,7 +6,7 @@
 //! the claim loop ([`runner`]) until shutdown. SIGTERM/SIGINT (the `shutdown`
 //! token) drain; SIGUSR1 (or the `preempt` token) hands every build back at once.
 
-mod buildinfo;
+pub mod buildinfo;
 mod culprit;
 mod failure;
 mod job;
@@ -14,6 +14,7 @@ mod logs;
 mod modules;
 mod publish;
 pub mod recipe;
+pub mod reproduce;
 mod runner;
 mod tasks;
 
@@ -30,6 +31,7 @@ use crate::db::{connect_pool, Listener, Queue, WorkerInfo};
 use crate::sandbox::{Owner, Sandbox};
 
 pub use failure::JobError;
+pub use job::ATTEST_LINE;
 pub use publish::{sha256_file, PublishError, Publisher};
 
 /// Waits between attempts to reach the database at start-up.

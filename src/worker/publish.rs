@@ -1,14 +1,15 @@
 //! Publishing a finished binary: sha256 and minisign signature, atomic puts to
 //! storage in the contract's layout, and the `Artifact` record for
-//! `cbs.complete_build`.
+//! `cbs.complete_build`; then its SBOMs and provenance, each signed the same way.
 
 use std::path::Path;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::attest::Documents;
 use crate::signing::{Signer, SigningError};
-use crate::storage::{Artifact, ArtifactPaths, DynStorage, StorageError};
+use crate::storage::{signature_of, Artifact, ArtifactPaths, Document, DynStorage, StorageError, StoredDocument};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -44,6 +45,39 @@ impl Publisher {
         );
         checksum.and(signature)?;
         Ok(Artifact { path: paths.binary, file_name, size, sha256, signature: Some(paths.signature) })
+    }
+
+    /// Stores the SBOMs and the provenance beside the binary, each with its
+    /// minisign signature (document first, as for the binary), all at once;
+    /// returns the artifact record's `documents`.
+    pub async fn publish_documents(&self, build_key: &str, os: &str, docs: &Documents) -> Result<serde_json::Value, PublishError> {
+        let paths = ArtifactPaths::new(build_key, os)?;
+        let one = |doc: Document, bytes: &[u8]| {
+            let path = paths.document(doc).to_string();
+            let signed = self.signer.sign_bytes(doc.file_name(), bytes);
+            let data = Bytes::copy_from_slice(bytes);
+            async move {
+                let signature = signed?;
+                let stored = StoredDocument {
+                    signature: signature_of(&path),
+                    sha256: hex::encode(Sha256::digest(&data)),
+                    size: data.len() as u64,
+                    path,
+                };
+                self.storage.put_bytes(&stored.path, data).await?;
+                self.storage.put_bytes(&stored.signature, Bytes::from(signature)).await?;
+                Ok::<_, PublishError>((doc.key(), stored))
+            }
+        };
+        let stored = futures::future::try_join_all([
+            one(Document::SbomCycloneDx, &docs.cyclonedx),
+            one(Document::SbomSpdx, &docs.spdx),
+            one(Document::Provenance, &docs.provenance),
+        ])
+        .await?;
+        let record: serde_json::Map<String, serde_json::Value> =
+            stored.into_iter().map(|(k, d)| (k.to_string(), serde_json::to_value(d).expect("plain struct"))).collect();
+        Ok(record.into())
     }
 
     /// Deletes what `publish` stored for a build whose binary turned out unusable.

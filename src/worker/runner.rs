@@ -4,7 +4,9 @@
 //! Heartbeats the leases, stops a build's container on `cbs_build_cancelled`,
 //! and ends in one of two ways: drain (stop claiming, let builds finish within
 //! `stop_timeout`, then hand back the rest) or preempt (hand back everything at
-//! once, kill the containers, exit).
+//! once, kill the containers, exit). Job slots a claim of builds leaves free go
+//! to reproductions ([`super::reproduce`]): background work, woken by
+//! `cbs_reproduction_queued`, heartbeated, released and reaped like builds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::job::{self, JobContext};
-use super::recipe;
+use super::{recipe, reproduce};
 use super::tasks::BuildTasks;
 use crate::db::{BuildStatus, Channel, Listener, ListenerEvent};
 use crate::sandbox::{SandboxError, Session, SPARE_MAX_AGE};
@@ -28,6 +30,8 @@ const DOCKER_RETRY_MAX: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// A worker silent this many leases is considered gone (its containers are leftovers).
 const GONE_AFTER_LEASES: u32 = 2;
+/// Task names of reproductions start with this (builds' are their build keys).
+const REPRODUCTION_TASK: &str = "reproduction:";
 
 struct Running {
     attempt: i32,
@@ -42,6 +46,8 @@ pub struct Runner {
     listener: Listener,
     jobs: BuildTasks,
     running: HashMap<String, Running>,
+    /// Reproductions under way, by id; the build key is for their containers.
+    reproducing: HashMap<i64, (String, Running)>,
     docker_ok: bool,
     docker_retry: Duration,
     next_wake: Instant,
@@ -57,6 +63,7 @@ impl Runner {
             listener,
             jobs: BuildTasks::default(),
             running: HashMap::new(),
+            reproducing: HashMap::new(),
             docker_ok: false,
             docker_retry: DOCKER_RETRY_MIN,
             next_wake: Instant::now(),
@@ -76,7 +83,7 @@ impl Runner {
         let mut drain_deadline: Option<Instant> = None;
         let mut wake = true;
         loop {
-            if drain_deadline.is_some() && self.running.is_empty() {
+            if drain_deadline.is_some() && self.running.is_empty() && self.reproducing.is_empty() {
                 info!("drained: every build finished");
                 break;
             }
@@ -104,6 +111,11 @@ impl Runner {
                     break;
                 }
                 Some(ended) = self.jobs.next() => {
+                    if let Some(id) = ended.build_key.strip_prefix(REPRODUCTION_TASK).and_then(|id| id.parse::<i64>().ok()) {
+                        self.reproduction_ended(id, ended.task, ended.panic).await;
+                        wake = true;
+                        continue;
+                    }
                     // The same build may have been claimed again meanwhile, in a new task.
                     let job = match self.running.get(&ended.build_key) {
                         Some(job) if job.task == ended.task => self.running.remove(&ended.build_key),
@@ -128,7 +140,7 @@ impl Runner {
     /// Handles a notification; returns whether to try claiming.
     async fn on_event(&mut self, ev: Result<ListenerEvent, RecvError>) -> bool {
         match ev {
-            Ok(ListenerEvent::Notification { channel: Channel::Queued, .. }) => true,
+            Ok(ListenerEvent::Notification { channel: Channel::Queued | Channel::ReproductionQueued, .. }) => true,
             Ok(ListenerEvent::Notification { channel: Channel::Cancelled, build_key }) => {
                 if self.running.contains_key(&build_key) {
                     self.recheck(&build_key).await;
@@ -165,7 +177,7 @@ impl Runner {
     /// Claims as many builds as there are free slots, if Docker answers.
     async fn fill(&mut self) {
         self.next_wake = Instant::now() + self.cfg().poll_interval;
-        let free = self.cfg().max_jobs.saturating_sub(self.running.len());
+        let free = self.cfg().max_jobs.saturating_sub(self.running.len() + self.reproducing.len());
         if free == 0 {
             return;
         }
@@ -194,10 +206,12 @@ impl Runner {
         }
         if got < free {
             self.schedule_retry_wake().await;
+            self.claim_reproductions(free - got).await;
         }
+        let left = self.cfg().max_jobs.saturating_sub(self.running.len() + self.reproducing.len());
         // Only for a slot left free: starting containers takes a core for a while,
         // which a build just claimed should have, and a full worker needs none yet.
-        if got < free && self.spare.is_none() {
+        if left > 0 && self.spare.is_none() {
             match self.ctx.sandbox.open(None, &recipe::STEPS).await {
                 Ok(spare) => self.spare = Some(spare),
                 Err(e) => warn!(error = %e, "cannot prepare a spare sandbox"),
@@ -266,7 +280,7 @@ impl Runner {
             Ok(l) => l,
             Err(e) => return warn!(error = %e, "cannot list live workers; not reaping"),
         };
-        let own: Vec<String> = self.running.keys().cloned().collect();
+        let own: Vec<String> = self.running.keys().chain(self.reproducing.values().map(|(k, _)| k)).cloned().collect();
         let spare = self.spare.as_ref().map(|s| s.container_names()).unwrap_or_default();
         match self.ctx.sandbox.reap_leftovers(&live, &own, &spare).await {
             Ok(0) => {}
@@ -283,6 +297,16 @@ impl Runner {
             Ok(_) => {}
             Err(e) => warn!(error = %e, "heartbeat failed"),
         }
+        if self.reproducing.is_empty() {
+            return;
+        }
+        match self.ctx.queue.heartbeat_reproductions(&self.ctx.worker_id, Some(&self.ctx.incarnation), self.cfg().lease).await {
+            Ok(held) if (held as usize) < self.reproducing.len() => {
+                warn!(held, running = self.reproducing.len(), "some reproduction leases were lost; their results will be fenced out")
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "reproduction heartbeat failed"),
+        }
     }
 
     /// Preemption: hand every build back at once, then kill the containers.
@@ -296,8 +320,13 @@ impl Runner {
             Ok(n) => info!(released = n, reason, "builds handed back to the queue"),
             Err(e) => error!(error = %e, "cannot release builds; they return after their lease expires"),
         }
-        let keys: Vec<String> = self.running.keys().cloned().collect();
-        for job in self.running.values() {
+        match self.ctx.queue.release_reproductions(&self.ctx.worker_id, reason).await {
+            Ok(0) => {}
+            Ok(n) => info!(released = n, reason, "reproductions handed back to the queue"),
+            Err(e) => error!(error = %e, "cannot release reproductions; they return after their lease expires"),
+        }
+        let keys: Vec<String> = self.running.keys().chain(self.reproducing.values().map(|(k, _)| k)).cloned().collect();
+        for job in self.running.values().chain(self.reproducing.values().map(|(_, j)| j)) {
             job.cancel.cancel();
         }
         self.kill_builds(&keys).await;
@@ -309,6 +338,41 @@ impl Runner {
         // A job winding down may have started a container after the first sweep.
         self.kill_builds(&keys).await;
         self.running.clear();
+        self.reproducing.clear();
+    }
+
+    /// Fills up to `free` slots with reproductions (the SQL side holds them back
+    /// while a request build waits, and never hands out one of our own builds).
+    async fn claim_reproductions(&mut self, free: usize) {
+        let (me, incarnation) = (&self.ctx.worker_id, Some(self.ctx.incarnation.as_str()));
+        let claimed = match self.ctx.queue.claim_reproductions(me, incarnation, free as i32, self.cfg().lease).await {
+            Ok(c) => c,
+            Err(e) => return warn!(error = %e, "cannot claim reproductions"),
+        };
+        for r in claimed {
+            info!(id = r.id, build_key = %r.build_key, attempt = r.attempt, "claimed reproduction");
+            let cancel = CancellationToken::new();
+            let (id, key, attempt) = (r.id, r.build_key.clone(), r.attempt);
+            let session = self.ctx.sandbox.open(Some(&key), &reproduce::STEPS).await;
+            let task = self.jobs.spawn(format!("{REPRODUCTION_TASK}{id}"), reproduce::run(self.ctx.clone(), r, session, cancel.clone()));
+            self.reproducing.insert(id, (key, Running { attempt, cancel, task }));
+        }
+    }
+
+    /// A reproduction's task ended; a panic fails the attempt as retryable.
+    async fn reproduction_ended(&mut self, id: i64, task: tokio::task::Id, panic: Option<String>) {
+        let Some((key, job)) = self.reproducing.remove(&id) else { return };
+        if job.task != task {
+            self.reproducing.insert(id, (key, job));
+            return;
+        }
+        let Some(panic) = panic else { return };
+        error!(id, build_key = %key, panic, "reproduction task panicked; failing the attempt as retryable");
+        self.kill_builds(std::slice::from_ref(&key)).await;
+        let error = format!("internal error: the reproduction task panicked: {panic}");
+        if let Err(e) = self.ctx.queue.fail_reproduction(id, job.attempt, &self.ctx.worker_id, &error, true).await {
+            warn!(id, error = %e, "cannot report the panicked reproduction; its lease will expire");
+        }
     }
 
     /// A bug, not the build's fault: its containers go, and the build goes back

@@ -49,7 +49,7 @@ pub fn located(state: &AppState, build_key: &str, method: &Method, response: Api
     } else if !(status.is_success() || status == StatusCode::NOT_MODIFIED) {
         return Ok(response);
     }
-    let url = HeaderValue::from_str(&download_url(state, build_key)).map_err(|e| super::ApiError::Internal(e.to_string()))?;
+    let url = HeaderValue::from_str(&download_url(state, build_key)).map_err(|e| super::ApiError::internal("the download URL as a header", e))?;
     response.headers_mut().insert(header::LOCATION, url);
     Ok(response)
 }

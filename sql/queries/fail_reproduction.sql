@@ -1,0 +1,1 @@
+SELECT cbs.fail_reproduction($1::bigint, $2::int, $3::text, $4::text, $5::boolean)

@@ -1,0 +1,1 @@
+SELECT * FROM cbs.request_reproduction($1::text, $2::text)

@@ -1,0 +1,1 @@
+SELECT cbs.rescue_expired_reproductions()
