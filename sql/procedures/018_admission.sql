@@ -53,9 +53,9 @@ BEGIN
         PERFORM 1 FROM cbs.clients x WHERE x.client = admit.client FOR UPDATE;
     ELSE
         INSERT INTO cbs.clients AS x (client, tokens, tokens_at)
-        VALUES (admit.client, v_burst - 1, now())
+        VALUES (admit.client, v_burst - 1, clock_timestamp())
         ON CONFLICT ON CONSTRAINT clients_pkey DO UPDATE
-           SET tokens = cbs.bucket_level(x.tokens, x.tokens_at, v_burst, v_per_hour) - 1, tokens_at = now()
+           SET tokens = cbs.bucket_level(x.tokens, x.tokens_at, v_burst, v_per_hour) - 1, tokens_at = clock_timestamp()
          WHERE cbs.bucket_level(x.tokens, x.tokens_at, v_burst, v_per_hour) >= 1
         RETURNING * INTO c;
         IF NOT FOUND OR v_burst < 1 THEN
@@ -102,10 +102,14 @@ COMMENT ON FUNCTION cbs.admit(text, jsonb) IS
     'Charges one new build to a client or raises CB429/CB401: token bucket, then open-build caps.';
 
 -- A bucket's level now: `tokens` as of `at` (NULL: full), refilled at per_hour up to burst.
+-- The clock is read when called, not at the transaction's start: an admission that
+-- waited for the client's row lock must see the time since the charge it waited
+-- for, never a negative one (which would overstate the wait it reports).
 CREATE OR REPLACE FUNCTION cbs.bucket_level(tokens double precision, at timestamptz, burst double precision, per_hour double precision)
-RETURNS double precision LANGUAGE sql STABLE AS $$
+RETURNS double precision LANGUAGE sql VOLATILE AS $$
     SELECT CASE WHEN tokens IS NULL THEN burst
-                ELSE least(burst, tokens + extract(epoch FROM now() - at)::double precision / 3600.0 * per_hour) END
+                ELSE least(burst, tokens + greatest(extract(epoch FROM clock_timestamp() - at)::double precision, 0)
+                                           / 3600.0 * per_hour) END
 $$;
 COMMENT ON FUNCTION cbs.bucket_level(double precision, timestamptz, double precision, double precision) IS
     'A client''s token bucket level now, refilled continuously at per_hour up to burst.';
