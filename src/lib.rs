@@ -20,3 +20,4 @@ pub mod supervise;
 pub mod telemetry;
 pub mod ui;
 pub mod worker;
+pub mod xcaddy;

@@ -4,9 +4,11 @@
 
 mod admission;
 mod janitor;
+mod recipe;
 mod template;
 
 pub use admission::AdmissionConfig;
+pub use recipe::RecipeConfig;
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 
 use std::path::Path;
@@ -48,6 +50,8 @@ pub struct Config {
     /// Plugins offered on the download page (any other module can still be typed in).
     pub catalog: Vec<crate::ui::CatalogEntry>,
     pub janitor: JanitorConfig,
+    /// What the xcaddy command of a build not built yet names.
+    pub recipe: RecipeConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -70,6 +74,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             catalog: crate::ui::default_catalog(),
             janitor: JanitorConfig::default(),
+            recipe: RecipeConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -467,6 +472,7 @@ impl Config {
         self.api.listen_addr()?;
         self.api.trusted_proxy_nets()?;
         self.api.admission.validate()?;
+        self.recipe.validate()?;
         if self.api.max_plugins == 0 {
             return Err(invalid("api.max_plugins", "must be at least 1"));
         }

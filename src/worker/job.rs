@@ -111,6 +111,9 @@ async fn execute(
     tokio::fs::write(&main_go, recipe::main_go(&spec).map_err(bad)?)
         .await
         .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
+    if spec.os == "windows" {
+        write_winres(work).await?;
+    }
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
 
     step(ctx, session, &resolve, tx, cancel, &spec).await?;
@@ -183,6 +186,18 @@ async fn execute(
     let mut value = serde_json::to_value(&artifact).map_err(|e| JobError::Transient(e.to_string()))?;
     value["provenance"] = provenance;
     Ok(value)
+}
+
+/// Writes the Windows version resource's generator into the work dir; the
+/// resolve step runs it.
+async fn write_winres(work: &std::path::Path) -> Result<(), JobError> {
+    let dir = work.join(recipe::WINRES_DIR);
+    let io = |e: std::io::Error| JobError::Transient(format!("{}: {e}", dir.display()));
+    tokio::fs::create_dir_all(&dir).await.map_err(io)?;
+    for (name, text) in recipe::WINRES_FILES {
+        tokio::fs::write(dir.join(name), text).await.map_err(io)?;
+    }
+    Ok(())
 }
 
 async fn step(
