@@ -103,7 +103,7 @@ fn artifact_path(api: &TestApi, key: &str, file_name: &str) -> PathBuf {
 /// How long the build step took, as the build's log recorded it.
 async fn build_step_time(api: &TestApi, key: &str) -> String {
     let log = log_lines(api.queue(), key).await;
-    log.iter().filter(|l| l.starts_with("build: build step exited")).last().cloned().unwrap_or_default()
+    log.iter().rfind(|l| l.starts_with("build: build step exited")).cloned().unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

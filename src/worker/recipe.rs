@@ -24,6 +24,8 @@ const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
 /// written in the work dir: a module of its own, which Go's package patterns
 /// skip (its name starts with a dot).
 pub const WINRES_DIR: &str = ".winres";
+/// The generator's executable, in the work dir while resolve runs.
+const WINRES_BIN: &str = ".winres.bin";
 /// The generator's files, written into [`WINRES_DIR`] for Windows targets.
 pub const WINRES_FILES: [(&str, &str); 3] = [
     ("go.mod", include_str!("../../templates/winres/go.mod")),
@@ -156,8 +158,10 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
     if spec.os == "windows" {
         check_target(spec)?;
         commands.push(phase(crate::phase::WINDOWS_RESOURCES));
+        // Built into the work dir and run from there: /tmp, where `go run` would
+        // put it, is mounted noexec. Run inside its module, where xcaddy's is known.
         commands.push(format!(
-            "(cd {WINRES_DIR} && go run . -dir .. -arch {} -output {})",
+            "(cd {WINRES_DIR} && go build -o ../{WINRES_BIN} . && ../{WINRES_BIN} -dir .. -arch {} -output {}) && rm -f {WINRES_BIN}",
             shell_quote(&spec.arch),
             shell_quote(spec.binary_name())
         ));
@@ -338,7 +342,9 @@ mod tests {
         assert!(script.contains("go mod edit -replace 'github.com/a/b=github.com/x/b@v1.0.0' -replace 'github.com/e/f=github.com/x/f@v1.0.1' &&"), "{script}");
         assert!(!script.contains("go get -v 'github.com/a/b/caddy@"), "a plugin inside a replaced module is not fetched: {script}");
         assert!(script.contains("go get -v 'github.com/c/d@v0.2.2'"), "{script}");
-        let winres = script.find("(cd .winres && go run . -dir .. -arch 'amd64' -output 'caddy.exe')").unwrap();
+        let winres = script
+            .find("(cd .winres && go build -o ../.winres.bin . && ../.winres.bin -dir .. -arch 'amd64' -output 'caddy.exe') && rm -f .winres.bin")
+            .unwrap();
         assert!(script.find("go get -v ''").unwrap() < winres && winres < script.find("go mod tidy -e").unwrap(), "{script}");
         assert!(script.contains("phase windows_resources &&"), "{script}");
     }

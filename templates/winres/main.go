@@ -5,7 +5,7 @@
 // `go list -m` call that gives it Caddy's version, which xcaddy keeps in an
 // internal package another module cannot import.
 //
-// Usage (in this directory): go run . -dir /work -arch amd64
+// Usage (built, then run in this directory): winres -dir /work -arch amd64
 package main
 
 import (
