@@ -159,8 +159,8 @@ async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
     }
     // The Windows binary carries xcaddy's version resource (UTF-16 strings in .rsrc).
     let exe = std::fs::read(&theirs[1]).unwrap();
-    let utf16 = |s: &str| s.encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<u8>>();
-    assert!(exe.windows(34).any(|w| w == utf16("The Caddy Authors").as_slice()), "no version resource in caddy.exe");
+    let needle: Vec<u8> = "The Caddy Authors".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert!(memchr::memmem::find(&exe, &needle).is_some(), "no version resource in caddy.exe");
     worker.stop().await;
     remove_scratch(&api.db);
 }
