@@ -3,7 +3,8 @@
 //! the module proxy and run on this host with the host's Go, runs the command
 //! the build's status JSON names. Both must give the same sha256, for
 //! linux/amd64 and for windows/amd64 (whose binary carries xcaddy's version
-//! resource). A spec with other tags is another build whose binary records them.
+//! resource). A spec with other tags is another build whose binary records them,
+//! and xcaddy given them through `XCADDY_GO_BUILD_FLAGS` makes the same bytes.
 
 mod api_support;
 mod common;
@@ -47,8 +48,14 @@ fn host_go_version() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// xcaddy v0.4.5 from the module proxy, installed once into a directory shared by runs.
+/// xcaddy v0.4.5 from the module proxy, installed once (per test binary) into a
+/// directory shared by runs.
 fn install_xcaddy() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(go_install_xcaddy).clone()
+}
+
+fn go_install_xcaddy() -> PathBuf {
     let bin = std::env::temp_dir().join(format!("cbs-xcaddy-{}", caddy_build_server::xcaddy::VERSION));
     let module = format!("{}/cmd/xcaddy@{}", caddy_build_server::xcaddy::MODULE, caddy_build_server::xcaddy::VERSION);
     let out = go().args(["install", &module]).env("GOBIN", &bin).output().expect("go install");
@@ -167,7 +174,12 @@ async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_tags_are_another_build_whose_binary_records_them() {
-    let api = TestApi::start_with(|c| c.go_proxy = caddy_build_server::config::Config::default().go_proxy).await;
+    let go_version = host_go_version();
+    let api = TestApi::start_with(|c| {
+        c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
+        c.recipe.go_version = go_version.clone();
+    })
+    .await;
     let mut config = worker_config(&api.db, "w-tags");
     config.storage.path = api.config.storage.path.clone();
     let worker = start_worker(config);
@@ -176,19 +188,32 @@ async fn other_tags_are_another_build_whose_binary_records_them() {
     tagged["tags"] = json!(["nomysql", "nobadger"]);
     let key = submit(&api, &tagged).await;
     assert_ne!(key, api.queue().build_key(&default).await.unwrap(), "other tags, other key");
+    let queued: Value = api.get(&format!("/api/builds/{key}")).await.json().await.unwrap();
+    let command = queued["xcaddy_command"].as_str().unwrap().to_string();
+    assert_eq!(
+        command,
+        format!(
+            "GOTOOLCHAIN={go_version} GOOS=linux GOARCH=amd64 XCADDY_GO_BUILD_FLAGS='-ldflags \"-w -s\" -trimpath -tags nobadger,nomysql' \
+             xcaddy build {CADDY} --with {PLUGIN}@{PLUGIN_VERSION}"
+        )
+    );
+    // xcaddy, given those flags instead of its own, makes the same bytes.
+    let xcaddy = {
+        let (command, dir) = (command.clone(), scratch(&api.db, "xcaddy-tags"));
+        tokio::task::spawn_blocking(move || run_xcaddy(&command, &dir, "caddy", &install_xcaddy()))
+    };
     let v = succeeded(&api, &key).await;
     assert_eq!(v["spec"]["tags"], json!(["nobadger", "nomysql"]));
-    let command = v["xcaddy_command"].as_str().unwrap();
-    assert!(
-        command.contains("XCADDY_GO_BUILD_FLAGS='-ldflags \"-w -s\" -trimpath -tags nobadger,nomysql' xcaddy build"),
-        "{command}"
-    );
+    assert_eq!(v["xcaddy_command"], command.as_str());
     // `go version -m` on the binary lists the tags it was built with.
-    let out = go().args(["version", "-m"]).arg(artifact_path(&api, &key, "caddy")).output().unwrap();
+    let ours = artifact_path(&api, &key, "caddy");
+    let out = go().args(["version", "-m"]).arg(&ours).output().unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && info.lines().any(|l| l.trim() == "build\t-tags=nobadger,nomysql"), "{info}");
     assert!(info.lines().any(|l| l.trim() == "build\t-trimpath=true") && info.contains("CGO_ENABLED=0"), "{info}");
-    println!("tags nobadger,nomysql: {}", build_step_time(&api, &key).await);
+    let (a, b) = (sha256_of(&ours), sha256_of(&xcaddy.await.unwrap()));
+    println!("tags nobadger,nomysql: ours {} bytes sha256 {}; xcaddy {} bytes sha256 {}; {}", a.1, a.0, b.1, b.0, build_step_time(&api, &key).await);
+    assert_eq!(a, b, "with other tags, our binary differs from xcaddy's");
     worker.stop().await;
     remove_scratch(&api.db);
 }
