@@ -21,3 +21,4 @@ pub mod supervise;
 pub mod telemetry;
 pub mod ui;
 pub mod worker;
+pub mod xcaddy;

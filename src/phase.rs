@@ -9,12 +9,10 @@
 //! | `create_environment` | the attempt begins: work directory, `main.go` (its containers are already running) |
 //! | `initialize_module` | resolve: `go mod init`, `go mod edit -replace` |
 //! | `pin_versions` | resolve: `go get` of Caddy, then of each plugin with Caddy's version |
-//! | `tidy_module` | resolve: `go mod tidy` |
+//! | `windows_resources` | resolve, Windows targets only: the version resource xcaddy embeds |
+//! | `tidy_module` | resolve: `go mod tidy -e` |
 //! | `compile` | the build step: `go build` |
 //! | `cleanup` | verify and publish |
-//!
-//! The official `windows_resources` (Windows icon and version resources) has no
-//! counterpart here: the binaries are what `xcaddy build` makes.
 //!
 //! A phase is a line of the build log with the stream [`STREAM`] whose text is
 //! the phase's name, so a late subscriber replays them like any other line. The
@@ -23,7 +21,16 @@
 //! [`MARKED_STEPS`]: no plugin code runs in them, so none can fake a phase).
 
 /// The phases, in the order a build goes through them.
-pub const PHASES: [&str; 6] = ["create_environment", "initialize_module", "pin_versions", "tidy_module", "compile", "cleanup"];
+pub const PHASES: [&str; 7] =
+    ["create_environment", "initialize_module", "pin_versions", WINDOWS_RESOURCES, "tidy_module", "compile", "cleanup"];
+
+/// The phase only Windows targets go through (icon and version resource).
+pub const WINDOWS_RESOURCES: &str = "windows_resources";
+
+/// The phases a build for `os` goes through, in order.
+pub fn phases_for(os: &str) -> Vec<&'static str> {
+    PHASES.into_iter().filter(|p| os == "windows" || *p != WINDOWS_RESOURCES).collect()
+}
 
 /// The log stream of phase lines.
 pub const STREAM: &str = "system";

@@ -34,12 +34,25 @@ pub struct BuildSpec {
     pub arch: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arm: Option<String>,
+    /// Go build tags. `None` asks for xcaddy's defaults (`cbs.canonical_tags`
+    /// writes them into every canonical spec; only specs stored before tags
+    /// existed lack them); `Some([])` builds without tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
 }
 
 impl BuildSpec {
     /// The binary's file name on the target: Windows wants the `.exe`.
     pub fn binary_name(&self) -> &'static str {
         binary_name(&self.os)
+    }
+
+    /// The tags `go build` gets: the spec's, or xcaddy's defaults.
+    pub fn build_tags(&self) -> Vec<String> {
+        match &self.tags {
+            Some(tags) => tags.clone(),
+            None => crate::xcaddy::DEFAULT_TAGS.iter().map(|t| t.to_string()).collect(),
+        }
     }
 }
 

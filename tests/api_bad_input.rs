@@ -30,6 +30,8 @@ async fn compat_rejects_bad_queries() {
         ("/api/compat?os=linux&arch=amd64&version=..%2F..%2Fetc", "not a valid version"),
         ("/api/compat?os=linux&arch=amd64&r=nonsense", "old=new@version"),
         ("/api/compat?os=linux&arch=amd64&r=github.com/a/b%3D.%2Flocal", "replacement module path"),
+        ("/api/compat?os=linux&arch=amd64&tags=nobadger,x%3Bid", "tags[1]"),
+        ("/api/compat?os=linux&arch=amd64&tags=%24(id)", "Go build tag"),
     ];
     for (path, needle) in cases {
         let message = error_message(api.get(path).await, 400).await;
@@ -106,6 +108,35 @@ async fn router_and_extractor_errors_use_the_envelope() {
     assert!(status == 400 || status == 413, "{status}: {message}");
     assert_eq!(api.build_count().await, 0);
     assert_eq!(api.server_errors().await - server_errors_before, 0.0);
+}
+
+/// Build tags are checked (by SQL's rule) before any version is resolved: shell
+/// metacharacters, too many and too long are a 400 naming the tag, and neither
+/// the module proxy nor the queue sees the request.
+#[tokio::test]
+async fn bad_tags_are_refused_before_anything_is_resolved() {
+    let api = TestApi::start().await;
+    let caddy_list = "github.com/caddyserver/caddy/v2/@v/list";
+    let hits_before = api.proxy.hits(caddy_list);
+    let many: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+    let cases = [
+        (serde_json::json!(["nobadger", "$(id)"]), "tags[1]"),
+        (serde_json::json!(["a b"]), "Go build tag"),
+        (serde_json::json!(["x`id`"]), "tags[0]"),
+        (serde_json::json!(["t".repeat(65)]), "1 to 64 characters"),
+        (serde_json::json!(many), "at most 32"),
+        (serde_json::json!("nobadger"), "tags"),
+    ];
+    for (tags, needle) in cases {
+        let body = serde_json::json!({"os": "linux", "arch": "amd64", "tags": tags});
+        let status = if tags.is_string() { 422 } else { 400 };
+        let message = error_message(api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap(), status).await;
+        assert!(message.contains(needle), "{tags}: {message:?} should mention {needle:?}");
+    }
+    let message = error_message(api.get("/api/compat?os=linux&arch=amd64&tags=nobadger,%3Bid").await, 400).await;
+    assert!(message.contains("tags[1]"), "{message}");
+    assert_eq!(api.proxy.hits(caddy_list), hits_before, "nothing was resolved");
+    assert_eq!(api.build_count().await, 0);
 }
 
 /// What the module proxy says about a module or version is the requester's

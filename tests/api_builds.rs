@@ -198,3 +198,31 @@ async fn a_build_whose_binary_is_gone_is_built_again() {
     assert_eq!(again.await.unwrap().bytes().await.unwrap().as_ref(), b"second binary");
     assert_eq!(api.get(&format!("/api/builds/{key}/download")).await.status(), 200);
 }
+
+/// The status JSON names the xcaddy command that makes the same binary: the
+/// target, the tags when they are not xcaddy's defaults, and the Go version the
+/// build recorded, or the configured one before it ran.
+#[tokio::test]
+async fn status_shows_the_xcaddy_command() {
+    let api = TestApi::start_with(|c| c.recipe.go_version = "go1.26.7".into()).await;
+    let body = json!({"os": "linux", "arch": "arm", "arm": "6", "caddy_version": "v2.10.2", "tags": ["nomysql", "nobadger"],
+                      "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.2.1"}]});
+    let b: Value = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap().json().await.unwrap();
+    let key = b["build_key"].as_str().unwrap().to_string();
+    assert_eq!(b["spec"]["tags"], json!(["nobadger", "nomysql"]));
+    assert_eq!(
+        b["xcaddy_command"],
+        "GOTOOLCHAIN=go1.26.7 GOOS=linux GOARCH=arm GOARM=6 XCADDY_GO_BUILD_FLAGS='-ldflags \"-w -s\" -trimpath -tags nobadger,nomysql' \
+         xcaddy build v2.10.2 --with github.com/caddy-dns/cloudflare@v0.2.1"
+    );
+    let attempt = api.claim(&key).await;
+    api.publish_with_provenance(&key, attempt, b"binary", None, json!({"go_version": "go1.26.8"})).await;
+    let done: Value = api.get(&format!("/api/builds/{key}")).await.json().await.unwrap();
+    assert!(done["xcaddy_command"].as_str().unwrap().starts_with("GOTOOLCHAIN=go1.26.8 GOOS=linux GOARCH=arm GOARM=6 "), "{done}");
+
+    // Without tags: xcaddy's defaults, which the command leaves to xcaddy.
+    let plain = json!({"os": "windows", "arch": "amd64", "caddy_version": "v2.10.2"});
+    let b: Value = api.http.post(api.url("/api/builds")).json(&plain).send().await.unwrap().json().await.unwrap();
+    assert_eq!(b["spec"]["tags"], json!(["nobadger", "nomysql", "nopgx"]));
+    assert_eq!(b["xcaddy_command"], "GOTOOLCHAIN=go1.26.7 GOOS=windows GOARCH=amd64 xcaddy build v2.10.2");
+}

@@ -236,7 +236,7 @@ async fn every_compat_parameter_reaches_the_spec() {
     let api = TestApi::start().await;
     let query = "/api/compat?os=linux&arch=arm&arm=6&version=v2.9&idempotency=abc\
                  &p=github.com/caddy-dns/cloudflare@v0.1.0&p=github.com/mholt/caddy-l4\
-                 &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2";
+                 &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2&tags=nomysql,nobadger";
     let pending = api.spawn(api.http.head(api.url(query)));
     let key = api.only_build_key().await;
     let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
@@ -247,6 +247,7 @@ async fn every_compat_parameter_reaches_the_spec() {
             "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.1.0"},
                         {"module": "github.com/mholt/caddy-l4", "version": "v0.0.1"}],
             "replacements": [{"old": "github.com/old/lib", "new": "github.com/BurntSushi/toml", "version": "v1.3.2"}],
+            "tags": ["nobadger", "nomysql"],
         })
     );
     api.succeed(&key, b"arm6").await;
@@ -322,4 +323,21 @@ async fn cache_headers_follow_what_the_request_named() {
     let error = api.get("/api/compat?os=linux&arch=amd64&p=github.com/nobody/nothing").await;
     assert_eq!(error.headers()["cache-control"], "no-store");
     assert_eq!(api.build_count().await, 1, "every request above named the same build");
+}
+
+/// The compat query without `tags` builds with xcaddy's default tags, so every
+/// URL the Caddy CLI and the official pages send means what it always did;
+/// `tags=` (empty) asks for none.
+#[tokio::test]
+async fn compat_without_tags_means_xcaddys_defaults() {
+    let api = TestApi::start().await;
+    let base = "os=linux&arch=amd64&version=v2.9.1&p=github.com/caddy-dns/cloudflare@v0.2.1";
+    for (extra, tags) in [("", serde_json::json!(["nobadger", "nomysql", "nopgx"])), ("&tags=", serde_json::json!([]))] {
+        let resp = api.http.post(api.url(&format!("/api/build?{base}{extra}"))).send().await.unwrap();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let key = body["result"]["key"].as_str().unwrap();
+        let spec = api.queue().get(key).await.unwrap().unwrap().spec;
+        assert_eq!(spec["tags"], tags, "{extra:?}");
+    }
+    assert_eq!(api.build_count().await, 2, "other tags, another build");
 }

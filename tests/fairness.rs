@@ -23,9 +23,11 @@ struct Claimed {
 }
 
 /// Submits `count` distinct builds for `client` in one statement, as the api
-/// would charge them (limits NULL: nothing is charged). Returns their keys.
+/// would charge them (limits NULL: nothing is charged). Returns their keys in
+/// the order the client's builds are claimed: created in one statement, they
+/// share `created_at`, so by key.
 async fn submit(c: &Client, client: Option<&str>, prefix: &str, count: i32, priority: &str) -> Vec<String> {
-    c.query(
+    let mut keys: Vec<String> = c.query(
         "SELECT (cbs.submit_build(jsonb_build_object(
                     'caddy_version', 'v2.11.9', 'os', 'linux', 'arch', 'amd64',
                     'plugins', jsonb_build_array(jsonb_build_object(
@@ -38,7 +40,9 @@ async fn submit(c: &Client, client: Option<&str>, prefix: &str, count: i32, prio
     .unwrap()
     .iter()
     .map(|r| r.get(0))
-    .collect()
+    .collect();
+    keys.sort();
+    keys
 }
 
 async fn claim(c: &Client, worker: &str, max_count: i32) -> Result<Vec<Claimed>, tokio_postgres::Error> {
@@ -286,8 +290,7 @@ async fn admin_views_show_the_claim_order_per_client() {
         .unwrap();
     /// client, turn, queued, queued_background, runnable, building
     type Row = (Option<String>, Option<i64>, i64, i64, i64, i64);
-    let got: Vec<Row> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
+    let got: Vec<Row> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
     assert_eq!(
         got,
         [

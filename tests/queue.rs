@@ -50,6 +50,40 @@ async fn different_targets_have_different_keys_and_arm_defaults_to_7() {
 }
 
 #[tokio::test]
+async fn tags_are_part_of_the_key_and_default_to_xcaddys() {
+    let db = TestDb::new().await;
+    let k = |s| { let q = db.queue.clone(); async move { q.build_key(&s).await.unwrap() } };
+    let with_tags = |tags: serde_json::Value| {
+        let mut s = nth_spec(1);
+        s["tags"] = tags;
+        s
+    };
+    // Absent, null and xcaddy's own list (in any order, repeated) are one build.
+    let default = k(nth_spec(1)).await;
+    assert_eq!(k(with_tags(json!(null))).await, default);
+    assert_eq!(k(with_tags(json!(["nopgx", "nobadger", "nomysql", "nopgx"]))).await, default);
+    // The canonical spec always carries them: no key from before tags existed comes back.
+    let stored = db.queue.submit(&nth_spec(1), false).await.unwrap();
+    assert_eq!(stored.spec["tags"], json!(["nobadger", "nomysql", "nopgx"]));
+    let without_tags = {
+        let mut c = stored.spec.clone();
+        c.as_object_mut().unwrap().remove("tags");
+        c
+    };
+    let old_key: String = db.client().await.query_one("SELECT cbs.canonical_key($1::jsonb)", &[&without_tags]).await.unwrap().get(0);
+    assert_ne!(old_key, default, "a spec's key differs from the key it had before tags existed");
+    // Other tags, and none at all, are other builds.
+    let fewer = k(with_tags(json!(["nomysql", "nobadger"]))).await;
+    let none = k(with_tags(json!([]))).await;
+    assert_eq!(HashSet::from([&default, &fewer, &none]).len(), 3);
+    let sorted = db.queue.submit(&with_tags(json!(["nomysql", "nobadger", "nomysql"])), false).await.unwrap();
+    assert_eq!(sorted.spec["tags"], json!(["nobadger", "nomysql"]), "deduplicated and sorted");
+    // SQL's defaults are the ones the xcaddy command leaves out.
+    let sql_default: serde_json::Value = db.client().await.query_one("SELECT cbs.default_build_tags()", &[]).await.unwrap().get(0);
+    assert_eq!(sql_default, json!(caddy_build_server::xcaddy::DEFAULT_TAGS));
+}
+
+#[tokio::test]
 async fn existing_builds_are_returned_as_is_and_failed_ones_need_force() {
     let db = TestDb::new().await;
     let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
@@ -348,6 +382,13 @@ async fn bad_specs_are_rejected_and_nothing_is_stored() {
         ("replacement with local path", with("replacements", json!([{"old": "github.com/a/b", "new": "../b", "version": "v1.0.0"}])), "new"),
         ("replacement without version", with("replacements", json!([{"old": "github.com/a/b", "new": "github.com/c/b", "version": ""}])), "version"),
         ("unknown field", with("callback", json!("x")), "callback"),
+        ("tags not an array", with("tags", json!("nobadger")), "tags"),
+        ("tag not a string", with("tags", json!([1])), "tags[0]"),
+        ("shell in a tag", with("tags", json!(["nobadger", "x;rm -rf /"])), "tags[1]"),
+        ("comma in a tag", with("tags", json!(["a,b"])), "tags[0]"),
+        ("empty tag", with("tags", json!([""])), "tags[0]"),
+        ("long tag", with("tags", json!(["t".repeat(65)])), "tags[0]"),
+        ("too many tags", with("tags", json!((0..33).map(|i| format!("t{i}")).collect::<Vec<_>>())), "at most 32"),
         ("not an object", json!([1, 2]), "spec"),
     ];
     for (what, spec, needle) in cases {

@@ -94,8 +94,63 @@ $$;
 COMMENT ON FUNCTION cbs.raise_bad_spec(text, text, text) IS
     'Raises a bad-spec error (SQLSTATE CB400 unless told) whose message starts with the field.';
 
+-- The build tags of a spec that names none: xcaddy's defaults, which leave out the
+-- database drivers Caddy's own releases leave out. Spelled in xcaddy v0.4.5's
+-- builder.go; the worker passes the spec's tags to `go build -tags` as they are.
+CREATE OR REPLACE FUNCTION cbs.default_build_tags()
+RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT '["nobadger", "nomysql", "nopgx"]'::jsonb
+$$;
+COMMENT ON FUNCTION cbs.default_build_tags() IS
+    'The build tags of a spec without tags: xcaddy''s defaults (nobadger, nomysql, nopgx).';
+
+-- A spec's build tags, validated, without duplicates and sorted (Go records
+-- `-tags` in the binary in the order given, so one order keeps one key per
+-- binary). Absent or null means xcaddy's defaults; [] means no tags at all.
+-- A tag is what Go's build constraints accept (letters, digits, '_', '.'), so
+-- none can carry a comma, a space or anything a shell would read.
+CREATE OR REPLACE FUNCTION cbs.canonical_tags(tags jsonb)
+RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    max_tags constant int := 32;
+    max_len  constant int := 64;
+    item     jsonb;
+    idx      int := 0;
+    tag      text;
+BEGIN
+    IF tags IS NULL OR tags = 'null'::jsonb THEN
+        RETURN cbs.default_build_tags();
+    END IF;
+    IF jsonb_typeof(tags) <> 'array' THEN
+        PERFORM cbs.raise_bad_spec('tags', 'must be an array of build tags');
+    END IF;
+    IF jsonb_array_length(tags) > max_tags THEN
+        PERFORM cbs.raise_bad_spec('tags', format('has %s entries (at most %s)', jsonb_array_length(tags), max_tags));
+    END IF;
+    FOR item IN SELECT value FROM jsonb_array_elements(tags) LOOP
+        IF jsonb_typeof(item) <> 'string' THEN
+            PERFORM cbs.raise_bad_spec(format('tags[%s]', idx), 'must be a string');
+        END IF;
+        tag := item #>> '{}';
+        IF tag = '' OR length(tag) > max_len THEN
+            PERFORM cbs.raise_bad_spec(format('tags[%s]', idx), format('must be 1 to %s characters long', max_len));
+        END IF;
+        IF tag !~ '^[A-Za-z0-9_.]+$' THEN
+            PERFORM cbs.raise_bad_spec(format('tags[%s] %L', idx, tag),
+                'may contain only letters, digits, ''_'' and ''.'' (a Go build tag)');
+        END IF;
+        idx := idx + 1;
+    END LOOP;
+    RETURN (SELECT coalesce(jsonb_agg(t ORDER BY t), '[]')
+              FROM (SELECT DISTINCT e.t COLLATE "C" AS t FROM jsonb_array_elements_text(tags) AS e(t)) d);
+END;
+$$;
+COMMENT ON FUNCTION cbs.canonical_tags(jsonb) IS
+    'A spec''s build tags validated, deduplicated and sorted; xcaddy''s defaults when absent or null.';
+
 -- Validates a spec and returns its canonical form: known keys only, plugins sorted by
--- module, replacements sorted by old path, arm only (and always) for arch=arm.
+-- module, replacements sorted by old path, arm only (and always) for arch=arm, tags
+-- always (cbs.canonical_tags).
 CREATE OR REPLACE FUNCTION cbs.canonical_spec(spec jsonb)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -115,7 +170,7 @@ BEGIN
         PERFORM cbs.raise_bad_spec('spec', 'must be a JSON object');
     END IF;
     SELECT k INTO unknown FROM jsonb_object_keys(spec) AS k
-     WHERE k NOT IN ('caddy_version', 'plugins', 'replacements', 'os', 'arch', 'arm')
+     WHERE k NOT IN ('caddy_version', 'plugins', 'replacements', 'os', 'arch', 'arm', 'tags')
      ORDER BY k LIMIT 1;
     IF unknown IS NOT NULL THEN
         PERFORM cbs.raise_bad_spec(unknown, 'is not a known spec field');
@@ -214,6 +269,9 @@ BEGIN
     IF v_arch = 'arm' THEN
         canonical := canonical || jsonb_build_object('arm', v_arm);
     END IF;
+    -- Always present, defaults included: every key made before tags existed
+    -- (built without them, from another main.go) stays apart from every new one.
+    canonical := canonical || jsonb_build_object('tags', cbs.canonical_tags(spec->'tags'));
     RETURN canonical;
 END;
 $$;

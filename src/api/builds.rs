@@ -37,6 +37,9 @@ pub struct BuildRequest {
     arch: String,
     #[serde(default)]
     arm: Option<String>,
+    /// Go build tags; absent or null means xcaddy's defaults, `[]` none.
+    #[serde(default)]
+    tags: Option<Vec<String>>,
     /// Re-queue a failed or cancelled build of the same spec.
     #[serde(default)]
     force: bool,
@@ -124,6 +127,8 @@ struct BuildView {
     created_at: chrono::DateTime<chrono::Utc>,
     started_at: Option<chrono::DateTime<chrono::Utc>>,
     finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The `xcaddy build` command that makes the same binary, byte for byte.
+    xcaddy_command: Option<String>,
     links: Links,
     /// The latest reproduction by another worker, if any ([`with_reproduction`]).
     reproduction: Option<ReproductionView>,
@@ -157,6 +162,7 @@ fn view(state: &AppState, b: &Build) -> BuildView {
         created_at: b.created_at,
         started_at: b.started_at,
         finished_at: b.finished_at,
+        xcaddy_command: xcaddy_command(state, b),
         links: Links {
             download: format!("{base}/download"),
             sha256: format!("{base}/sha256"),
@@ -172,6 +178,17 @@ fn view(state: &AppState, b: &Build) -> BuildView {
         },
         reproduction: None,
     }
+}
+
+/// The xcaddy command reproducing the build, with the Go version it was built
+/// with (its provenance), else the one its spec asks for, else the configured
+/// one. `None` only for a stored spec this version cannot read.
+pub fn xcaddy_command(state: &AppState, b: &Build) -> Option<String> {
+    let spec: crate::spec::BuildSpec = serde_json::from_value(b.spec.clone()).ok()?;
+    let recorded = b.provenance.as_ref().and_then(|p| p["go_version"].as_str());
+    let configured = Some(state.config.recipe.go_version.as_str()).filter(|v| !v.is_empty());
+    let go = recorded.or_else(|| b.spec["go_version"].as_str()).or(configured);
+    Some(crate::xcaddy::command(&spec, go))
 }
 
 /// Rejects anything but 64 lowercase hex digits before it reaches SQL or storage.
@@ -199,6 +216,7 @@ pub async fn submit(State(state): State<AppState>, client: Client, Json(body): J
         os: body.os,
         arch: body.arch,
         arm: body.arm,
+        tags: body.tags,
     };
     let spec = spec_input::resolve(&state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;

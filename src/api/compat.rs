@@ -14,7 +14,7 @@ use super::client::Client;
 use super::download::{self, Freshness, SharedDownload};
 use super::error::{ApiError, ApiResult};
 use super::official;
-use super::spec_input::{self, parse_replacement, split_module_version, SpecRequest};
+use super::spec_input::{self, parse_replacement, parse_tags, split_module_version, SpecRequest};
 use super::state::AppState;
 use super::wait::{until_terminal, WaitEnd};
 use crate::db::{Build, BuildStatus};
@@ -34,6 +34,8 @@ pub fn parse_query(raw: Option<&str>) -> ApiResult<SpecRequest> {
                 req.plugins.push(Plugin { module, version });
             }
             "r" if !value.trim().is_empty() => req.replacements.push(parse_replacement(&value)?),
+            // Not in the official protocol: absent, the build has xcaddy's default tags.
+            "tags" => req.tags.get_or_insert_with(Vec::new).extend(parse_tags(&value)),
             // `idempotency` is accepted and ignored, as are keys other clients add.
             _ => {}
         }

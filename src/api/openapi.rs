@@ -70,6 +70,7 @@ pub(super) fn compat_params() -> Value {
          "example": ["github.com/caddy-dns/cloudflare"]},
         {"name": "r", "in": "query", "required": false, "style": "form", "explode": true,
          "description": "Replacement old=new@version, repeated", "schema": {"type": "array", "items": {"type": "string"}}},
+        q("tags", "Go build tags, comma-separated (not in the official protocol); empty: none; absent: xcaddy's defaults nobadger,nomysql,nopgx", json!({"type": "string"})),
         q("idempotency", "Accepted and ignored", json!({"type": "string"})),
     ])
 }
@@ -279,6 +280,8 @@ fn build_document() -> Value {
                 "replacements": {"type": "array", "items": {"$ref": "#/components/schemas/Replacement"}},
                 "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
                 "arm": {"type": "string", "nullable": true, "example": "7"},
+                "tags": {"type": "array", "nullable": true, "maxItems": 32, "description": "Go build tags; absent or null: xcaddy's defaults (nobadger, nomysql, nopgx); []: none. Part of the build key.",
+                         "items": {"type": "string", "pattern": "^[A-Za-z0-9_.]{1,64}$"}, "example": ["nobadger", "nomysql"]},
                 "force": {"type": "boolean"},
                 "callback_url": {"type": "string", "nullable": true, "description": "POSTed the build's status JSON when it ends; http(s), no credentials, and its host must be or resolve to public addresses only (or be allowed by janitor.webhooks.allow), else 400"}}},
             "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {
@@ -292,6 +295,8 @@ fn build_document() -> Value {
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": {"type": "string", "format": "date-time", "nullable": true},
                 "finished_at": {"type": "string", "format": "date-time", "nullable": true},
+                "xcaddy_command": {"type": "string", "nullable": true, "description": "The xcaddy v0.4.5 command that builds the same binary, byte for byte",
+                                   "example": "GOTOOLCHAIN=go1.26.8 GOOS=linux GOARCH=amd64 xcaddy build v2.11.9 --with github.com/caddy-dns/cloudflare@v0.2.1"},
                 "links": {"type": "object", "properties": {
                     "self": {"type": "string"}, "download": {"type": "string"}, "sha256": {"type": "string"},
                     "signature": {"type": "string"}, "log": {"type": "string"}}},

@@ -23,6 +23,8 @@ pub struct SpecRequest {
     pub os: String,
     pub arch: String,
     pub arm: Option<String>,
+    /// Go build tags; `None` means xcaddy's defaults (filled in by SQL).
+    pub tags: Option<Vec<String>>,
 }
 
 impl SpecRequest {
@@ -42,6 +44,10 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 /// Checks everything that needs no module proxy.
 pub async fn validate(state: &AppState, req: &SpecRequest) -> ApiResult<()> {
+    if let Some(tags) = &req.tags {
+        // The rule is SQL's (cbs.canonical_tags); asked now, so bad tags cost no proxy request.
+        state.queue.canonical_tags(&serde_json::json!(tags)).await?;
+    }
     if req.os.is_empty() {
         return Err(bad("os is required (e.g. os=linux)"));
     }
@@ -111,7 +117,7 @@ pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec>
         None if req.arch == "arm" => Some(DEFAULT_ARM.to_string()),
         arm => arm,
     };
-    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm })
+    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm, tags: req.tags })
 }
 
 /// Splits `module@version` on the last `@` (a bare module means latest).
@@ -120,6 +126,12 @@ pub fn split_module_version(s: &str) -> (String, String) {
         Some((m, v)) => (m.trim().to_string(), v.trim().to_string()),
         None => (s.trim().to_string(), String::new()),
     }
+}
+
+/// Parses a compat `tags` value: build tags separated by commas; an empty
+/// value means no tags at all (absent means xcaddy's defaults).
+pub fn parse_tags(s: &str) -> Vec<String> {
+    s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()
 }
 
 /// Parses a compat `r` value: `old=new@version` (version optional).

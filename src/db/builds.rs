@@ -180,6 +180,13 @@ impl Queue {
         self.scalar(query!("build_key"), &[spec]).await
     }
 
+    /// `cbs.canonical_tags`: a spec's build tags as the canonical spec will hold
+    /// them; `BadSpec` for tags SQL refuses. Lets the api refuse bad tags before
+    /// it asks the module proxy anything.
+    pub async fn canonical_tags(&self, tags: &Value) -> Result<Value, DbError> {
+        self.scalar(query!("canonical_tags"), &[tags]).await
+    }
+
     pub async fn get(&self, build_key: &str) -> Result<Option<Build>, DbError> {
         self.query(query!("get_build"), &[&build_key])
             .await?

@@ -117,6 +117,11 @@ async fn execute(
     tokio::fs::write(&main_go, recipe::main_go(&spec).map_err(bad)?)
         .await
         .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
+    if spec.os == "windows" {
+        recipe::write_windows_resource_generator(work)
+            .await
+            .map_err(|e| JobError::Transient(format!("{}: {e}", work.join(recipe::WINRES_DIR).display())))?;
+    }
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
 
     step(ctx, session, &resolve, tx, cancel, &spec).await?;

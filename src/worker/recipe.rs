@@ -1,10 +1,17 @@
-//! The build recipe: `main.go` rendered from `templates/main.go.j2` and the three
-//! steps in xcaddy's order. Resolve (`go mod init`, replacements via
-//! `go mod edit -replace`, `go get` Caddy, then each plugin together with Caddy's
-//! pinned version so a plugin cannot drag Caddy up, `go mod tidy`), build
-//! (cross-compiled, no network) and verify (runs the binary, no network).
-//! Resolve announces its phases ([`crate::phase`]) and leaves the module graph
-//! ([`GRAPH_FILE`]); verify leaves the module listing ([`MODULES_FILE`]).
+//! The build recipe: xcaddy v0.4.5's, so that a binary built here is
+//! byte-identical to what `xcaddy build` makes of the same spec with the same Go
+//! (see [`crate::xcaddy`] for the command). `main.go` is rendered from
+//! `templates/main.go.j2` (xcaddy's template, byte for byte: line numbers are in
+//! the binary), then three steps run the `go` commands xcaddy runs, in its
+//! order. Resolve: `go mod init caddy`, one `go mod edit` with every
+//! replacement, `go get -v` Caddy, then each plugin together with Caddy's pinned
+//! version (so a plugin cannot drag Caddy up; plugins below a replaced path are
+//! skipped, as xcaddy skips them), `go get -v ''`, for Windows the version
+//! resource ([`WINRES_DIR`]), and `go mod tidy -e`. Build (cross-compiled, no
+//! network): `CGO_ENABLED=0 go build -ldflags "-w -s" -trimpath -tags …`.
+//! Verify runs the binary (no network). Resolve announces its phases
+//! ([`crate::phase`]) and leaves the module graph ([`GRAPH_FILE`]); verify leaves
+//! the module listing ([`MODULES_FILE`]).
 
 use std::time::Duration;
 
@@ -13,6 +20,18 @@ use crate::sandbox::{shell_quote, StepNetwork, StepSpec};
 use crate::spec::{BuildSpec, CADDY_MODULE};
 
 const MAIN_GO_TEMPLATE: &str = include_str!("../../templates/main.go.j2");
+/// Where the Windows version resource's generator (`templates/winres`) is
+/// written in the work dir: a module of its own, which Go's package patterns
+/// skip (its name starts with a dot).
+pub const WINRES_DIR: &str = ".winres";
+/// The generator's executable, in the work dir while resolve runs.
+const WINRES_BIN: &str = ".winres.bin";
+/// The generator's files, written into [`WINRES_DIR`] for Windows targets.
+pub const WINRES_FILES: [(&str, &str); 3] = [
+    ("go.mod", include_str!("../../templates/winres/go.mod")),
+    ("go.sum", include_str!("../../templates/winres/go.sum")),
+    ("main.go", include_str!("../../templates/winres/main.go")),
+];
 /// Output of the resolve step's attempt from the module cache alone, shown only if it succeeds.
 const OFFLINE_LOG: &str = ".resolve-offline.log";
 /// The binary's directory inside the work dir.
@@ -33,13 +52,17 @@ pub enum RecipeError {
     BadVersion(String),
     #[error("unsupported target {0}")]
     BadTarget(String),
+    #[error("invalid build tag {0:?}")]
+    BadTag(String),
     #[error("template: {0}")]
     Template(#[from] minijinja::Error),
 }
 
-/// Renders `main.go` for the spec's plugins.
+/// Renders `main.go` for the spec's plugins, as xcaddy writes it.
 pub fn main_go(spec: &BuildSpec) -> Result<String, RecipeError> {
     let mut env = minijinja::Environment::new();
+    // xcaddy's file ends with a newline, which minijinja drops unless told.
+    env.set_syntax(minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build()?);
     env.add_template("main.go", MAIN_GO_TEMPLATE)?;
     let plugins: Vec<String> = spec.plugins.iter().map(|p| p.module.clone()).collect();
     for m in &plugins {
@@ -87,7 +110,35 @@ fn base_env(config: &Config, network: bool) -> Vec<(String, String)> {
     env
 }
 
-/// Resolve: writes go.mod/go.sum next to main.go.
+/// For a Windows target, the command that writes xcaddy's version resource
+/// (`resource_windows_<arch>.syso`) into the work dir from the generator in
+/// [`WINRES_DIR`] (see [`write_windows_resource_generator`]); it needs the
+/// network for the generator's modules. Built into the work dir and run from
+/// there: /tmp, where `go run` would put it, is mounted noexec.
+pub fn windows_resource(spec: &BuildSpec) -> Result<Option<String>, RecipeError> {
+    if spec.os != "windows" {
+        return Ok(None);
+    }
+    check_target(spec)?;
+    Ok(Some(format!(
+        "(cd {WINRES_DIR} && go build -o ../{WINRES_BIN} . && ../{WINRES_BIN} -dir .. -arch {} -output {}) && rm -f {WINRES_BIN}",
+        shell_quote(&spec.arch),
+        shell_quote(spec.binary_name())
+    )))
+}
+
+/// Writes the Windows version resource's generator into the work dir.
+pub async fn write_windows_resource_generator(work: &std::path::Path) -> std::io::Result<()> {
+    let dir = work.join(WINRES_DIR);
+    tokio::fs::create_dir_all(&dir).await?;
+    for (name, text) in WINRES_FILES {
+        tokio::fs::write(dir.join(name), text).await?;
+    }
+    Ok(())
+}
+
+/// Resolve: writes go.mod/go.sum next to main.go (and, for Windows, the
+/// version resource `resource_windows_<arch>.syso`).
 ///
 /// Every version in a spec is exact, so the result depends on the module cache's
 /// contents only, never on when the proxy is asked. The commands therefore run
@@ -101,6 +152,8 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
     let caddy = format!("{CADDY_MODULE}@{}", spec.caddy_version);
     let phase = |name: &str| format!("phase {name}");
     let mut commands = vec![phase("initialize_module"), "go mod init caddy".to_string()];
+    // xcaddy edits every replacement in one `go mod edit` before pinning versions.
+    let mut edit = Vec::new();
     for r in &spec.replacements {
         check_module(&r.old)?;
         check_module(&r.new)?;
@@ -110,17 +163,31 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
             check_version(&r.version)?;
             format!("{}@{}", r.new, r.version)
         };
-        commands.push(format!("go mod edit -replace {}", shell_quote(&format!("{}={new}", r.old))));
+        edit.push(format!("-replace {}", shell_quote(&format!("{}={new}", r.old))));
+    }
+    if !edit.is_empty() {
+        commands.push(format!("go mod edit {}", edit.join(" ")));
     }
     commands.push(phase("pin_versions"));
     commands.push(format!("go get -v {}", shell_quote(&caddy)));
     for p in &spec.plugins {
         check_module(&p.module)?;
         check_version(&p.version)?;
+        // A plugin inside a replaced module is not fetched (xcaddy's issue 221).
+        if spec.replacements.iter().any(|r| p.module.starts_with(&format!("{}/", r.old))) {
+            continue;
+        }
         commands.push(format!("go get -v {} {}", shell_quote(&format!("{}@{}", p.module, p.version)), shell_quote(&caddy)));
     }
+    // xcaddy's closing `go get`, meant to settle ambiguities a plugin brings in;
+    // it passes an empty argument (its Go code appends ""), and so do we.
+    commands.push("go get -v ''".into());
+    if let Some(command) = windows_resource(spec)? {
+        commands.push(phase(crate::phase::WINDOWS_RESOURCES));
+        commands.push(command);
+    }
     commands.push(phase("tidy_module"));
-    commands.push("go mod tidy".into());
+    commands.push("go mod tidy -e".into());
     // Chained with `&&`: `set -e` does not apply inside a function whose status `if` tests.
     // Phases go to the step's own output (fd 3) at once, also while the attempt
     // from the cache alone writes to its log file.
@@ -133,7 +200,7 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         format!("  cat {OFFLINE_LOG}"),
         "else".into(),
         "  echo 'not every module is in the cache: resolving through the module proxy'".into(),
-        "  rm -f go.mod go.sum".into(),
+        "  rm -f go.mod go.sum resource_windows_*.syso".into(),
         "  resolve".into(),
         "fi".into(),
         format!("rm -f {OFFLINE_LOG}"),
@@ -147,14 +214,24 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
     })
 }
 
-/// Build: cross-compiles with no network and no module downloads.
-pub fn build_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Result<StepSpec, RecipeError> {
-    // Which GOOS/GOARCH pairs exist is cbs.targets' business (the spec was validated
-    // against it on submit); here only that the values are plain words.
+/// Which GOOS/GOARCH pairs exist is cbs.targets' business (the spec was validated
+/// against it on submit); here only that the values are plain words.
+fn check_target(spec: &BuildSpec) -> Result<(), RecipeError> {
     let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !word(&spec.os) || !word(&spec.arch) {
-        return Err(RecipeError::BadTarget(format!("{}/{}", spec.os, spec.arch)));
-    }
+    if word(&spec.os) && word(&spec.arch) { Ok(()) } else { Err(RecipeError::BadTarget(format!("{}/{}", spec.os, spec.arch))) }
+}
+
+/// A Go build tag as `cbs.canonical_tags` admits it; checked again here, as a
+/// tag becomes part of a command line.
+fn check_tag(tag: &str) -> Result<(), RecipeError> {
+    let ok = !tag.is_empty() && tag.len() <= 64 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if ok { Ok(()) } else { Err(RecipeError::BadTag(tag.into())) }
+}
+
+/// Build: cross-compiles with no network and no module downloads, with
+/// xcaddy's flags and the spec's tags.
+pub fn build_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Result<StepSpec, RecipeError> {
+    check_target(spec)?;
     let mut env = base_env(config, false);
     env.push(("GOOS".into(), spec.os.clone()));
     env.push(("GOARCH".into(), spec.arch.clone()));
@@ -166,14 +243,19 @@ pub fn build_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Resul
         env.push(("GOARM".into(), arm));
     }
     let out = format!("{OUT_DIR}/{}", spec.binary_name());
-    Ok(StepSpec {
-        name: "build".into(),
-        cmd: ["go", "build", "-o", &out, "-trimpath", "-buildvcs=false", "-ldflags", "-w -s", "."]
-            .map(String::from)
-            .to_vec(),
-        env,
-        timeout,
-    })
+    // xcaddy's order; `-buildvcs=false` changes nothing in the binary (the work
+    // dir is no repository), it only spares Go the search for one.
+    let mut cmd: Vec<String> = ["go", "build", "-buildvcs=false", "-o", &out, "-ldflags", crate::xcaddy::LDFLAGS, "-trimpath"]
+        .map(String::from)
+        .to_vec();
+    let tags = spec.build_tags();
+    if !tags.is_empty() {
+        for t in &tags {
+            check_tag(t)?;
+        }
+        cmd.extend(["-tags".to_string(), tags.join(",")]);
+    }
+    Ok(StepSpec { name: "build".into(), cmd, env, timeout })
 }
 
 /// Verify runs only where the binary runs: a linux binary of the worker's own arch.
@@ -222,7 +304,20 @@ mod tests {
             os: "linux".into(),
             arch: "amd64".into(),
             arm: None,
+            tags: None,
         }
+    }
+
+    /// What xcaddy v0.4.5 writes for these two plugins (its mainModuleTemplate
+    /// rendered by text/template), byte for byte.
+    const XCADDY_MAIN_GO: &str = "package main\n\nimport (\n\tcaddycmd \"github.com/caddyserver/caddy/v2/cmd\"\n\n\t// plug in Caddy modules here\n\t_ \"github.com/caddyserver/caddy/v2/modules/standard\"\n\t_ \"github.com/caddy-dns/cloudflare\"\n\t_ \"github.com/mholt/caddy-l4\"\n)\n\nfunc main() {\n\tcaddycmd.Main()\n}\n";
+
+    #[test]
+    fn main_go_is_xcaddys() {
+        let go = main_go(&spec(&["github.com/caddy-dns/cloudflare", "github.com/mholt/caddy-l4"])).unwrap();
+        assert_eq!(go, XCADDY_MAIN_GO);
+        let none = main_go(&spec(&[])).unwrap();
+        assert!(none.contains("modules/standard\"\n)\n"), "{none}");
     }
 
     #[test]
@@ -242,14 +337,53 @@ mod tests {
         let plugin = script
             .find("go get -v 'github.com/caddy-dns/cloudflare@v0.2.2' 'github.com/caddyserver/caddy/v2@v2.11.9'")
             .unwrap();
-        let tidy = script.find("go mod tidy").unwrap();
-        assert!(caddy_first < plugin && plugin < tidy, "{script}");
+        let settle = script.find("go get -v '' &&\n").unwrap();
+        let tidy = script.find("go mod tidy -e\n").unwrap();
+        assert!(caddy_first < plugin && plugin < settle && settle < tidy, "{script}");
+        assert!(!script.contains("winres"), "no Windows resource for linux: {script}");
         let phases: Vec<usize> = ["initialize_module", "pin_versions", "tidy_module"]
             .iter()
             .map(|p| script.find(&format!("phase {p} &&")).unwrap())
             .collect();
         assert!(phases[0] < script.find("go mod init").unwrap() && phases[1] < caddy_first && caddy_first < phases[2] && phases[2] < tidy, "{script}");
         assert_eq!(STEPS[0], (s.name.as_str(), StepNetwork::Online), "only the resolve step has network");
+    }
+
+    #[test]
+    fn resolve_follows_xcaddy_for_replacements_and_windows() {
+        let mut sp = spec(&["github.com/a/b/caddy", "github.com/c/d"]);
+        sp.replacements = vec![
+            crate::spec::Replacement { old: "github.com/a/b".into(), new: "github.com/x/b".into(), version: "v1.0.0".into() },
+            crate::spec::Replacement { old: "github.com/e/f".into(), new: "github.com/x/f".into(), version: "v1.0.1".into() },
+        ];
+        sp.os = "windows".into();
+        let s = resolve_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
+        let script = &s.cmd[2];
+        assert!(script.contains("go mod edit -replace 'github.com/a/b=github.com/x/b@v1.0.0' -replace 'github.com/e/f=github.com/x/f@v1.0.1' &&"), "{script}");
+        assert!(!script.contains("go get -v 'github.com/a/b/caddy@"), "a plugin inside a replaced module is not fetched: {script}");
+        assert!(script.contains("go get -v 'github.com/c/d@v0.2.2'"), "{script}");
+        let winres = script
+            .find("(cd .winres && go build -o ../.winres.bin . && ../.winres.bin -dir .. -arch 'amd64' -output 'caddy.exe') && rm -f .winres.bin")
+            .unwrap();
+        assert!(script.find("go get -v ''").unwrap() < winres && winres < script.find("go mod tidy -e").unwrap(), "{script}");
+        assert!(script.contains("phase windows_resources &&"), "{script}");
+    }
+
+    #[test]
+    fn build_uses_xcaddys_flags_and_the_specs_tags() {
+        let mut sp = spec(&[]);
+        let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
+        let args = b.cmd.join(" ");
+        assert!(args.ends_with("-ldflags -w -s -trimpath -tags nobadger,nomysql,nopgx"), "{args}");
+        assert!(b.env.contains(&("CGO_ENABLED".into(), "0".into())));
+        sp.tags = Some(vec![]);
+        let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
+        assert!(!b.cmd.contains(&"-tags".to_string()), "no tags: no -tags");
+        sp.tags = Some(vec!["nomysql".into(), "sqlite_omit_load_extension".into()]);
+        let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
+        assert!(b.cmd.ends_with(&["-tags".to_string(), "nomysql,sqlite_omit_load_extension".to_string()]), "{:?}", b.cmd);
+        sp.tags = Some(vec!["a;rm -rf /".into()]);
+        assert!(matches!(build_step(&Config::default(), &sp, Duration::from_secs(1)), Err(RecipeError::BadTag(_))));
     }
 
     #[test]

@@ -77,10 +77,11 @@ pub async fn run(ctx: Arc<JobContext>, r: ClaimedReproduction, session: Result<S
     .await
 }
 
-/// The download step: `go mod tidy` on the recorded files, from the cache first.
+/// The download step: `go mod tidy` on the recorded files, from the cache first,
+/// then, for Windows, the version resource as the resolve step made it.
 /// Its environment is the build step's with the network settings of a step that
 /// downloads, so both see the same Go settings.
-pub fn download_step(config: &crate::config::Config, build: &StepSpec, timeout: Duration) -> StepSpec {
+pub fn download_step(config: &crate::config::Config, build: &StepSpec, windows_resource: Option<String>, timeout: Duration) -> StepSpec {
     let mut env: Vec<(String, String)> = build.env.iter().filter(|(k, _)| k != "GOPROXY" && k != "GOSUMDB").cloned().collect();
     env.push(("GOPROXY".into(), config.go_proxy.clone()));
     env.push(("GOSUMDB".into(), config.go_sumdb.clone()));
@@ -93,7 +94,11 @@ pub fn download_step(config: &crate::config::Config, build: &StepSpec, timeout: 
         "  go mod tidy".into(),
         "fi".into(),
         format!("rm -f {OFFLINE_LOG}"),
-    ];
+    ]
+    .into_iter()
+    // The generator runs here, on the worker's platform, not the target's.
+    .chain(windows_resource.map(|c| format!("(unset GOOS GOARCH GOARM; {c})")))
+    .collect::<Vec<_>>();
     StepSpec { name: "download".into(), cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")], env, timeout }
 }
 
@@ -113,8 +118,13 @@ async fn execute(
     let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
     let timeouts = &ctx.config.worker.timeouts;
     let compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
-    let download = download_step(&ctx.config, &compile, timeouts.resolve);
+    let download = download_step(&ctx.config, &compile, recipe::windows_resource(&spec).map_err(bad)?, timeouts.resolve);
     let work = session.work_dir();
+    if spec.os == "windows" {
+        recipe::write_windows_resource_generator(work)
+            .await
+            .map_err(|e| JobError::Transient(format!("{}: {e}", work.join(recipe::WINRES_DIR).display())))?;
+    }
     for (name, text) in [("go.mod", go_mod.clone()), ("go.sum", go_sum.clone()), ("main.go", recipe::main_go(&spec).map_err(bad)?)] {
         write_for_steps(&work.join(name), &text).await?;
     }
@@ -231,12 +241,25 @@ mod tests {
         let config = Config::default();
         let spec: BuildSpec = serde_json::from_value(json!({"caddy_version": "v2.11.9", "plugins": [], "os": "linux", "arch": "amd64"})).unwrap();
         let build = recipe::build_step(&config, &spec, Duration::from_secs(1)).unwrap();
-        let download = download_step(&config, &build, Duration::from_secs(1));
+        let download = download_step(&config, &build, recipe::windows_resource(&spec).unwrap(), Duration::from_secs(1));
         let get = |s: &StepSpec, k: &str| s.env.iter().filter(|(n, _)| n == k).map(|(_, v)| v.clone()).collect::<Vec<_>>();
         assert_eq!(get(&download, "GOPROXY"), vec![config.go_proxy.clone()]);
         assert_eq!(get(&build, "GOPROXY"), vec!["off".to_string()]);
         assert_eq!(get(&download, "GOFLAGS"), get(&build, "GOFLAGS"), "the same Go settings");
         assert!(download.cmd[2].contains("go mod tidy") && !download.cmd[2].contains("go get"), "nothing is resolved again");
         assert_eq!(STEPS, [(download.name.as_str(), StepNetwork::Online), (build.name.as_str(), StepNetwork::None)]);
+    }
+
+    #[test]
+    fn a_windows_reproduction_makes_the_version_resource_for_the_worker_platform() {
+        let config = Config::default();
+        let spec: BuildSpec = serde_json::from_value(json!({"caddy_version": "v2.11.9", "os": "windows", "arch": "amd64"})).unwrap();
+        let build = recipe::build_step(&config, &spec, Duration::from_secs(1)).unwrap();
+        let resource = recipe::windows_resource(&spec).unwrap().expect("windows has a version resource");
+        let download = download_step(&config, &build, Some(resource.clone()), Duration::from_secs(1));
+        let script = &download.cmd[2];
+        let at = script.find(&resource).expect("the resolve step's resource command");
+        assert!(script[..at].ends_with("(unset GOOS GOARCH GOARM; "), "{script}");
+        assert!(script.find("go mod tidy").unwrap() < at, "after tidy: {script}");
     }
 }

@@ -36,6 +36,8 @@
     const b = await r.json();
     statusEl.textContent = b.status;
     root.dataset.status = b.status;
+    const xcaddy = document.getElementById("xcaddy-command");
+    if (xcaddy && b.xcaddy_command) xcaddy.textContent = b.xcaddy_command;
     const err = document.getElementById("error");
     if (b.error && b.status !== "succeeded") { err.textContent = b.error; err.hidden = false; }
     if (b.status === "building" && current === "queued") show("resolving");

@@ -72,7 +72,7 @@ impl Prebuilder {
             let version = self.resolver.resolve(&p.module, &p.version).await?.version;
             plugins.push(Plugin { module: p.module.clone(), version });
         }
-        Ok(BuildSpec { caddy_version, plugins, replacements: Vec::new(), os: entry.os.clone(), arch: entry.arch.clone(), arm: entry.arm.clone() })
+        Ok(BuildSpec { caddy_version, plugins, replacements: Vec::new(), os: entry.os.clone(), arch: entry.arch.clone(), arm: entry.arm.clone(), tags: None })
     }
 
     /// Queues `req` once; a spec SQL refuses (a config entry for an unknown target) is logged and counted.
