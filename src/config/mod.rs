@@ -3,10 +3,12 @@
 //! to a default), defaults applied, then validated. Every error names the key.
 
 mod admission;
+mod images;
 mod janitor;
 mod template;
 
 pub use admission::AdmissionConfig;
+pub use images::{BuilderImagesConfig, DEFAULT_GO_VERSION};
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 
 use std::path::Path;
@@ -152,8 +154,13 @@ pub struct WorkerConfig {
     pub id: String,
     /// Builds run at once by this worker.
     pub max_jobs: usize,
-    /// Builder image with Go, a CA bundle and /bin/sh (`make builder-image` makes the default).
+    /// A builder image of your own (Go, a CA bundle and /bin/sh) for builds at
+    /// `go_version`; empty (the default): the worker makes one per Go version from
+    /// the module proxy's toolchain (`worker.images`).
     pub image: String,
+    /// Go version of builds whose spec names none (the api fills it in).
+    pub go_version: String,
+    pub images: BuilderImagesConfig,
     /// Docker endpoint; empty: DOCKER_HOST or the local socket.
     pub docker_host: String,
     /// Where per-build work directories are created (bind-mounted into the containers).
@@ -184,7 +191,9 @@ impl Default for WorkerConfig {
         Self {
             id: String::new(),
             max_jobs: 2,
-            image: "caddy-builder:local".into(),
+            image: String::new(),
+            go_version: DEFAULT_GO_VERSION.into(),
+            images: BuilderImagesConfig::default(),
             docker_host: String::new(),
             work_dir: std::env::temp_dir().join("cbs-work").display().to_string(),
             resolve_network: "bridge".into(),
@@ -509,9 +518,7 @@ impl Config {
         if self.worker.max_jobs == 0 {
             return Err(invalid("worker.max_jobs", "must be at least 1"));
         }
-        if self.worker.image.trim().is_empty() {
-            return Err(invalid("worker.image", "must not be empty"));
-        }
+        self.worker.images.validate(&self.worker.go_version)?;
         if self.worker.resolve_network.trim().is_empty() || self.worker.resolve_network == "none" {
             return Err(invalid("worker.resolve_network", "must name a Docker network (the resolve step downloads modules)"));
         }
