@@ -35,6 +35,9 @@ pub struct BuildRequest {
     arch: String,
     #[serde(default)]
     arm: Option<String>,
+    /// Go release to build with (`1.26.8`); empty: `worker.go_version`.
+    #[serde(default)]
+    go_version: String,
     /// Re-queue a failed or cancelled build of the same spec.
     #[serde(default)]
     force: bool,
@@ -130,6 +133,7 @@ pub async fn submit(State(state): State<AppState>, client: Client, Json(body): J
         os: body.os,
         arch: body.arch,
         arm: body.arm,
+        go_version: body.go_version,
     };
     let spec = spec_input::resolve(&state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;

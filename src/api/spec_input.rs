@@ -23,6 +23,8 @@ pub struct SpecRequest {
     pub os: String,
     pub arch: String,
     pub arm: Option<String>,
+    /// Go release (`1.26.8` or `go1.26.8`); empty: `worker.go_version`.
+    pub go_version: String,
 }
 
 impl SpecRequest {
@@ -63,6 +65,9 @@ pub async fn validate(state: &AppState, req: &SpecRequest) -> ApiResult<()> {
             return Err(bad(format!("arm {arm:?} is not a supported ARM version (5, 6 or 7)")));
         }
         _ => {}
+    }
+    if !req.go_version.trim().is_empty() {
+        crate::toolchain::GoVersion::parse(&req.go_version).map_err(|e| bad(e.to_string()))?;
     }
     let max = state.config.api.max_plugins;
     if req.plugins.len() > max {
@@ -111,7 +116,11 @@ pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec>
         None if req.arch == "arm" => Some(DEFAULT_ARM.to_string()),
         arm => arm,
     };
-    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm })
+    // The Go is part of the key: a request naming none gets the configured default
+    // written into its spec, so the key names the Go its binary is built with.
+    let go = if req.go_version.trim().is_empty() { &state.config.worker.go_version } else { &req.go_version };
+    let go_version = Some(crate::toolchain::GoVersion::parse(go).map_err(|e| bad(e.to_string()))?.to_string());
+    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm, go_version })
 }
 
 /// Splits `module@version` on the last `@` (a bare module means latest).

@@ -102,21 +102,23 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         .with_context(|| format!("worker.work_dir {}", config.worker.work_dir))?;
 
     let host = crate::config::hostname();
+    let images = crate::toolchain::ImageMaker::new(&config).context("builder images")?;
+    let default_go = crate::toolchain::GoVersion::parse(&config.worker.go_version).context("worker.go_version")?;
     // New at every start: a restart under the same id (a container restart keeps
     // hostname and PID) is told apart from the process that ran before it.
     let incarnation = format!("{:016x}", rand::random::<u64>());
     queue
         .register_worker(&WorkerInfo {
             worker_id: worker_id.clone(),
-            host,
+            host: host.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             max_jobs: config.worker.max_jobs as i32,
-            info: json!({"image": config.worker.image, "namespace": namespace}),
+            info: json!({"image": images.image_name(default_go), "go_version": default_go.to_string(), "namespace": namespace}),
             incarnation: Some(incarnation.clone()),
         })
         .await
         .context("registering the worker")?;
-    info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
+    info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %images.image_name(default_go), "worker started");
 
     let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
     let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
@@ -133,6 +135,9 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         worker_id,
         incarnation,
         image_id: Default::default(),
+        images,
+        default_go,
+        host,
     });
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
     listener_stop.cancel();

@@ -46,6 +46,7 @@ mod tests {
             os: "linux".into(),
             arch: "amd64".into(),
             arm: None,
+            go_version: None,
         }
     }
 
