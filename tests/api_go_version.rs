@@ -48,3 +48,16 @@ async fn the_go_version_is_part_of_the_spec_and_the_key() {
     assert_eq!(bare.build_key, other["build_key"].as_str().unwrap(), "1.26.8 is SQL's default too");
     assert_eq!(api.build_count().await, 2);
 }
+
+#[tokio::test]
+async fn a_go_older_than_caddys_go_mod_asks_for_is_refused_by_name() {
+    let api = TestApi::start().await;
+    let go_mod = "module github.com/caddyserver/caddy/v2\n\ngo 1.26.0\n\nrequire (\n)\n";
+    api.proxy.answer("github.com/caddyserver/caddy/v2/@v/v2.10.2.mod", api_support::ProxyAnswer::Status(200, go_mod.into()));
+    let message = error_message(api.get("/api/compat?os=linux&arch=amd64&version=v2.10.2&go=1.25.8").await, 400).await;
+    assert!(message.contains("go_version 1.25.8 is too old for Caddy v2.10.2: its go.mod asks for go 1.26.0"), "{message}");
+    assert_eq!(api.build_count().await, 0);
+    let resp = api.http.post(api.url("/api/builds")).json(&json!({"os": "linux", "arch": "amd64", "caddy_version": "v2.10.2", "go_version": "1.26.0"})).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "exactly what go.mod asks for is enough");
+    assert_eq!(api.proxy.hits("github.com/caddyserver/caddy/v2/@v/v2.10.2.mod"), 1, "go.mod is read once, then cached");
+}

@@ -119,7 +119,15 @@ pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec>
     // The Go is part of the key: a request naming none gets the configured default
     // written into its spec, so the key names the Go its binary is built with.
     let go = if req.go_version.trim().is_empty() { &state.config.worker.go_version } else { &req.go_version };
-    let go_version = Some(crate::toolchain::GoVersion::parse(go).map_err(|e| bad(e.to_string()))?.to_string());
+    let go = crate::toolchain::GoVersion::parse(go).map_err(|e| bad(e.to_string()))?;
+    // Builds run with GOTOOLCHAIN=local: a Go older than Caddy's go.mod asks for
+    // would fail at resolve; say so now, naming both.
+    if let Some(needed) = state.go_directive(CADDY_MODULE, &caddy).await?
+        && !go.satisfies(&needed)
+    {
+        return Err(bad(format!("go_version {go} is too old for Caddy {caddy}: its go.mod asks for go {needed} or newer")));
+    }
+    let go_version = Some(go.to_string());
     Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm, go_version })
 }
 

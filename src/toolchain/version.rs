@@ -39,6 +39,16 @@ impl GoVersion {
         Ok(GoVersion { minor, patch })
     }
 
+    /// Whether this Go satisfies a go.mod `go` directive (`1.26.0`, `1.25`,
+    /// `1.26rc1`): a directive without a patch release is met by its `.0`.
+    pub fn satisfies(&self, directive: &str) -> bool {
+        let mut parts = directive.trim().split('.');
+        let (Some("1"), Some(minor)) = (parts.next(), parts.next()) else { return true };
+        let digits = |p: &str| p.bytes().take_while(u8::is_ascii_digit).fold(0u32, |n, b| n.saturating_mul(10).saturating_add((b - b'0') as u32));
+        let want = (digits(minor), parts.next().map(digits).unwrap_or(0));
+        (self.minor, self.patch) >= want
+    }
+
     /// `go1.26.8`, as `go version` and a binary's build information say it.
     pub fn go_name(&self) -> String {
         format!("go{self}")
@@ -70,5 +80,12 @@ mod tests {
         }
         assert!(GoVersion::parse("1.25.14").unwrap() < GoVersion::parse("1.26.0").unwrap());
         assert_eq!(GoVersion::parse("1.26.8").unwrap().module_version("amd64"), "v0.0.1-go1.26.8.linux-amd64");
+        let go = GoVersion::parse("1.26.7").unwrap();
+        for met in ["1.26.0", "1.26", "1.26.7", "1.25", "1.26rc1", "1.21"] {
+            assert!(go.satisfies(met), "{met}");
+        }
+        for unmet in ["1.26.8", "1.27", "1.27.0", "1.30rc1"] {
+            assert!(!go.satisfies(unmet), "{unmet}");
+        }
     }
 }
