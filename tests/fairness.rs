@@ -284,7 +284,9 @@ async fn admin_views_show_the_claim_order_per_client() {
         .query("SELECT client, turn, queued, queued_background, runnable, building FROM cbs.queue_by_client", &[])
         .await
         .unwrap();
-    let got: Vec<(Option<String>, Option<i64>, i64, i64, i64, i64)> =
+    /// client, turn, queued, queued_background, runnable, building
+    type ClientRow = (Option<String>, Option<i64>, i64, i64, i64, i64);
+    let got: Vec<ClientRow> =
         rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))).collect();
     assert_eq!(
         got,

@@ -61,7 +61,7 @@ impl JobContext {
 /// How a job gets its sandbox: opened by the runner (the spare, for builds at
 /// the default Go), or opened by the job once the image of its Go is there.
 pub enum Sandboxing {
-    Opened(Result<Session, SandboxError>),
+    Opened(Box<Result<Session, SandboxError>>),
     AfterImage,
 }
 
@@ -125,7 +125,7 @@ async fn prepare(ctx: &JobContext, build: &Build, sandboxing: Sandboxing, tx: &m
         warn!(error = %e, "cannot record the builder image's use");
     }
     let session = match sandboxing {
-        Sandboxing::Opened(session) => session?,
+        Sandboxing::Opened(session) => (*session)?,
         Sandboxing::AfterImage => ctx.sandbox.open(Some(&build.build_key), &image.name, &recipe::STEPS).await?,
     };
     Ok((session, image))

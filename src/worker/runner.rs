@@ -192,7 +192,7 @@ impl Runner {
             // The spare's containers run the default Go's image; a build of another
             // Go gets its sandbox once that Go's image is there (made if need be).
             let sandboxing = match self.ctx.go_version_of(&build) {
-                Ok(go) if go == self.ctx.default_go => job::Sandboxing::Opened(self.session_for(&key).await),
+                Ok(go) if go == self.ctx.default_go => job::Sandboxing::Opened(Box::new(self.session_for(&key).await)),
                 _ => job::Sandboxing::AfterImage,
             };
             let ctx = self.ctx.clone();
