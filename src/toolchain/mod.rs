@@ -131,6 +131,13 @@ impl ImageMaker {
         }
     }
 
+    /// [`ImageMaker::image_name`] from the config alone (no Docker client needed).
+    pub fn image_name_for(config: &Config, version: GoVersion) -> String {
+        let w = &config.worker;
+        let own = !w.image.trim().is_empty() && GoVersion::parse(&w.go_version).ok() == Some(version);
+        if own { w.image.clone() } else { format!("{}:go{version}", w.images.repository) }
+    }
+
     /// The image for `version`, made first when the daemon lacks it (or has one
     /// of an older recipe). An operator's own image (`worker.image`) is never made.
     pub async fn ensure(&self, version: GoVersion) -> Result<BuilderImage, ToolchainError> {
