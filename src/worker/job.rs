@@ -35,9 +35,9 @@ pub struct JobContext {
     pub worker_id: String,
     /// This process's incarnation: its claims and heartbeats carry it.
     pub incarnation: String,
-    /// The builder image's id, for provenance: set by the runner each time it
-    /// finds Docker ready, so a worker started while Docker was down, or an image
-    /// rebuilt meanwhile, is recorded right.
+    /// The default Go's builder image id, as the runner last found it when Docker
+    /// became ready. A build's provenance takes the id of the image it ran in
+    /// from [`ImageMaker::ensure`] instead (builds may run other Go versions).
     pub image_id: std::sync::Mutex<String>,
     /// Makes and finds the builder image of each Go version on this daemon.
     pub images: ImageMaker,
