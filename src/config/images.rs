@@ -57,3 +57,20 @@ impl BuilderImagesConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn go_version_and_repository_are_checked_by_key() {
+        let c = Config::from_yaml("worker:\n  go_version: 1.26.7\n  images:\n    repository: registry.example/cbs/builder\n").unwrap();
+        assert_eq!(c.worker.go_version, "1.26.7");
+        let e = Config::from_yaml("worker:\n  go_version: 1.20.14\n").unwrap_err().to_string();
+        assert!(e.contains("worker.go_version"), "{e}");
+        let e = Config::from_yaml("worker:\n  images:\n    repository: Caddy Builder\n").unwrap_err().to_string();
+        assert!(e.contains("worker.images.repository"), "{e}");
+        let d = Config::default();
+        assert_eq!((d.worker.go_version.as_str(), d.worker.image.as_str()), (super::DEFAULT_GO_VERSION, ""));
+    }
+}
