@@ -23,9 +23,11 @@ bench: builder-image
 docker:
 	scripts/docker.sh
 
-# The worker's default image, made without any registry (see scripts/builder-image.sh).
+# The default Go's builder image, made from the module proxy's toolchain (see
+# scripts/builder-image.sh); workers make it themselves when missing.
 builder-image: docker
-	scripts/builder-image.sh caddy-builder:local
+	scripts/ensure-deps.sh
+	scripts/builder-image.sh
 
 clean:
 	$(CARGO) clean

@@ -57,9 +57,32 @@ fn volume_dir(name: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The worker's resolve and build commands, run by the host's `go` with the same caches;
-/// the total and a line with each step's time.
+/// The Go of the default builder image, copied out of it once (into `target/`):
+/// the host runs the very toolchain the service builds with, and needs no Go of its own.
+fn host_goroot() -> std::path::PathBuf {
+    let image = default_builder_image_name();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("cbs-bench-go").join(image.replace([':', '/'], "_"));
+    if dir.join("go/bin/go").exists() {
+        return dir.join("go");
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = format!("cbs-bench-go-{}", std::process::id());
+    let run = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["create", "--name", &name, &image, "true"]);
+    let copied = Command::new("docker").args(["cp", &format!("{name}:/usr/local/go"), &dir.display().to_string()]).output().unwrap();
+    run(&["rm", &name]);
+    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
+    dir.join("go")
+}
+
+/// The worker's resolve and build commands, run on the host by the builder image's
+/// `go` with the same caches; the total and a line with each step's time.
 fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> (Duration, String) {
+    let goroot = host_goroot();
+    let go_bin = goroot.join("bin");
     let config = caddy_build_server::config::Config::default();
     let dir = std::env::temp_dir().join(format!("cbs-bench-direct-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -70,13 +93,14 @@ fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> (Duration, Stri
     let mut split = Vec::new();
     for step in [&resolve, &build] {
         let started = Instant::now();
-        let mut cmd = Command::new(if step.cmd[0] == "go" { "/usr/local/go/bin/go" } else { &step.cmd[0] });
+        let go = go_bin.join("go");
+        let mut cmd = Command::new(if step.cmd[0] == "go" { go.as_os_str() } else { std::ffi::OsStr::new(&step.cmd[0]) });
         cmd.args(&step.cmd[1..]).current_dir(&dir).env_clear();
         for (k, v) in &step.env {
             cmd.env(k, v);
         }
         cmd.env("GOMODCACHE", gomod).env("GOCACHE", gobuild).env("HOME", &dir).env("GOPATH", dir.join("gopath"));
-        cmd.env("PATH", "/usr/local/go/bin:/usr/bin:/bin");
+        cmd.env("PATH", format!("{}:/usr/bin:/bin", go_bin.display()));
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "{}: {}", step.name, String::from_utf8_lossy(&out.stderr));
         split.push(format!("{} {}", step.name, secs(started.elapsed())));

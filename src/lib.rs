@@ -17,6 +17,7 @@ pub mod shutdown;
 pub mod signing;
 pub mod spec;
 pub mod storage;
+pub mod toolchain;
 pub mod supervise;
 pub mod telemetry;
 pub mod ui;

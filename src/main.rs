@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use caddy_build_server::{api, config::Config, db, janitor, shutdown, supervise, telemetry, worker};
+use caddy_build_server::{api, config::Config, db, janitor, shutdown, supervise, telemetry, toolchain, worker};
 use clap::{Parser, Subcommand};
 
 /// glibc's allocator was a fifth of the api's CPU when ten thousand held
@@ -36,6 +36,13 @@ enum Command {
     Janitor,
     /// Api, worker and janitor in one process: the single-machine setup.
     All,
+    /// Make the builder image of a Go version from the module proxy's toolchain
+    /// (as workers do on demand), unless the Docker daemon has it; prints its name.
+    BuilderImage {
+        /// Go version, e.g. 1.26.8 (default: worker.go_version).
+        #[arg(long)]
+        go: Option<String>,
+    },
 }
 
 /// Scheduler ticks between looks at the runtime's global run queue (tokio's
@@ -78,6 +85,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Api => api::run(config, stop).await?,
+        Command::BuilderImage { go } => {
+            let version = toolchain::GoVersion::parse(go.as_deref().unwrap_or(&config.worker.go_version))?;
+            let started = std::time::Instant::now();
+            let image = toolchain::ImageMaker::new(&config)?.ensure(version).await?;
+            tracing::info!(image = %image.name, id = %image.id, toolchain = %image.toolchain, h1 = %image.toolchain_h1, elapsed = ?started.elapsed(), "builder image ready");
+            println!("{}", image.name);
+        }
         Command::Worker => worker::run(config, stop).await?,
         Command::Janitor => janitor::run(config, stop).await?,
         Command::All => {

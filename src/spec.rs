@@ -39,6 +39,11 @@ pub struct BuildSpec {
     /// existed lack them); `Some([])` builds without tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
+    /// Go release (`1.26.8`) the binary is built with; always set in a stored
+    /// spec (SQL fills `cbs.default_go_version()` in), and by the api from
+    /// `worker.go_version` when a request names none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_version: Option<String>,
 }
 
 impl BuildSpec {

@@ -204,7 +204,7 @@ async fn a_build_whose_binary_is_gone_is_built_again() {
 /// build recorded, or the configured one before it ran.
 #[tokio::test]
 async fn status_shows_the_xcaddy_command() {
-    let api = TestApi::start_with(|c| c.recipe.go_version = "go1.26.7".into()).await;
+    let api = TestApi::start_with(|c| c.worker.go_version = "1.26.7".into()).await;
     let body = json!({"os": "linux", "arch": "arm", "arm": "6", "caddy_version": "v2.10.2", "tags": ["nomysql", "nobadger"],
                       "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.2.1"}]});
     let b: Value = api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap().json().await.unwrap();

@@ -234,7 +234,7 @@ async fn waiter_survives_listener_backend_being_killed() {
 #[tokio::test]
 async fn every_compat_parameter_reaches_the_spec() {
     let api = TestApi::start().await;
-    let query = "/api/compat?os=linux&arch=arm&arm=6&version=v2.9&idempotency=abc\
+    let query = "/api/compat?os=linux&arch=arm&arm=6&version=v2.9&idempotency=abc&go=1.26.7\
                  &p=github.com/caddy-dns/cloudflare@v0.1.0&p=github.com/mholt/caddy-l4\
                  &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2&tags=nomysql,nobadger";
     let pending = api.spawn(api.http.head(api.url(query)));
@@ -243,7 +243,7 @@ async fn every_compat_parameter_reaches_the_spec() {
     assert_eq!(
         spec,
         serde_json::json!({
-            "caddy_version": "v2.9.1", "os": "linux", "arch": "arm", "arm": "6",
+            "caddy_version": "v2.9.1", "os": "linux", "arch": "arm", "arm": "6", "go_version": "1.26.7",
             "plugins": [{"module": "github.com/caddy-dns/cloudflare", "version": "v0.1.0"},
                         {"module": "github.com/mholt/caddy-l4", "version": "v0.0.1"}],
             "replacements": [{"old": "github.com/old/lib", "new": "github.com/BurntSushi/toml", "version": "v1.3.2"}],

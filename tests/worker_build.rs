@@ -65,7 +65,9 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     assert!(p["go_mod"].as_str().unwrap().contains(&format!("github.com/caddyserver/caddy/v2 {CADDY}")), "{p}");
     assert!(p["go_sum"].as_str().unwrap().contains(PLUGIN), "{p}");
     assert!(p["go_version"].as_str().unwrap().starts_with("go1."), "{p}");
-    assert_eq!(p["image"], "caddy-builder:local");
+    assert_eq!(p["image"], default_builder_image_name());
+    assert_eq!(p["go_version"], format!("go{}", caddy_build_server::config::DEFAULT_GO_VERSION));
+    assert!(p["toolchain"]["h1"].as_str().unwrap().starts_with("h1:"), "{p}");
     assert!(p["image_id"].as_str().unwrap().starts_with("sha256:"), "{p}");
     assert!(done.artifact.unwrap().get("provenance").is_none(), "provenance is kept apart from the artifact");
     // The Caddy modules the plugin adds, as verify's list-modules named them.

@@ -69,12 +69,12 @@ fn sh(cmd: &str) {
 }
 
 /// The builder image, and cache volumes bound to the shared daemon's (warm) ones.
-fn provision(d: &PrivateDocker) {
+fn provision(d: &PrivateDocker, image: &str) {
     // A first mount on the shared daemon gives fresh volumes the image's ownership (uid 1000).
     sh(&format!(
-        "docker run --rm -v {GOMOD_VOLUME}:/cache/gomod -v {GOBUILD_VOLUME}:/cache/gobuild caddy-builder:local true"
+        "docker run --rm -v {GOMOD_VOLUME}:/cache/gomod -v {GOBUILD_VOLUME}:/cache/gobuild {image} true"
     ));
-    sh(&format!("docker save caddy-builder:local | docker -H {} load", d.host));
+    sh(&format!("docker save {image} | docker -H {} load", d.host));
     for v in [GOMOD_VOLUME, GOBUILD_VOLUME] {
         let mp = Command::new("docker").args(["volume", "inspect", "-f", "{{.Mountpoint}}", v]).output().unwrap();
         let mp = String::from_utf8(mp.stdout).unwrap();
@@ -87,7 +87,7 @@ fn provision(d: &PrivateDocker) {
 async fn daemon_stopped_mid_build_means_retry_not_loss() {
     let db = TestDb::new().await;
     let docker = PrivateDocker::start();
-    provision(&docker);
+    provision(&docker, &default_builder_image().await);
     let mut config = worker_config(&db, "w-outage");
     config.worker.docker_host = docker.host.clone();
     // The private daemon has no bridge: the resolve step uses the host's network.

@@ -27,7 +27,7 @@ async fn ready_sandbox(name: &str) -> (Config, Sandbox, RemoveOnDrop) {
     let namespace = format!("test-sandbox-{name}-{}", std::process::id());
     let guard = RemoveOnDrop(vec![namespace.clone()]);
     let sb = Sandbox::connect(&config.worker, Owner { namespace, worker_id: "w-sandbox".into() }).unwrap();
-    sb.check().await.expect("Docker and the builder image are ready (make builder-image)");
+    sb.check(&worker_support::default_builder_image().await).await.expect("Docker and the builder image are ready");
     (config, sb, guard)
 }
 
@@ -68,7 +68,7 @@ fn test_config(name: &str) -> Config {
 
 /// Runs one step in a session of its own, closed afterwards.
 async fn one_step(sb: &Sandbox, step: &StepSpec, cancel: &CancellationToken) -> Result<StepOutcome, SandboxError> {
-    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
+    let session = sb.open(Some(KEY), &worker_support::default_builder_image_name(), &recipe::STEPS).await.unwrap();
     let (tx, _rx) = mpsc::channel(100);
     let out = session.run(step, &tx, cancel).await;
     session.close().await;
@@ -95,7 +95,7 @@ fn remove_work_root(config: &Config) {
 #[tokio::test]
 async fn build_step_is_isolated_from_the_host() {
     let (config, sb, _cleanup) = ready_sandbox("isolation").await;
-    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
+    let session = sb.open(Some(KEY), &worker_support::default_builder_image_name(), &recipe::STEPS).await.unwrap();
     let work = session.work_dir().to_path_buf();
     // Beside the build's work dir, in the worker's own work root.
     let marker_file = std::path::Path::new(&config.worker.work_dir).join("host-marker");
@@ -156,7 +156,7 @@ async fn timeout_and_cancel_kill_the_container() {
     assert!(sb.list_ours(&[]).await.unwrap().is_empty());
 
     step.timeout = Duration::from_secs(60);
-    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
+    let session = sb.open(Some(KEY), &worker_support::default_builder_image_name(), &recipe::STEPS).await.unwrap();
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -201,7 +201,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
     let mut tasks = Vec::new();
     for (ns, worker) in [(&ns, "w-gone"), (&ns, "w-live"), (&other_ns, "w-gone")] {
         let sb = Sandbox::connect(&config.worker, Owner { namespace: ns.clone(), worker_id: worker.into() }).unwrap();
-        sb.check().await.unwrap();
+        sb.check(&worker_support::default_builder_image().await).await.unwrap();
         let step = step.clone();
         let cancel = CancellationToken::new();
         let c = cancel.clone();
@@ -231,7 +231,7 @@ async fn reaping_touches_only_gone_workers_of_its_own_namespace() {
 #[tokio::test]
 async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     let (config, sb, _cleanup) = ready_sandbox("spare").await;
-    let mut spare = sb.open(None, &recipe::STEPS).await.unwrap();
+    let mut spare = sb.open(None, &worker_support::default_builder_image_name(), &recipe::STEPS).await.unwrap();
     let names: Vec<String> = spare.container_names().iter().map(|n| n.to_string()).collect();
     containers_once(&sb, |n| n >= 3).await;
     let keep: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -250,7 +250,7 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
     spare.close().await;
 
     // A spare whose containers died is refused, not handed to a build.
-    let mut dead = sb.open(None, &recipe::STEPS).await.unwrap();
+    let mut dead = sb.open(None, &worker_support::default_builder_image_name(), &recipe::STEPS).await.unwrap();
     let name = dead.container_names()[1].to_string();
     // Killed once it runs (a kill before its start would miss it).
     let start = Instant::now();
@@ -273,7 +273,7 @@ async fn a_spare_session_is_kept_until_taken_then_carries_its_build() {
 #[tokio::test]
 async fn verify_fails_when_caddy_version_fails_and_logs_both_runs_in_order() {
     let (config, sb, _cleanup) = ready_sandbox("verify").await;
-    let session = sb.open(Some(KEY), &recipe::STEPS).await.unwrap();
+    let session = sb.open(Some(KEY), &worker_support::default_builder_image_name(), &recipe::STEPS).await.unwrap();
     // A stand-in binary whose `version` fails (and is slower) while `list-modules` succeeds.
     let out_dir = session.work_dir().join(recipe::OUT_DIR);
     std::fs::create_dir_all(&out_dir).unwrap();

@@ -118,7 +118,6 @@ async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
     let go_version = host_go_version();
     let api = TestApi::start_with(|c| {
         c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
-        c.recipe.go_version = go_version.clone();
     })
     .await;
     let mut config = worker_config(&api.db, "w-xcaddy");
@@ -177,7 +176,6 @@ async fn other_tags_are_another_build_whose_binary_records_them() {
     let go_version = host_go_version();
     let api = TestApi::start_with(|c| {
         c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
-        c.recipe.go_version = go_version.clone();
     })
     .await;
     let mut config = worker_config(&api.db, "w-tags");

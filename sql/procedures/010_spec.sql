@@ -83,6 +83,15 @@ $$;
 COMMENT ON FUNCTION cbs.module_version_problem(text, text) IS
     'Why a version cannot be used for a module (not absolute, or against the major version suffix), or NULL.';
 
+-- The Go a spec without go_version is built with: the newest Go this release of
+-- the project is known to build Caddy with (the api fills in worker.go_version
+-- before SQL; this covers specs submitted from psql). Filled into the canonical
+-- spec, so that a key always names the Go its binary was built with.
+CREATE OR REPLACE FUNCTION cbs.default_go_version()
+RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT '1.26.8' $$;
+COMMENT ON FUNCTION cbs.default_go_version() IS
+    'Go version of specs that name none (1.N.P); part of their canonical form and key.';
+
 -- SQLSTATE CB400 is this project's "the spec is wrong": the api answers it with a
 -- 400 naming the field, while Postgres's own data errors stay internal errors.
 CREATE OR REPLACE FUNCTION cbs.raise_bad_spec(field text, problem text, code text DEFAULT 'CB400')
@@ -150,7 +159,8 @@ COMMENT ON FUNCTION cbs.canonical_tags(jsonb) IS
 
 -- Validates a spec and returns its canonical form: known keys only, plugins sorted by
 -- module, replacements sorted by old path, arm only (and always) for arch=arm, tags
--- always (cbs.canonical_tags).
+-- always (cbs.canonical_tags), go_version always (cbs.default_go_version() when the
+-- spec names none).
 CREATE OR REPLACE FUNCTION cbs.canonical_spec(spec jsonb)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -159,6 +169,7 @@ DECLARE
     v_os      text;
     v_arch    text;
     v_arm     text;
+    v_go      text;
     item      jsonb;
     idx       int := 0;
     problem   text;
@@ -170,7 +181,7 @@ BEGIN
         PERFORM cbs.raise_bad_spec('spec', 'must be a JSON object');
     END IF;
     SELECT k INTO unknown FROM jsonb_object_keys(spec) AS k
-     WHERE k NOT IN ('caddy_version', 'plugins', 'replacements', 'os', 'arch', 'arm', 'tags')
+     WHERE k NOT IN ('caddy_version', 'plugins', 'replacements', 'os', 'arch', 'arm', 'tags', 'go_version')
      ORDER BY k LIMIT 1;
     IF unknown IS NOT NULL THEN
         PERFORM cbs.raise_bad_spec(unknown, 'is not a known spec field');
@@ -201,6 +212,12 @@ BEGIN
         END IF;
     ELSIF v_arm IS NOT NULL AND v_arm <> '' THEN
         PERFORM cbs.raise_bad_spec('arm', format('is only allowed with arch=arm, not arch=%L', v_arch));
+    END IF;
+
+    -- A Go release from 1.21.0 on (toolchains are modules from then); `go1.26.8` is taken as 1.26.8.
+    v_go := regexp_replace(coalesce(nullif(spec->>'go_version', ''), cbs.default_go_version()), '^go', '');
+    IF v_go !~ '^1\.(2[1-9]|[3-9][0-9]|[1-9][0-9]{2})\.(0|[1-9][0-9]{0,2})$' THEN
+        PERFORM cbs.raise_bad_spec('go_version', format('%L is not a Go release like 1.26.8 (1.21.0 or newer)', spec->>'go_version'));
     END IF;
 
     IF spec ? 'plugins' AND jsonb_typeof(spec->'plugins') NOT IN ('array', 'null') THEN
@@ -265,7 +282,7 @@ BEGIN
 
     canonical := jsonb_build_object(
         'caddy_version', caddy, 'plugins', plugins, 'replacements', repls,
-        'os', v_os, 'arch', v_arch);
+        'os', v_os, 'arch', v_arch, 'go_version', v_go);
     IF v_arch = 'arm' THEN
         canonical := canonical || jsonb_build_object('arm', v_arm);
     END IF;

@@ -40,6 +40,9 @@ pub struct BuildRequest {
     /// Go build tags; absent or null means xcaddy's defaults, `[]` none.
     #[serde(default)]
     tags: Option<Vec<String>>,
+    /// Go release to build with (`1.26.8`); empty: `worker.go_version`.
+    #[serde(default)]
+    go_version: String,
     /// Re-queue a failed or cancelled build of the same spec.
     #[serde(default)]
     force: bool,
@@ -181,14 +184,14 @@ fn view(state: &AppState, b: &Build) -> BuildView {
 }
 
 /// The xcaddy command reproducing the build, with the Go version it was built
-/// with (its provenance), else the one its spec asks for, else the configured
-/// one. `None` only for a stored spec this version cannot read.
+/// with (its provenance), else the one its spec asks for (every spec stored
+/// since specs name their Go does), else the workers' default.
+/// `None` only for a stored spec this version cannot read.
 pub fn xcaddy_command(state: &AppState, b: &Build) -> Option<String> {
     let spec: crate::spec::BuildSpec = serde_json::from_value(b.spec.clone()).ok()?;
     let recorded = b.provenance.as_ref().and_then(|p| p["go_version"].as_str());
-    let configured = Some(state.config.recipe.go_version.as_str()).filter(|v| !v.is_empty());
-    let go = recorded.or_else(|| b.spec["go_version"].as_str()).or(configured);
-    Some(crate::xcaddy::command(&spec, go))
+    let go = recorded.or_else(|| b.spec["go_version"].as_str()).unwrap_or(&state.config.worker.go_version);
+    Some(crate::xcaddy::command(&spec, Some(go)))
 }
 
 /// Rejects anything but 64 lowercase hex digits before it reaches SQL or storage.
@@ -217,6 +220,7 @@ pub async fn submit(State(state): State<AppState>, client: Client, Json(body): J
         arch: body.arch,
         arm: body.arm,
         tags: body.tags,
+        go_version: body.go_version,
     };
     let spec = spec_input::resolve(&state, req).await?;
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;

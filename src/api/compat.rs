@@ -29,6 +29,7 @@ pub fn parse_query(raw: Option<&str>) -> ApiResult<SpecRequest> {
             "arch" => req.arch = value.trim().to_string(),
             "arm" => req.arm = Some(value.trim().to_string()),
             "version" => req.caddy_version = value.trim().to_string(),
+            "go" => req.go_version = value.trim().to_string(),
             "p" if !value.trim().is_empty() => {
                 let (module, version) = split_module_version(&value);
                 req.plugins.push(Plugin { module, version });

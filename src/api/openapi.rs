@@ -47,7 +47,7 @@ pub(super) fn binary_responses(head: bool) -> Value {
     r.insert("304".into(), json!({"description": "Not modified (If-None-Match); the same ETag and Cache-Control"}));
     r.extend(resolve_errors());
     r.extend(errors(&[
-        ("400", "Bad input: module path, version, os/arch/arm, too many plugins"),
+        ("400", "Bad input: module path, version, os/arch/arm, Go version, too many plugins"),
         ("404", "Unknown build, or a module or version the module proxy does not have"),
         ("409", "The build was cancelled or is not finished"),
         ("416", "Range not satisfiable"),
@@ -65,6 +65,7 @@ pub(super) fn compat_params() -> Value {
         q("arch", "GOARCH of the target (required)", json!({"type": "string", "example": "amd64"})),
         q("arm", "GOARM (5, 6 or 7), only with arch=arm", json!({"type": "string"})),
         q("version", "Caddy version: latest (default), partial (v2.10) or exact", json!({"type": "string"})),
+        q("go", "Go release to build with, like 1.26.8 (default: the server's worker.go_version)", json!({"type": "string"})),
         {"name": "p", "in": "query", "required": false, "style": "form", "explode": true,
          "description": "Plugin as module or module@version, repeated", "schema": {"type": "array", "items": {"type": "string"}},
          "example": ["github.com/caddy-dns/cloudflare"]},
@@ -282,6 +283,7 @@ fn build_document() -> Value {
                 "arm": {"type": "string", "nullable": true, "example": "7"},
                 "tags": {"type": "array", "nullable": true, "maxItems": 32, "description": "Go build tags; absent or null: xcaddy's defaults (nobadger, nomysql, nopgx); []: none. Part of the build key.",
                          "items": {"type": "string", "pattern": "^[A-Za-z0-9_.]{1,64}$"}, "example": ["nobadger", "nomysql"]},
+                "go_version": {"type": "string", "example": "1.26.8", "description": "Go release to build with; empty: the server's worker.go_version"},
                 "force": {"type": "boolean"},
                 "callback_url": {"type": "string", "nullable": true, "description": "POSTed the build's status JSON when it ends; http(s), no credentials, and its host must be or resolve to public addresses only (or be allowed by janitor.webhooks.allow), else 400"}}},
             "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {

@@ -25,6 +25,8 @@ pub struct SpecRequest {
     pub arm: Option<String>,
     /// Go build tags; `None` means xcaddy's defaults (filled in by SQL).
     pub tags: Option<Vec<String>>,
+    /// Go release (`1.26.8` or `go1.26.8`); empty: `worker.go_version`.
+    pub go_version: String,
 }
 
 impl SpecRequest {
@@ -69,6 +71,9 @@ pub async fn validate(state: &AppState, req: &SpecRequest) -> ApiResult<()> {
             return Err(bad(format!("arm {arm:?} is not a supported ARM version (5, 6 or 7)")));
         }
         _ => {}
+    }
+    if !req.go_version.trim().is_empty() {
+        crate::toolchain::GoVersion::parse(&req.go_version).map_err(|e| bad(e.to_string()))?;
     }
     let max = state.config.api.max_plugins;
     if req.plugins.len() > max {
@@ -117,7 +122,19 @@ pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec>
         None if req.arch == "arm" => Some(DEFAULT_ARM.to_string()),
         arm => arm,
     };
-    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm, tags: req.tags })
+    // The Go is part of the key: a request naming none gets the configured default
+    // written into its spec, so the key names the Go its binary is built with.
+    let go = if req.go_version.trim().is_empty() { &state.config.worker.go_version } else { &req.go_version };
+    let go = crate::toolchain::GoVersion::parse(go).map_err(|e| bad(e.to_string()))?;
+    // Builds run with GOTOOLCHAIN=local: a Go older than Caddy's go.mod asks for
+    // would fail at resolve; say so now, naming both.
+    if let Some(needed) = state.go_directive(CADDY_MODULE, &caddy).await?
+        && !go.satisfies(&needed)
+    {
+        return Err(bad(format!("go_version {go} is too old for Caddy {caddy}: its go.mod asks for go {needed} or newer")));
+    }
+    let go_version = Some(go.to_string());
+    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm, tags: req.tags, go_version })
 }
 
 /// Splits `module@version` on the last `@` (a bare module means latest).

@@ -107,6 +107,11 @@ impl AppState {
     }
 
     /// Resolves a module version query, counting cache hits.
+    /// The `go` directive of a module version's go.mod, if the proxy has one.
+    pub async fn go_directive(&self, module: &str, version: &str) -> Result<Option<String>, ResolveError> {
+        self.resolver.go_directive(module, version).await
+    }
+
     pub async fn resolve(&self, module: &str, query: &str) -> Result<String, ResolveError> {
         let r = self.resolver.resolve(module, query).await?;
         if r.cached { self.metrics.version_cache_hits.inc() } else { self.metrics.version_cache_misses.inc() };

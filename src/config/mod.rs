@@ -5,10 +5,10 @@
 mod admission;
 mod api;
 mod database;
+mod images;
 mod janitor;
 mod log;
 mod prebuild;
-mod recipe;
 mod reproduction;
 mod signing;
 mod storage;
@@ -18,14 +18,14 @@ mod worker;
 pub use admission::AdmissionConfig;
 pub use api::{ApiConfig, MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use database::DatabaseConfig;
-pub use recipe::RecipeConfig;
+pub use images::{BuilderImagesConfig, DEFAULT_GO_VERSION};
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 pub use log::{LogConfig, LogFormat};
 pub use prebuild::{host_platform, PrebuildConfig, PrebuildSpec};
+pub use reproduction::ReproductionConfig;
 pub use signing::SigningConfig;
 pub use storage::{S3Config, StorageBackend, StorageConfig};
 pub use worker::{PreemptionConfig, PreemptionProvider, SandboxLimits, StepTimeouts, WorkerConfig};
-pub use reproduction::ReproductionConfig;
 
 use std::path::Path;
 
@@ -65,8 +65,6 @@ pub struct Config {
     pub prebuild: PrebuildConfig,
     /// Reproductions of new builds by a second worker (the janitor's sampling policy).
     pub reproduction: ReproductionConfig,
-    /// What the xcaddy command of a build not built yet names.
-    pub recipe: RecipeConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -91,7 +89,6 @@ impl Default for Config {
             janitor: JanitorConfig::default(),
             prebuild: PrebuildConfig::default(),
             reproduction: ReproductionConfig::default(),
-            recipe: RecipeConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -135,7 +132,6 @@ impl Config {
         self.database.validate()?;
         self.log.validate()?;
         self.api.validate()?;
-        self.recipe.validate()?;
         if self.go_proxy.split(',').all(|p| p.trim().is_empty() || p.trim() == "off" || p.trim() == "direct") {
             return Err(invalid("go_proxy", "must name at least one module proxy URL"));
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{ConfigError, http_url, invalid, process_id};
+use super::{http_url, invalid, process_id, BuilderImagesConfig, ConfigError, DEFAULT_GO_VERSION};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -13,8 +13,13 @@ pub struct WorkerConfig {
     pub id: String,
     /// Builds run at once by this worker.
     pub max_jobs: usize,
-    /// Builder image with Go, a CA bundle and /bin/sh (`make builder-image` makes the default).
+    /// A builder image of your own (Go, a CA bundle and /bin/sh) for builds at
+    /// `go_version`; empty (the default): the worker makes one per Go version from
+    /// the module proxy's toolchain (`worker.images`).
     pub image: String,
+    /// Go version of builds whose spec names none (the api fills it in).
+    pub go_version: String,
+    pub images: BuilderImagesConfig,
     /// Docker endpoint; empty: DOCKER_HOST or the local socket.
     pub docker_host: String,
     /// Where per-build work directories are created (bind-mounted into the containers).
@@ -45,7 +50,9 @@ impl Default for WorkerConfig {
         Self {
             id: String::new(),
             max_jobs: 2,
-            image: "caddy-builder:local".into(),
+            image: String::new(),
+            go_version: DEFAULT_GO_VERSION.into(),
+            images: BuilderImagesConfig::default(),
             docker_host: String::new(),
             work_dir: std::env::temp_dir().join("cbs-work").display().to_string(),
             resolve_network: "bridge".into(),
@@ -105,9 +112,7 @@ impl WorkerConfig {
         if self.max_jobs == 0 {
             return Err(invalid("worker.max_jobs", "must be at least 1"));
         }
-        if self.image.trim().is_empty() {
-            return Err(invalid("worker.image", "must not be empty"));
-        }
+        self.images.validate(&self.go_version)?;
         if self.resolve_network.trim().is_empty() || self.resolve_network == "none" {
             return Err(invalid("worker.resolve_network", "must name a Docker network (the resolve step downloads modules)"));
         }

@@ -3,6 +3,7 @@
 //! connection. Other modules never write SQL of their own.
 
 mod admission;
+mod builder_images;
 mod builds;
 mod error;
 mod janitor;

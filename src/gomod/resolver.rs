@@ -190,6 +190,32 @@ impl Resolver {
         Ok(outcome?.lines().map(str::to_string).collect())
     }
 
+    /// The `go` directive of `module@version`'s go.mod (`1.26.0`), or `None` when
+    /// it has none or the proxy does not have the file. Cached like resolutions.
+    pub async fn go_directive(&self, module: &str, version: &str) -> Result<Option<String>, ResolveError> {
+        check_module_path(module).map_err(|problem| ResolveError::BadPath { module: module.into(), problem })?;
+        let path = format!("{}/@v/{version}.mod", escape(module));
+        let key = (module.to_string(), format!("@v/{version}.mod"));
+        let (cell, _) = self.slot(&key);
+        let outcome = cell
+            .get_or_init(|| async {
+                match self.get(&path).await {
+                    Ok(go_mod) => Ok(go_mod
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("go ").map(|v| v.trim().to_string()))
+                        .unwrap_or_default()),
+                    Err(Failure::NotFound(_)) => Ok(String::new()),
+                    Err(failure) => Err(failure.into_error(module, version)),
+                }
+            })
+            .await
+            .clone();
+        if outcome.is_err() {
+            self.forget(&key, &cell);
+        }
+        Ok(Some(outcome?).filter(|v| !v.is_empty()))
+    }
+
     /// The cache slot for `key`: a live one (hit) or a fresh, empty one.
     fn slot(&self, key: &(String, String)) -> (Arc<OnceCell<Outcome>>, bool) {
         let mut slots = self.slots.lock().unwrap();

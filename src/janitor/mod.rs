@@ -85,7 +85,7 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
     if config.prebuild.enabled {
         // No cache: every poll must see the proxy's version lists as they are now.
         let resolver = Resolver::with_timeout(&config.go_proxy, Duration::ZERO, config.api.module_proxy_timeout);
-        let prebuilder = Arc::new(prebuild::Prebuilder::new(queue.clone(), resolver, config.prebuild.clone(), &id));
+        let prebuilder = Arc::new(prebuild::Prebuilder::new(queue.clone(), resolver, config.prebuild.clone(), &id).with_go_version(&config.worker.go_version));
         let interval = config.prebuild.watch_interval;
         tracker.spawn(run_every(prebuilder, interval, leadership.clone(), pinger.clone(), shutdown.clone()));
     }

@@ -32,7 +32,7 @@ impl Sandbox {
     /// An idle container (its PID 1 sleeps under Docker's init, which reaps
     /// whatever the steps leave behind) that exits on its own after `idle` even
     /// if nobody removes it.
-    pub(super) fn container_body(&self, work_dir: &Path, step: &str, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
+    pub(super) fn container_body(&self, work_dir: &Path, image: &str, step: &str, network: &StepNetwork, idle: Duration) -> ContainerCreateBody {
         let limits = &self.cfg.limits;
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -72,7 +72,7 @@ impl Sandbox {
             ..Default::default()
         };
         ContainerCreateBody {
-            image: Some(self.cfg.image.clone()),
+            image: Some(image.to_string()),
             cmd: Some(vec!["sleep".into(), idle.as_secs().max(1).to_string()]),
             entrypoint: Some(vec![]),
             env: Some(vec![]),

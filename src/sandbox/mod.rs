@@ -46,7 +46,7 @@ pub enum SandboxError {
     #[error("Docker daemon unavailable: {0}")]
     Unavailable(String),
     /// The builder image is missing on this daemon.
-    #[error("builder image {0:?} not found on the Docker daemon (run `make builder-image`)")]
+    #[error("builder image {0:?} not found on the Docker daemon")]
     ImageMissing(String),
     #[error("{step} step timed out after {after:?}")]
     Timeout { step: String, after: Duration },
@@ -104,20 +104,16 @@ impl Sandbox {
         })
     }
 
-    pub fn image(&self) -> &str {
-        &self.cfg.image
-    }
-
-    /// Checks that the daemon answers and has the builder image; agrees on the API
-    /// version with older daemons. Returns the image id.
-    pub async fn check(&self) -> Result<String, SandboxError> {
+    /// Checks that the daemon answers and has the builder image `image`; agrees on
+    /// the API version with older daemons. Returns the image id.
+    pub async fn check(&self, image: &str) -> Result<String, SandboxError> {
         // Clones share the negotiated version, so this settles it for both clients.
         self.control.clone().negotiate_version().await.map_err(SandboxError::from_bollard)?;
         self.control.ping().await.map_err(SandboxError::from_bollard)?;
-        match self.control.inspect_image(&self.cfg.image).await {
+        match self.control.inspect_image(image).await {
             Ok(img) => Ok(img.id.unwrap_or_default()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                Err(SandboxError::ImageMissing(self.cfg.image.clone()))
+                Err(SandboxError::ImageMissing(image.to_string()))
             }
             Err(e) => Err(SandboxError::from_bollard(e)),
         }

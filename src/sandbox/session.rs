@@ -34,6 +34,8 @@ const SPARE: &str = "spare";
 
 pub struct Session {
     pub(super) sandbox: Sandbox,
+    /// The builder image its containers run.
+    image: String,
     work_dir: PathBuf,
     tag: String,
     /// Empty once the session is closed.
@@ -73,9 +75,9 @@ pub(super) fn build_key_of(name: &str) -> Option<&str> {
 
 impl Sandbox {
     /// Opens a session, for `build_key` or (with `None`) as a spare, with a
-    /// container for each of `steps` (name and network): makes its work dir
-    /// under `worker.work_dir` and starts the containers in the background.
-    pub async fn open(&self, build_key: Option<&str>, steps: &[(&'static str, StepNetwork)]) -> Result<Session, SandboxError> {
+    /// container of `image` for each of `steps` (name and network): makes its work
+    /// dir under `worker.work_dir` and starts the containers in the background.
+    pub async fn open(&self, build_key: Option<&str>, image: &str, steps: &[(&'static str, StepNetwork)]) -> Result<Session, SandboxError> {
         let tag = format!("{:016x}", rand::random::<u64>());
         let owner = build_key.unwrap_or(SPARE);
         let work_dir = Path::new(&self.cfg.work_dir).join(format!("{owner}-{tag}"));
@@ -85,21 +87,23 @@ impl Sandbox {
         let containers = steps
             .iter()
             .map(|(step, network)| {
-                let body = self.container_body(&work_dir, step, network, idle);
-                self.start_container(step, container_name(owner, &tag, step), body)
+                let body = self.container_body(&work_dir, image, step, network, idle);
+                self.start_container(step, container_name(owner, &tag, step), image, body)
             })
             .collect();
         Ok(Session {
             containers,
             sandbox: self.clone(),
+            image: image.to_string(),
             work_dir,
             tag,
             opened: Instant::now(),
         })
     }
 
-    fn start_container(&self, step: &'static str, name: String, body: bollard::models::ContainerCreateBody) -> Container {
+    fn start_container(&self, step: &'static str, name: String, image: &str, body: bollard::models::ContainerCreateBody) -> Container {
         let sandbox = self.clone();
+        let image = image.to_string();
         let task_name = name.clone();
         let waiting = Arc::new(Mutex::new(None));
         let slot = waiting.clone();
@@ -107,7 +111,7 @@ impl Sandbox {
             let opts = CreateContainerOptionsBuilder::default().name(&task_name).build();
             sandbox.control.create_container(Some(opts), body).await.map_err(|e| match e {
                 bollard::errors::Error::DockerResponseServerError { status_code: 404, message } if message.contains("image") => {
-                    SandboxError::ImageMissing(sandbox.cfg.image.clone())
+                    SandboxError::ImageMissing(image)
                 }
                 other => SandboxError::from_bollard(other),
             })?;
@@ -133,6 +137,11 @@ async fn make_work_dir(dir: &Path) -> std::io::Result<()> {
 impl Session {
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
+    }
+
+    /// The builder image its containers run.
+    pub fn image(&self) -> &str {
+        &self.image
     }
 
     pub fn age(&self) -> Duration {

@@ -194,6 +194,7 @@ mod tests {
             arch: "amd64".into(),
             arm: None,
             tags: None,
+            go_version: None,
         }
     }
 

@@ -59,6 +59,13 @@ impl From<SandboxError> for JobError {
     }
 }
 
+impl From<crate::toolchain::ToolchainError> for JobError {
+    fn from(e: crate::toolchain::ToolchainError) -> Self {
+        let message = format!("builder image: {e}");
+        if e.retryable() { JobError::Transient(message) } else { JobError::Deterministic(message) }
+    }
+}
+
 impl From<PublishError> for JobError {
     fn from(e: PublishError) -> Self {
         JobError::Transient(e.to_string())

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::db::{Build, Queue};
 use crate::sandbox::{OutputLine, Sandbox, SandboxError, Session, StepOutcome, StepSpec};
 use crate::spec::BuildSpec;
+use crate::toolchain::{BuilderImage, GoVersion, ImageMaker};
 
 /// How often a final report is tried while the database is unreachable.
 const REPORT_ATTEMPTS: u32 = 10;
@@ -40,15 +41,45 @@ pub struct JobContext {
     pub worker_id: String,
     /// This process's incarnation: its claims and heartbeats carry it.
     pub incarnation: String,
-    /// The builder image's id, for provenance: set by the runner each time it
-    /// finds Docker ready, so a worker started while Docker was down, or an image
-    /// rebuilt meanwhile, is recorded right.
+    /// The default Go's builder image id, as the runner last found it when Docker
+    /// became ready. A build's provenance takes the id of the image it ran in
+    /// from [`ImageMaker::ensure`] instead (builds may run other Go versions).
     pub image_id: std::sync::Mutex<String>,
+    /// Makes and finds the builder image of each Go version on this daemon.
+    pub images: ImageMaker,
+    /// `worker.go_version`: builds at it may take the spare sandbox (of its image).
+    pub default_go: GoVersion,
+    /// This worker's host, as builder image uses are recorded under.
+    pub host: String,
 }
 
-/// Runs one build in `session` (opened, or taken from the spare, by the
-/// runner); `cancel` stops it (container killed, nothing reported).
-pub async fn run(ctx: Arc<JobContext>, build: Build, session: Result<Session, SandboxError>, cancel: CancellationToken) {
+impl JobContext {
+    /// The Go a claimed build asks for (the default for a spec stored before
+    /// specs carried one).
+    pub fn go_version_of(&self, build: &Build) -> Result<GoVersion, JobError> {
+        self.go_version_of_spec(&build.spec)
+    }
+
+    /// The Go a stored spec asks for (the default when it names none).
+    pub fn go_version_of_spec(&self, spec: &serde_json::Value) -> Result<GoVersion, JobError> {
+        match spec.get("go_version").and_then(|v| v.as_str()) {
+            None => Ok(self.default_go),
+            Some(v) => GoVersion::parse(v).map_err(|e| JobError::Deterministic(e.to_string())),
+        }
+    }
+}
+
+/// How a job gets its sandbox: opened by the runner (the spare, for builds at
+/// the default Go), or opened by the job once the image of its Go is there.
+pub enum Sandboxing {
+    Opened(Box<Result<Session, SandboxError>>),
+    AfterImage,
+}
+
+/// Runs one build in its sandbox (opened, or taken from the spare, by the
+/// runner, or opened here after its Go's image is made); `cancel` stops it
+/// (container killed, nothing reported).
+pub async fn run(ctx: Arc<JobContext>, build: Build, sandboxing: Sandboxing, cancel: CancellationToken) {
     let span = tracing::info_span!("build", build_key = %build.build_key, attempt = build.attempt);
     async move {
         let started = std::time::Instant::now();
@@ -60,9 +91,13 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, session: Result<Session, Sa
             worker_id: ctx.worker_id.clone(),
         };
         let logs = tokio::spawn(forward(target, rx));
-        let result = match &session {
-            Ok(session) => execute(&ctx, &build, session, &tx, &cancel).await,
-            Err(e) => Err(JobError::from(e.clone())),
+        let prepared = prepare(&ctx, &build, sandboxing, &tx).await;
+        let (session, result) = match prepared {
+            Ok((session, image)) => {
+                let result = execute(&ctx, &build, &session, &image, &tx, &cancel).await;
+                (Ok(session), result)
+            }
+            Err(e) => (Err(()), Err(e)),
         };
         // A cancelled build's containers go at once; otherwise cleaning up waits
         // until the outcome is reported (it is nobody's wait then).
@@ -89,6 +124,24 @@ pub async fn run(ctx: Arc<JobContext>, build: Build, session: Result<Session, Sa
     .await
 }
 
+/// The build's builder image (made now if the daemon lacks it) and its sandbox.
+async fn prepare(ctx: &JobContext, build: &Build, sandboxing: Sandboxing, tx: &mpsc::Sender<OutputLine>) -> Result<(Session, BuilderImage), JobError> {
+    let go = ctx.go_version_of(build)?;
+    let name = ctx.images.image_name(go);
+    if matches!(sandboxing, Sandboxing::AfterImage) {
+        say(tx, &format!("builder image {name}: made from the module proxy's Go {go} toolchain if this host lacks it")).await;
+    }
+    let image = ctx.images.ensure(go).await?;
+    if let Err(e) = ctx.queue.builder_image_used(&ctx.host, &image.name, &go.to_string()).await {
+        warn!(error = %e, "cannot record the builder image's use");
+    }
+    let session = match sandboxing {
+        Sandboxing::Opened(session) => (*session)?,
+        Sandboxing::AfterImage => ctx.sandbox.open(Some(&build.build_key), &image.name, &recipe::STEPS).await?,
+    };
+    Ok((session, image))
+}
+
 async fn say(tx: &mpsc::Sender<OutputLine>, line: &str) {
     let _ = tx.send(OutputLine { step: "worker".into(), stderr: false, line: line.into() }).await;
 }
@@ -102,6 +155,7 @@ async fn execute(
     ctx: &JobContext,
     build: &Build,
     session: &Session,
+    image: &BuilderImage,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
 ) -> Result<serde_json::Value, JobError> {
@@ -122,7 +176,7 @@ async fn execute(
             .await
             .map_err(|e| JobError::Transient(format!("{}: {e}", work.join(recipe::WINRES_DIR).display())))?;
     }
-    say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
+    say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{} with {} ({})", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch, image.go_version.go_name(), image.name)).await;
 
     step(ctx, session, &resolve, tx, cancel, &spec).await?;
     let read = |name: &str| {
@@ -132,8 +186,9 @@ async fn execute(
     let mut provenance = json!({
         "go_mod": read("go.mod").await,
         "go_sum": read("go.sum").await,
-        "image": ctx.sandbox.image(),
-        "image_id": ctx.image_id.lock().unwrap().clone(),
+        "image": session.image(),
+        "image_id": image.id,
+        "toolchain": {"module": image.toolchain, "h1": image.toolchain_h1},
         "worker_id": ctx.worker_id,
     });
     phase(tx, "compile").await;
@@ -149,6 +204,15 @@ async fn execute(
     let missing = recipe::missing_plugins(&spec, &info.deps);
     if !missing.is_empty() {
         return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
+    }
+    // The image's label named this Go; the binary is the proof.
+    if info.go_version != image.go_version.go_name() {
+        return Err(JobError::Deterministic(format!(
+            "verify: the binary was built with {}, not {} ({})",
+            info.go_version,
+            image.go_version.go_name(),
+            image.name
+        )));
     }
     let verify = async {
         if !recipe::can_verify(&spec) {

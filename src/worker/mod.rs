@@ -29,6 +29,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::db::{connect_pool, Listener, Queue, WorkerInfo};
 use crate::sandbox::{Owner, Sandbox};
+use crate::toolchain::ImageMaker;
 
 pub use failure::JobError;
 pub use job::ATTEST_LINE;
@@ -104,26 +105,35 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         .with_context(|| format!("worker.work_dir {}", config.worker.work_dir))?;
 
     let host = crate::config::hostname();
+    let default_go = crate::toolchain::GoVersion::parse(&config.worker.go_version).context("worker.go_version")?;
     // New at every start: a restart under the same id (a container restart keeps
     // hostname and PID) is told apart from the process that ran before it.
     let incarnation = format!("{:016x}", rand::random::<u64>());
     queue
         .register_worker(&WorkerInfo {
             worker_id: worker_id.clone(),
-            host,
+            host: host.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             max_jobs: config.worker.max_jobs as i32,
-            info: json!({"image": config.worker.image, "namespace": namespace}),
+            info: json!({"image": ImageMaker::image_name_for(&config, default_go), "go_version": default_go.to_string(), "namespace": namespace}),
             incarnation: Some(incarnation.clone()),
         })
         .await
         .context("registering the worker")?;
-    info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
+    info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %ImageMaker::image_name_for(&config, default_go), "worker started");
 
     let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
     let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
         queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
         return Ok(());
+    };
+    // After the daemon answered: making the client cannot fail on a missing socket then.
+    let images = match ImageMaker::new(&config) {
+        Ok(images) => images,
+        Err(e) => {
+            queue.release_worker(&worker_id, "no Docker client for builder images").await.ok();
+            return Err(e).context("builder images");
+        }
     };
     let listener_stop = CancellationToken::new();
     let listener = Listener::start(&config.database, listener_stop.clone());
@@ -135,6 +145,9 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         worker_id,
         incarnation,
         image_id: Default::default(),
+        images,
+        default_go,
+        host,
     });
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
     listener_stop.cancel();

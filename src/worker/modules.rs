@@ -47,6 +47,7 @@ mod tests {
             arch: "amd64".into(),
             arm: None,
             tags: None,
+            go_version: None,
         }
     }
 

@@ -34,8 +34,9 @@ use super::failure::{step_failed, JobError};
 use super::job::JobContext;
 use super::{buildinfo, recipe};
 use crate::db::ClaimedReproduction;
-use crate::sandbox::{OutputLine, Session, SandboxError, StepNetwork, StepSpec};
+use crate::sandbox::{OutputLine, Session, StepNetwork, StepSpec};
 use crate::spec::BuildSpec;
+use crate::toolchain::BuilderImage;
 
 /// The reproduction's steps, with their network: its sandbox has a container for each.
 pub const STEPS: [(&str, StepNetwork); 2] = [("download", StepNetwork::Online), ("build", StepNetwork::None)];
@@ -50,8 +51,9 @@ struct Reproduced {
     detail: serde_json::Value,
 }
 
-/// Runs one reproduction in `session`; `cancel` stops it (container killed, nothing reported).
-pub async fn run(ctx: Arc<JobContext>, r: ClaimedReproduction, session: Result<Session, SandboxError>, cancel: CancellationToken) {
+/// Runs one reproduction in a sandbox of the builder image of the build's Go
+/// (made now if this host lacks it); `cancel` stops it (container killed, nothing reported).
+pub async fn run(ctx: Arc<JobContext>, r: ClaimedReproduction, cancel: CancellationToken) {
     let span = tracing::info_span!("reproduction", id = r.id, build_key = %r.build_key, attempt = r.attempt);
     async move {
         let started = Instant::now();
@@ -61,13 +63,13 @@ pub async fn run(ctx: Arc<JobContext>, r: ClaimedReproduction, session: Result<S
                 debug!(step = %l.step, line = %l.line, "reproduction output");
             }
         });
-        let result = match &session {
-            Ok(session) => execute(&ctx, &r, session, &tx, &cancel).await,
-            Err(e) => Err(JobError::from(e.clone())),
+        let (result, session) = match open(&ctx, &r).await {
+            Ok((session, image)) => (execute(&ctx, &r, &session, &image, &tx, &cancel).await, Some(session)),
+            Err(e) => (Err(e), None),
         };
         drop(tx);
         let _ = drain.await;
-        if let Ok(session) = session {
+        if let Some(session) = session {
             session.close().await;
         }
         report(&ctx, &r, result, &cancel).await;
@@ -102,10 +104,22 @@ pub fn download_step(config: &crate::config::Config, build: &StepSpec, windows_r
     StepSpec { name: "download".into(), cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")], env, timeout }
 }
 
+/// The builder image of the build's Go and a sandbox running it.
+async fn open(ctx: &JobContext, r: &ClaimedReproduction) -> Result<(Session, BuilderImage), JobError> {
+    let go = ctx.go_version_of_spec(&r.spec)?;
+    let image = ctx.images.ensure(go).await?;
+    if let Err(e) = ctx.queue.builder_image_used(&ctx.host, &image.name, &go.to_string()).await {
+        warn!(error = %e, "cannot record the builder image's use");
+    }
+    let session = ctx.sandbox.open(Some(&r.build_key), &image.name, &STEPS).await?;
+    Ok((session, image))
+}
+
 async fn execute(
     ctx: &JobContext,
     r: &ClaimedReproduction,
     session: &Session,
+    image: &BuilderImage,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
 ) -> Result<Reproduced, JobError> {
@@ -161,8 +175,8 @@ async fn execute(
         "size": size,
         "go_version": info.go_version,
         "original_go_version": r.provenance.get("go_version"),
-        "image": ctx.sandbox.image(),
-        "image_id": ctx.image_id.lock().unwrap().clone(),
+        "image": image.name,
+        "image_id": image.id,
         "inputs_changed": inputs_changed,
         "timings": {"download_secs": downloaded.as_secs_f64(), "build_secs": built.as_secs_f64()},
     });

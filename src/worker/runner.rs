@@ -80,6 +80,7 @@ impl Runner {
         let mut heartbeat = tokio::time::interval(self.cfg().heartbeat_interval);
         let mut reap = tokio::time::interval(self.cfg().lease);
         reap.reset();
+        let mut trim = tokio::time::interval(self.cfg().images.trim_interval);
         let mut drain_deadline: Option<Instant> = None;
         let mut wake = true;
         loop {
@@ -129,6 +130,7 @@ impl Runner {
                 ev = events.recv() => wake = self.on_event(ev).await,
                 _ = heartbeat.tick() => self.heartbeat().await,
                 _ = reap.tick(), if self.docker_ok => self.reap().await,
+                _ = trim.tick(), if self.docker_ok => self.trim_images().await,
                 _ = sleep_until(self.next_wake) => wake = true,
             }
         }
@@ -199,9 +201,14 @@ impl Runner {
             info!(build_key = %build.build_key, attempt = build.attempt, "claimed build");
             let cancel = CancellationToken::new();
             let (key, attempt) = (build.build_key.clone(), build.attempt);
-            let session = self.session_for(&key).await;
+            // The spare's containers run the default Go's image; a build of another
+            // Go gets its sandbox once that Go's image is there (made if need be).
+            let sandboxing = match self.ctx.go_version_of(&build) {
+                Ok(go) if go == self.ctx.default_go => job::Sandboxing::Opened(Box::new(self.session_for(&key).await)),
+                _ => job::Sandboxing::AfterImage,
+            };
             let ctx = self.ctx.clone();
-            let task = self.jobs.spawn(key.clone(), job::run(ctx, build, session, cancel.clone()));
+            let task = self.jobs.spawn(key.clone(), job::run(ctx, build, sandboxing, cancel.clone()));
             self.running.insert(key, Running { attempt, cancel, task });
         }
         if got < free {
@@ -212,7 +219,7 @@ impl Runner {
         // Only for a slot left free: starting containers takes a core for a while,
         // which a build just claimed should have, and a full worker needs none yet.
         if left > 0 && self.spare.is_none() {
-            match self.ctx.sandbox.open(None, &recipe::STEPS).await {
+            match self.ctx.sandbox.open(None, &self.default_image(), &recipe::STEPS).await {
                 Ok(spare) => self.spare = Some(spare),
                 Err(e) => warn!(error = %e, "cannot prepare a spare sandbox"),
             }
@@ -231,7 +238,11 @@ impl Runner {
             }
             tokio::spawn(spare.close());
         }
-        self.ctx.sandbox.open(Some(build_key), &recipe::STEPS).await
+        self.ctx.sandbox.open(Some(build_key), &self.default_image(), &recipe::STEPS).await
+    }
+
+    fn default_image(&self) -> String {
+        self.ctx.images.image_name(self.ctx.default_go)
     }
 
     async fn close_spare(&mut self) {
@@ -248,8 +259,10 @@ impl Runner {
         }
     }
 
+    /// Whether Docker answers; after an outage (and at start) also that the
+    /// default Go's builder image is there, made from the module proxy if not.
     async fn docker_ready(&mut self) -> bool {
-        let result = if self.docker_ok { self.ctx.sandbox.ping().await.map(|_| None) } else { self.ctx.sandbox.check().await.map(Some) };
+        let result = if self.docker_ok { self.ctx.sandbox.ping().await.map(|_| None) } else { self.default_image_ready().await.map(Some) };
         match result {
             Ok(image_id) => {
                 if let Some(id) = image_id {
@@ -269,6 +282,29 @@ impl Runner {
                 self.docker_retry = (self.docker_retry * 2).min(DOCKER_RETRY_MAX);
                 false
             }
+        }
+    }
+
+    async fn default_image_ready(&self) -> Result<String, SandboxError> {
+        let image = self.default_image();
+        match self.ctx.sandbox.check(&image).await {
+            Err(SandboxError::ImageMissing(_)) => {
+                info!(image, go = %self.ctx.default_go, "making the default builder image from the module proxy's Go toolchain");
+                let made = self.ctx.images.ensure(self.ctx.default_go).await;
+                made.map(|i| i.id).map_err(|e| SandboxError::Docker(format!("cannot make builder image {image}: {e}")))
+            }
+            other => other,
+        }
+    }
+
+    /// Removes the builder images of other Go versions that no build used for
+    /// `worker.images.max_unused_age` (the policy is `cbs.builder_images_to_trim`).
+    async fn trim_images(&self) {
+        let max_unused = self.cfg().images.max_unused_age;
+        match self.ctx.images.trim(&self.ctx.queue, &self.ctx.host, self.ctx.default_go, max_unused).await {
+            Ok(r) if !r.removed.is_empty() => info!(removed = ?r.removed, present = r.present, "trimmed builder images"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot trim builder images"),
         }
     }
 
@@ -353,8 +389,7 @@ impl Runner {
             info!(id = r.id, build_key = %r.build_key, attempt = r.attempt, "claimed reproduction");
             let cancel = CancellationToken::new();
             let (id, key, attempt) = (r.id, r.build_key.clone(), r.attempt);
-            let session = self.ctx.sandbox.open(Some(&key), &reproduce::STEPS).await;
-            let task = self.jobs.spawn(format!("{REPRODUCTION_TASK}{id}"), reproduce::run(self.ctx.clone(), r, session, cancel.clone()));
+            let task = self.jobs.spawn(format!("{REPRODUCTION_TASK}{id}"), reproduce::run(self.ctx.clone(), r, cancel.clone()));
             self.reproducing.insert(id, (key, Running { attempt, cancel, task }));
         }
     }

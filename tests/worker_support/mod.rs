@@ -27,6 +27,21 @@ pub const PLUGIN_MODULE_ID: &str = "dns.providers.cloudflare";
 pub const GOMOD_VOLUME: &str = "cbs-test-gomod";
 pub const GOBUILD_VOLUME: &str = "cbs-test-gobuild";
 
+/// The default Go's builder image (`worker.images.repository:go<worker.go_version>`).
+pub fn default_builder_image_name() -> String {
+    let c = Config::default();
+    format!("{}:go{}", c.worker.images.repository, c.worker.go_version)
+}
+
+/// Makes the default Go's builder image on the shared daemon from the module
+/// proxy's toolchain unless it is there (as a worker does at start); its name.
+pub async fn default_builder_image() -> String {
+    use caddy_build_server::toolchain::{GoVersion, ImageMaker};
+    let c = Config::default();
+    let maker = ImageMaker::new(&c).unwrap();
+    maker.ensure(GoVersion::parse(&c.worker.go_version).unwrap()).await.expect("the default builder image").name
+}
+
 pub fn caddy_spec(os: &str, arch: &str) -> Value {
     json!({
         "caddy_version": CADDY,

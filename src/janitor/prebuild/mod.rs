@@ -45,6 +45,7 @@ pub struct Prebuilder {
     queue: Queue,
     resolver: Resolver,
     config: PrebuildConfig,
+    go_version: Option<String>,
     janitor_id: String,
 }
 
@@ -61,7 +62,14 @@ struct Tally {
 impl Prebuilder {
     /// `resolver` should not cache (a zero TTL): each poll must see the proxy's lists as they are now.
     pub fn new(queue: Queue, resolver: Resolver, config: PrebuildConfig, janitor_id: &str) -> Prebuilder {
-        Prebuilder { queue, resolver, config, janitor_id: janitor_id.to_string() }
+        Prebuilder { queue, resolver, config, janitor_id: janitor_id.to_string(), go_version: None }
+    }
+
+    /// The Go of configured prebuilds: the workers' default, which the api also
+    /// writes into requests naming none, so that both make the same keys.
+    pub fn with_go_version(mut self, go_version: &str) -> Prebuilder {
+        self.go_version = Some(go_version.to_string());
+        self
     }
 
     /// A configured entry with every version resolved (`latest` → the newest release).
@@ -72,7 +80,7 @@ impl Prebuilder {
             let version = self.resolver.resolve(&p.module, &p.version).await?.version;
             plugins.push(Plugin { module: p.module.clone(), version });
         }
-        Ok(BuildSpec { caddy_version, plugins, replacements: Vec::new(), os: entry.os.clone(), arch: entry.arch.clone(), arm: entry.arm.clone(), tags: None })
+        Ok(BuildSpec { caddy_version, plugins, replacements: Vec::new(), os: entry.os.clone(), arch: entry.arch.clone(), arm: entry.arm.clone(), tags: None, go_version: self.go_version.clone() })
     }
 
     /// Queues `req` once; a spec SQL refuses (a config entry for an unknown target) is logged and counted.
