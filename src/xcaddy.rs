@@ -78,6 +78,7 @@ mod tests {
             arch: arch.into(),
             arm: None,
             tags: Some(DEFAULT_TAGS.map(String::from).to_vec()),
+            go_version: None,
         }
     }
 
