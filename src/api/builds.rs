@@ -191,7 +191,9 @@ pub fn xcaddy_command(state: &AppState, b: &Build) -> Option<String> {
     let spec: crate::spec::BuildSpec = serde_json::from_value(b.spec.clone()).ok()?;
     let recorded = b.provenance.as_ref().and_then(|p| p["go_version"].as_str());
     let go = recorded.or_else(|| b.spec["go_version"].as_str()).unwrap_or(&state.config.worker.go_version);
-    Some(crate::xcaddy::command(&spec, Some(go)))
+    // Specs and config say `1.26.8`, build information `go1.26.8`; GOTOOLCHAIN wants the latter.
+    let go = if go.starts_with("go") { go.to_string() } else { format!("go{go}") };
+    Some(crate::xcaddy::command(&spec, Some(&go)))
 }
 
 /// Rejects anything but 64 lowercase hex digits before it reaches SQL or storage.
