@@ -65,7 +65,7 @@ async fn start_api(db: &TestDb, proxy: &FakeProxy, enabled: bool, shutdown: &Can
     config.api.admission = admission(enabled);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(caddy_build_server::api::serve(Arc::new(config), listener, shutdown.clone()));
+    tokio::spawn(caddy_build_server::web::serve(Arc::new(config), listener, shutdown.clone()));
     let http = reqwest::Client::new();
     for _ in 0..400 {
         if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {

@@ -21,5 +21,6 @@ pub mod toolchain;
 pub mod supervise;
 pub mod telemetry;
 pub mod ui;
+pub mod web;
 pub mod worker;
 pub mod xcaddy;

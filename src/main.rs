@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use caddy_build_server::{api, config::Config, db, janitor, shutdown, supervise, telemetry, toolchain, worker};
+use caddy_build_server::{config::Config, db, janitor, shutdown, supervise, telemetry, toolchain, web, worker};
 use clap::{Parser, Subcommand};
 
 /// glibc's allocator was a fifth of the api's CPU when ten thousand held
@@ -84,7 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "schema is current"
             );
         }
-        Command::Api => api::run(config, stop).await?,
+        Command::Api => web::run(config, stop).await?,
         Command::BuilderImage { go } => {
             let version = toolchain::GoVersion::parse(go.as_deref().unwrap_or(&config.worker.go_version))?;
             let started = std::time::Instant::now();
@@ -100,7 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let components: Vec<(&'static str, supervise::Component)> = vec![
-                ("api", Box::pin(api::run(config.clone(), stop.clone()))),
+                ("api", Box::pin(web::run(config.clone(), stop.clone()))),
                 ("worker", Box::pin(worker::run(config.clone(), stop.clone()))),
                 ("janitor", Box::pin(janitor::run_migrated(config, stop.clone()))),
             ];

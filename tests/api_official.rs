@@ -14,7 +14,7 @@ use api_support::{error_message, TestApi, WORKER};
 use caddy_build_server::config::{S3Config, StorageBackend};
 use caddy_build_server::db::LogLine;
 use caddy_build_server::phase::phases_for;
-use caddy_build_server::ui::CatalogEntry;
+use caddy_build_server::config::CatalogEntry;
 use serde_json::{json, Value};
 use sse_support::{read_events, Until};
 

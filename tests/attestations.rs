@@ -272,7 +272,7 @@ async fn serve_documents(db: &TestDb, config: Config, key: &str, files: &[&Path]
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(caddy_build_server::api::serve(Arc::new(config), listener, shutdown.clone()));
+    let server = tokio::spawn(caddy_build_server::web::serve(Arc::new(config), listener, shutdown.clone()));
     let http = reqwest::Client::new();
     let get = |path: String| {
         let http = http.clone();

@@ -1,6 +1,6 @@
-//! The route table: every endpoint of the HTTP contract, the request body
-//! limit, and the envelope/metrics layer around all of it (the fallback and
-//! wrong-method answers included).
+//! The route table: every endpoint of the HTTP contract, and [`finish`]: the
+//! request body limit and the envelope/metrics layer around a whole service
+//! (the fallback and wrong-method answers included), whatever else it mounts.
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header;
@@ -12,8 +12,8 @@ use super::error::ApiError;
 use super::state::AppState;
 use super::{admin, builds, compat, documents, health, logs, middleware, modules, official, openapi, signing_key};
 
-pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.api.max_body_bytes;
+/// The api's endpoints, without state or layers: see [`finish`].
+pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/compat", get(compat::compat).head(compat::compat))
         .route("/api/download", get(compat::compat).head(compat::compat))
@@ -42,7 +42,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/admin/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/api/admin/tokens/{name}", delete(admin::revoke_token))
         .merge(official::router())
-        .merge(crate::ui::router())
+}
+
+/// Wraps a service's routes (the api's, and whatever is mounted beside them)
+/// in the api's answers for unknown paths, its body limit and its envelope.
+pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.config.api.max_body_bytes;
+    routes
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::around))

@@ -4,6 +4,7 @@
 
 mod admission;
 mod api;
+mod catalog;
 mod database;
 mod images;
 mod janitor;
@@ -17,6 +18,7 @@ mod worker;
 
 pub use admission::AdmissionConfig;
 pub use api::{ApiConfig, MAX_HEADER_BYTES, MAX_URI_BYTES};
+pub use catalog::{default_catalog, CatalogEntry};
 pub use database::DatabaseConfig;
 pub use images::{BuilderImagesConfig, DEFAULT_GO_VERSION};
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
@@ -59,7 +61,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub signing: SigningConfig,
     /// Plugins offered on the download page (any other module can still be typed in).
-    pub catalog: Vec<crate::ui::CatalogEntry>,
+    pub catalog: Vec<CatalogEntry>,
     pub janitor: JanitorConfig,
     /// What the leader janitor builds before anyone asks.
     pub prebuild: PrebuildConfig,
@@ -85,7 +87,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             storage: StorageConfig::default(),
             signing: SigningConfig::default(),
-            catalog: crate::ui::default_catalog(),
+            catalog: default_catalog(),
             janitor: JanitorConfig::default(),
             prebuild: PrebuildConfig::default(),
             reproduction: ReproductionConfig::default(),

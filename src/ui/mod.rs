@@ -4,13 +4,10 @@
 //! that talks to the same REST API as every other client.
 
 mod assets;
-mod catalog;
 mod pages;
 
 use axum::routing::get;
 use axum::Router;
-
-pub use catalog::{default_catalog, CatalogEntry};
 
 use crate::api::AppState;
 

@@ -174,7 +174,7 @@ impl TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(caddy_build_server::api::serve(config.clone(), listener, shutdown.clone()));
+        let server = tokio::spawn(caddy_build_server::web::serve(config.clone(), listener, shutdown.clone()));
         let api = TestApi {
             config,
             storage: LocalStorage::new(&storage_dir).unwrap(),
@@ -196,7 +196,7 @@ impl TestApi {
     pub async fn another_host(&self) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(caddy_build_server::api::serve(self.config.clone(), listener, self.shutdown.clone()));
+        tokio::spawn(caddy_build_server::web::serve(self.config.clone(), listener, self.shutdown.clone()));
         for _ in 0..200 {
             if let Ok(r) = self.http.get(format!("{base}/readyz")).send().await
                 && r.status() == 200
