@@ -256,8 +256,8 @@ async fn every_compat_parameter_reaches_the_spec() {
     assert_eq!(head.headers()["content-length"], "4");
 }
 
-/// A request naming only exact versions is cached for good; one resolved from
-/// `latest` or a partial version must be revalidated (the same build, reached
+/// A request naming only exact versions (Go's too) is cached for good; one
+/// resolved from `latest`, a partial version or the configured Go must be revalidated (the same build, reached
 /// by both, answers each as it asked). Content-addressed URLs are immutable,
 /// conditional requests answer 304 with the same headers, errors are not stored.
 #[tokio::test]
@@ -266,9 +266,10 @@ async fn cache_headers_follow_what_the_request_named() {
     const REVALIDATE: &str = "public, no-cache";
     let api = TestApi::start().await;
     // COMPAT resolves to exactly this spec: one build, two ways of naming it.
-    let pinned = "/api/compat?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare@v0.2.1";
+    let go = caddy_build_server::config::DEFAULT_GO_VERSION;
+    let pinned = format!("/api/compat?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare@v0.2.1&go={go}");
     let spawn = |path: &str| api.spawn(api.http.get(api.url(path)));
-    let (unpinned_waiter, pinned_waiter) = (spawn(COMPAT), spawn(pinned));
+    let (unpinned_waiter, pinned_waiter) = (spawn(COMPAT), spawn(&pinned));
     let key = api.only_build_key().await;
     api.wait_for_waiters(2).await;
     let artifact = api.succeed(&key, b"cacheable").await;
@@ -286,9 +287,11 @@ async fn cache_headers_follow_what_the_request_named() {
         "/api/compat?os=linux&arch=amd64&version=v2.10&p=github.com/caddy-dns/cloudflare@v0.2.1",
         "/api/download?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare@latest",
         "/api/download?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare",
+        // Every module exact, but the Go is the operator's to change.
+        "/api/compat?os=linux&arch=amd64&version=v2.10.2&p=github.com/caddy-dns/cloudflare@v0.2.1",
     ];
     let by_key = format!("/api/builds/{key}/download");
-    let cases = unpinned.iter().map(|p| (p.to_string(), REVALIDATE)).chain([(pinned.to_string(), IMMUTABLE), (by_key, IMMUTABLE)]);
+    let cases = unpinned.iter().map(|p| (p.to_string(), REVALIDATE)).chain([(pinned.clone(), IMMUTABLE), (by_key, IMMUTABLE)]);
     for (path, expected) in cases {
         for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
             let resp = api.http.request(method.clone(), api.url(&path)).send().await.unwrap();

@@ -5,7 +5,8 @@
 //! Requests that waited for a build share one prepared download ([`SharedDownload`]).
 //!
 //! `Cache-Control` follows what the request named ([`Freshness`]): a build key or
-//! only exact versions is immutable; anything resolved (`latest`, partial) must be
+//! only exact versions (Go's too) is immutable; anything resolved (`latest`,
+//! partial, the configured Go) must be
 //! revalidated with the ETag, so that a cache never keeps serving an old Caddy.
 
 use std::sync::Arc;

@@ -31,7 +31,7 @@ pub(super) fn binary_responses(head: bool) -> Value {
     let mut ok = json!({"description": "The Caddy binary", "headers": {
         "ETag": {"schema": {"type": "string"}, "description": "sha256 of the binary, quoted"},
         "Cache-Control": {"schema": {"type": "string"}, "description":
-            "immutable for a build key or a request naming only exact versions; no-cache (revalidate with the ETag) when a version was latest, empty, partial or a branch"},
+            "immutable for a build key or a request naming only exact versions, go included; no-cache (revalidate with the ETag) when a version was latest, empty, partial or a branch, or go was not named"},
         "X-Build-Key": {"schema": {"type": "string"}},
         "Content-Disposition": {"schema": {"type": "string"}}
     }});

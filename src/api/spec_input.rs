@@ -31,10 +31,13 @@ pub struct SpecRequest {
 
 impl SpecRequest {
     /// Every version was absolute as the client wrote it (an exact tag or a
-    /// pseudo-version): the request names one build for good, whatever is released
-    /// later. `latest`, empty, partial (`v2.10`) and branch queries are not.
+    /// pseudo-version), the Go release included: the request names one build for
+    /// good, whatever is released later. `latest`, empty, partial (`v2.10`) and
+    /// branch queries are not, nor is an unnamed Go, which follows the operator's
+    /// `worker.go_version`.
     pub fn is_pinned(&self) -> bool {
-        is_absolute(&self.caddy_version)
+        !self.go_version.is_empty()
+            && is_absolute(&self.caddy_version)
             && self.plugins.iter().all(|p| is_absolute(&p.version))
             && self.replacements.iter().all(|r| is_absolute(&r.version))
     }
