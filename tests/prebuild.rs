@@ -147,7 +147,7 @@ async fn a_fresh_start_queues_the_configured_spec_once() {
     let (os, arch, _) = host_platform();
     let spec = json!({"caddy_version": "v2.11.9", "os": os, "arch": arch, "plugins": [], "replacements": [],
                       "go_version": "1.26.8", "tags": ["nobadger", "nomysql", "nopgx"]});
-    assert_eq!(build.spec, spec, "the newest release, not the beta, with the workers' Go and xcaddy's tags");
+    assert_eq!(serde_json::to_value(&build.spec).unwrap(), spec, "the newest release, not the beta, with the workers' Go and xcaddy's tags");
     assert_eq!(priority_and_client(&db, key).await, ("background".into(), None), "background work, charged to no client");
     assert_eq!(db.queue.popular_specs(10, 30 * DAY).await.unwrap(), [], "a prebuild is not a request");
 

@@ -40,7 +40,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use builds::{check_key, load, xcaddy_command, ReproductionView};
+pub use builds::{check_key, load, view};
 pub use error::{ApiError, ApiResult};
 pub use spec_input::split_module_version;
 pub use state::AppState;
