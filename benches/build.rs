@@ -185,7 +185,7 @@ async fn main() {
     let t = Instant::now();
     let b = db.queue.submit(&spec_json, false).await.unwrap();
     assert_eq!(b.status, BuildStatus::Succeeded);
-    let path = b.artifact.unwrap()["path"].as_str().unwrap().to_string();
+    let path = b.artifact.unwrap().binary.path;
     let bytes = store.get_bytes(&path).await.unwrap();
     println!("cached request (submit + read {} MB):            {:.1} ms", bytes.len() / 1_000_000, t.elapsed().as_secs_f64() * 1e3);
 

@@ -101,7 +101,7 @@ async fn claim_complete_rate(db: &TestDb, builds: usize, clients: usize) -> (usi
         let (queue, barrier) = (queue.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let id = format!("w{w}");
-            let artifact = json!({"path": "x", "sha256": "y", "size": 1});
+            let artifact = json!({"path": "x", "file_name": "caddy", "sha256": "y", "size": 1});
             barrier.wait().await;
             let mut done = 0;
             loop {

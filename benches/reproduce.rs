@@ -61,7 +61,7 @@ async fn main() {
         let reproduction = (done.finished_at.unwrap() - done.started_at.unwrap()).as_seconds_f64();
         println!(
             "  round {round}: build {build:.1} s on {}, reproduction {reproduction:.1} s on {} (steps {})",
-            b.provenance.as_ref().unwrap()["worker_id"],
+            b.provenance.as_ref().unwrap().worker_id.as_deref().unwrap_or("?"),
             done.worker_id.as_deref().unwrap_or("?"),
             done.detail["timings"]
         );

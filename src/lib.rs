@@ -5,6 +5,7 @@
 pub mod api;
 pub mod attest;
 pub mod blocking;
+pub mod build_view;
 pub mod config;
 pub mod db;
 pub mod gomod;

@@ -17,8 +17,8 @@ async fn waiting_request_is_released_by_completion() {
     let (pending, key) = api.waiting_get(COMPAT).await;
     assert!(!pending.is_finished(), "the request must wait for the build");
     let build = api.queue().get(&key).await.unwrap().unwrap();
-    assert_eq!(build.spec["caddy_version"], "v2.10.2", "latest release, no pre-release");
-    assert_eq!(build.spec["plugins"][0]["version"], "v0.2.1");
+    assert_eq!(build.spec.caddy_version, "v2.10.2", "latest release, no pre-release");
+    assert_eq!(build.spec.plugins[0].version, "v0.2.1");
 
     let artifact = api.succeed(&key, b"caddy binary bytes").await;
     let resp = tokio::time::timeout(Duration::from_secs(5), pending).await.expect("released").unwrap();
@@ -239,7 +239,7 @@ async fn every_compat_parameter_reaches_the_spec() {
                  &r=github.com/old/lib%3Dgithub.com/BurntSushi/toml@v1.3.2&tags=nomysql,nobadger";
     let pending = api.spawn(api.http.head(api.url(query)));
     let key = api.only_build_key().await;
-    let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
+    let spec = serde_json::to_value(api.queue().get(&key).await.unwrap().unwrap().spec).unwrap();
     assert_eq!(
         spec,
         serde_json::json!({
@@ -339,7 +339,7 @@ async fn compat_without_tags_means_xcaddys_defaults() {
         let resp = api.http.post(api.url(&format!("/api/build?{base}{extra}"))).send().await.unwrap();
         let body: serde_json::Value = resp.json().await.unwrap();
         let key = body["result"]["key"].as_str().unwrap();
-        let spec = api.queue().get(key).await.unwrap().unwrap().spec;
+        let spec = serde_json::to_value(api.queue().get(key).await.unwrap().unwrap().spec).unwrap();
         assert_eq!(spec["tags"], tags, "{extra:?}");
     }
     assert_eq!(api.build_count().await, 2, "other tags, another build");

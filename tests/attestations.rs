@@ -20,7 +20,8 @@ use caddy_build_server::attest::{self, golang_purl, h1_to_hex, Input};
 use caddy_build_server::config::{Config, SigningConfig};
 use caddy_build_server::db::BuildStatus;
 use caddy_build_server::signing::Signer;
-use caddy_build_server::storage::{recorded_document, Artifact, ArtifactPaths, Document, DynStorage, LocalStorage, StoredDocument};
+use caddy_build_server::spec::BuildSpec;
+use caddy_build_server::storage::{ArtifactPaths, Document, DynStorage, LocalStorage, StoredDocument};
 use caddy_build_server::worker::buildinfo::{BuildInfo, Dep, Module};
 use caddy_build_server::worker::Publisher;
 use common::TestDb;
@@ -58,8 +59,9 @@ fn documents_pass_the_official_schemas() {
         ],
         settings: vec![("-tags".into(), "nobadger".into()), ("-trimpath".into(), "true".into()), ("GOARM".into(), "6".into())],
     };
-    let spec = json!({"caddy_version": "v2.11.9", "os": "linux", "arch": "arm", "arm": "6",
-        "plugins": [{"module": "github.com/a/b", "version": "v1.0.0"}]});
+    let spec: BuildSpec = serde_json::from_value(json!({"caddy_version": "v2.11.9", "os": "linux", "arch": "arm", "arm": "6",
+        "plugins": [{"module": "github.com/a/b", "version": "v1.0.0"}]}))
+    .unwrap();
     let cmd: Vec<String> = ["go", "build", "-trimpath", "-ldflags", "-w -s"].map(String::from).to_vec();
     let key = "ab".repeat(32);
     let input = Input {
@@ -90,7 +92,7 @@ fn documents_pass_the_official_schemas() {
     validate_spdx(&spdx).unwrap_or_else(|e| panic!("SPDX: {e}\n{}", String::from_utf8_lossy(&docs.spdx)));
     let p: Value = serde_json::from_slice(&docs.provenance).unwrap();
     assert_eq!(p["_type"], "https://in-toto.io/Statement/v1");
-    assert_eq!(p["predicate"]["buildDefinition"]["externalParameters"], spec);
+    assert_eq!(p["predicate"]["buildDefinition"]["externalParameters"], serde_json::to_value(&spec).unwrap());
     std::fs::remove_dir_all(dir).unwrap();
 
     // A made-up document fails: the validators can fail.
@@ -119,10 +121,9 @@ async fn documents_are_stored_signed_and_deleted_with_the_build_on_both_backends
         let key = format!("{:064x}", rand::random::<u128>());
         let publisher = Publisher { storage: storage.clone(), signer: signer.clone() };
         let record = publisher.publish_documents(&key, "linux", &docs).await.unwrap();
-        let artifact = json!({"documents": record});
         let paths = ArtifactPaths::new(&key, "linux").unwrap();
         for (doc, bytes) in Document::ALL.into_iter().zip([&docs.cyclonedx, &docs.spdx, &docs.provenance]) {
-            let stored: StoredDocument = recorded_document(&artifact, doc).unwrap_or_else(|| panic!("{name}: {doc:?} recorded"));
+            let stored: StoredDocument = record.get(doc).cloned().unwrap_or_else(|| panic!("{name}: {doc:?} recorded"));
             assert_eq!(stored.path, paths.document(doc));
             assert_eq!(stored.sha256, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)));
             let (file, sig) = (dir.join(doc.file_name()), dir.join(format!("{}.minisig", doc.file_name())));
@@ -170,16 +171,16 @@ async fn a_real_build_publishes_signed_sboms_and_provenance_that_match_the_binar
     worker.stop().await;
     let key = &b.build_key;
     let record = done.artifact.clone().unwrap();
-    let artifact: Artifact = serde_json::from_value(record.clone()).unwrap();
+    let artifact = record.binary.clone();
     let binary = store.join(&artifact.path);
     let (sha, _) = caddy_build_server::worker::sha256_file(&binary).await.unwrap();
     assert_eq!(sha, artifact.sha256);
-    let go_sum = done.provenance.as_ref().unwrap()["go_sum"].as_str().unwrap().to_string();
+    let go_sum = done.provenance.as_ref().unwrap().go_sum.clone().unwrap();
 
     // Each document and its signature, which Debian's minisign accepts with the server's key.
     let mut files = Vec::new();
     for doc in Document::ALL {
-        let stored = recorded_document(&record, doc).unwrap_or_else(|| panic!("{doc:?} recorded in {record}"));
+        let stored = record.document(doc).unwrap_or_else(|| panic!("{doc:?} recorded in {record:?}"));
         let file = store.join(&stored.path);
         minisign_verifies(&file, &store.join(&stored.signature), &public_key).unwrap_or_else(|e| panic!("{doc:?}: {e}"));
         files.push(file);
@@ -217,7 +218,7 @@ async fn a_real_build_publishes_signed_sboms_and_provenance_that_match_the_binar
         assert_eq!(property(main, &format!("caddy-build-server:build:{setting}")), Some(value), "{main}");
     }
     assert!(property(main, "caddy-build-server:build:command").unwrap().contains("-ldflags -w -s"), "{main}");
-    let go_version = done.provenance.as_ref().unwrap()["go_version"].as_str().unwrap().to_string();
+    let go_version = done.provenance.as_ref().unwrap().go_version.clone().unwrap();
     assert!(cdx["components"].as_array().unwrap().iter().any(|c| c["name"] == "go" && c["version"] == go_version.as_str()));
     assert_eq!(spdx_packages[0]["checksums"][0]["checksumValue"], artifact.sha256.as_str());
     assert!(spdx_packages[0]["comment"].as_str().unwrap().contains("GOOS=linux"));
@@ -228,10 +229,10 @@ async fn a_real_build_publishes_signed_sboms_and_provenance_that_match_the_binar
     assert_eq!(provenance["subject"], json!([{"name": "caddy", "digest": {"sha256": sha}}]));
     let definition = &provenance["predicate"]["buildDefinition"];
     assert_eq!(definition["buildType"], attest::BUILD_TYPE);
-    assert_eq!(definition["externalParameters"], done.spec);
+    assert_eq!(definition["externalParameters"], serde_json::to_value(&done.spec).unwrap());
     let internal = &definition["internalParameters"];
     assert_eq!(internal["goVersion"], go_version.as_str());
-    let image_id = done.provenance.as_ref().unwrap()["image_id"].as_str().unwrap();
+    let image_id = done.provenance.as_ref().unwrap().image_id.clone().unwrap();
     assert_eq!(internal["builderImage"]["digest"], image_id);
     assert!(internal["flags"].as_array().unwrap().contains(&json!("-trimpath")), "{internal}");
     let deps = definition["resolvedDependencies"].as_array().unwrap();

@@ -26,7 +26,7 @@ async fn same_spec_in_another_order_is_one_build() {
     assert_eq!(a.build_key, b.build_key);
     assert_eq!(b.status, BuildStatus::Queued);
     assert_eq!(count(&db, "SELECT count(*) FROM cbs.builds").await, 1);
-    assert_eq!(a.spec["plugins"][0]["module"], "github.com/a/x", "stored spec is canonical (sorted)");
+    assert_eq!(a.spec.plugins[0].module, "github.com/a/x", "stored spec is canonical (sorted)");
     let key = db.queue.build_key(&spec(&[("github.com/b/y/v2", "v2.1.0"), ("github.com/a/x", "v1.0.0")])).await.unwrap();
     assert_eq!(key, a.build_key);
     assert_eq!(key.len(), 64);
@@ -64,9 +64,9 @@ async fn tags_are_part_of_the_key_and_default_to_xcaddys() {
     assert_eq!(k(with_tags(json!(["nopgx", "nobadger", "nomysql", "nopgx"]))).await, default);
     // The canonical spec always carries them: no key from before tags existed comes back.
     let stored = db.queue.submit(&nth_spec(1), false).await.unwrap();
-    assert_eq!(stored.spec["tags"], json!(["nobadger", "nomysql", "nopgx"]));
+    assert_eq!(stored.spec.tags, Some(vec!["nobadger".into(), "nomysql".into(), "nopgx".into()]));
     let without_tags = {
-        let mut c = stored.spec.clone();
+        let mut c = serde_json::to_value(&stored.spec).unwrap();
         c.as_object_mut().unwrap().remove("tags");
         c
     };
@@ -77,7 +77,7 @@ async fn tags_are_part_of_the_key_and_default_to_xcaddys() {
     let none = k(with_tags(json!([]))).await;
     assert_eq!(HashSet::from([&default, &fewer, &none]).len(), 3);
     let sorted = db.queue.submit(&with_tags(json!(["nomysql", "nobadger", "nomysql"])), false).await.unwrap();
-    assert_eq!(sorted.spec["tags"], json!(["nobadger", "nomysql"]), "deduplicated and sorted");
+    assert_eq!(sorted.spec.tags, Some(vec!["nobadger".into(), "nomysql".into()]), "deduplicated and sorted");
     // SQL's defaults are the ones the xcaddy command leaves out.
     let sql_default: serde_json::Value = db.client().await.query_one("SELECT cbs.default_build_tags()", &[]).await.unwrap().get(0);
     assert_eq!(sql_default, json!(caddy_build_server::xcaddy::DEFAULT_TAGS));
@@ -170,7 +170,7 @@ async fn a_stale_attempt_can_neither_complete_nor_fail() {
     let now_w2 = db.queue.claim("w2", 1, LEASE).await.unwrap();
     assert_eq!((now_w2[0].attempt, now_w2[0].worker_id.as_deref()), (2, Some("w2")));
 
-    let artifact = json!({"path": "builds/x/caddy", "sha256": "00", "size": 1});
+    let artifact = json!({"path": "builds/x/caddy", "file_name": "caddy", "sha256": "00", "size": 1});
     assert!(!db.queue.complete(key, 1, "w1", &artifact).await.unwrap(), "old attempt of old owner");
     assert_eq!(db.queue.fail(key, 1, "w1", "late", false).await.unwrap(), None);
     assert!(!db.queue.complete(key, 2, "w1", &artifact).await.unwrap(), "right attempt, wrong owner");
@@ -181,7 +181,7 @@ async fn a_stale_attempt_can_neither_complete_nor_fail() {
     assert!(db.queue.complete(key, 2, "w2", &artifact).await.unwrap());
     let done = db.queue.get(key).await.unwrap().unwrap();
     assert_eq!(done.status, BuildStatus::Succeeded);
-    assert_eq!(done.artifact.unwrap()["sha256"], "00");
+    assert_eq!(done.artifact.unwrap().binary.sha256, "00");
     assert!(done.finished_at.is_some());
     assert!(!db.queue.complete(key, 2, "w2", &artifact).await.unwrap(), "completing twice is refused");
 }
@@ -191,11 +191,30 @@ async fn provenance_is_kept_apart_from_the_artifact() {
     let db = TestDb::new().await;
     let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
     db.queue.claim("w", 1, LEASE).await.unwrap();
-    let artifact = json!({"sha256": "ab", "provenance": {"go_version": "go1.26.8", "go_mod": "module caddy"}});
+    let record = json!({"path": "builds/x/caddy", "file_name": "caddy", "size": 1, "sha256": "ab"});
+    let mut artifact = record.clone();
+    artifact["provenance"] = json!({"go_version": "go1.26.8", "go_mod": "module caddy"});
     assert!(db.queue.complete(&b.build_key, 1, "w", &artifact).await.unwrap());
     let done = db.queue.get(&b.build_key).await.unwrap().unwrap();
-    assert_eq!(done.artifact, Some(json!({"sha256": "ab"})));
-    assert_eq!(done.provenance.unwrap()["go_version"], "go1.26.8");
+    assert_eq!(serde_json::to_value(done.artifact.unwrap()).unwrap(), record);
+    let p = done.provenance.unwrap();
+    assert_eq!((p.go_version.as_deref(), p.go_mod.as_deref()), (Some("go1.26.8"), Some("module caddy")));
+    let stored: serde_json::Value =
+        db.client().await.query_one("SELECT artifact FROM cbs.builds WHERE build_key = $1", &[&b.build_key]).await.unwrap().get(0);
+    assert_eq!(stored, record, "no provenance in the artifact column");
+}
+
+#[tokio::test]
+async fn a_row_whose_json_does_not_decode_is_an_error_naming_the_column() {
+    let db = TestDb::new().await;
+    let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
+    db.queue.claim("w", 1, LEASE).await.unwrap();
+    // An artifact record without the binary's file name and size, as no worker writes it.
+    assert!(db.queue.complete(&b.build_key, 1, "w", &json!({"path": "builds/x/caddy", "sha256": "ab"})).await.unwrap());
+    match db.queue.get(&b.build_key).await {
+        Err(DbError::Decode(message)) => assert!(message.contains("artifact"), "{message}"),
+        other => panic!("expected a decoding error, got {other:?}"),
+    }
 }
 
 #[tokio::test]

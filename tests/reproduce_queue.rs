@@ -46,7 +46,7 @@ async fn another_worker_reproduces_and_sql_decides_the_outcome() {
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!((c.id, c.attempt, c.build_key.as_str()), (r.id, 1, key.as_str()));
-    assert_eq!(c.provenance["go_mod"], "module caddy\n", "the recorded inputs come with the claim");
+    assert_eq!(c.provenance.go_mod.as_deref(), Some("module caddy\n"), "the recorded inputs come with the claim");
     assert!(q.claim_reproductions("w-c", None, 5, LEASE).await.unwrap().is_empty(), "claimed once");
 
     // Fenced: only the current attempt of the current owner reports.

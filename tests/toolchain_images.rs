@@ -89,11 +89,11 @@ async fn a_worker_without_go_builds_in_an_image_made_from_the_proxy_toolchain() 
 
     // The build ran in the image the worker made, with the Go the spec names.
     let image = format!("{repo}:go{DEFAULT_GO_VERSION}");
-    let p = done.provenance.clone().unwrap();
+    let p = serde_json::to_value(done.provenance.clone().unwrap()).unwrap();
     assert_eq!(p["image"], image.as_str(), "{p}");
     assert_eq!(p["image_id"], image_id(&image).as_str());
     assert_eq!(p["go_version"], format!("go{DEFAULT_GO_VERSION}"));
-    assert_eq!(done.spec["go_version"], DEFAULT_GO_VERSION);
+    assert_eq!(done.spec.go_version.as_deref(), Some(DEFAULT_GO_VERSION));
 
     // The image was made from the proxy's zip: its labels carry the zip's sha256
     // and h1:, and that h1: is what the checksum database records.
@@ -130,13 +130,13 @@ async fn a_request_naming_another_go_gets_a_binary_built_by_it() {
     let default_key = db.queue.build_key(&caddy_spec("linux", "amd64")).await.unwrap();
     assert_ne!(b.build_key, default_key, "another Go, another build");
 
-    let p = done.provenance.clone().unwrap();
+    let p = serde_json::to_value(done.provenance.clone().unwrap()).unwrap();
     let image = format!("{}:go{OTHER_GO}", Config::default().worker.images.repository);
     assert_eq!(p["image"], image.as_str());
     assert_eq!(p["go_version"], format!("go{OTHER_GO}"), "the binary's own build information");
     // `go version -m` (the image's own Go, none on the host needed) says so too.
     let artifact = done.artifact.unwrap();
-    let binary = store.join(artifact["path"].as_str().unwrap());
+    let binary = store.join(&artifact.binary.path);
     let mount = format!("{}:/caddy:ro", binary.display());
     let out = docker(&["run", "--rm", "--network", "none", "-v", &mount, &image, "go", "version", "-m", "/caddy"]);
     let info = String::from_utf8_lossy(&out.stdout);

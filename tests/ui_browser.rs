@@ -157,7 +157,7 @@ async fn a_build_from_the_download_page_to_the_downloaded_binary() {
     b.until("the build page", "location.pathname.startsWith('/builds/')", Duration::from_secs(10)).await;
     let key = api.only_build_key().await;
     let spec = api.queue().get(&key).await.unwrap().unwrap().spec;
-    let modules: Vec<&str> = spec["plugins"].as_array().unwrap().iter().map(|p| p["module"].as_str().unwrap()).collect();
+    let modules: Vec<&str> = spec.plugins.iter().map(|p| p.module.as_str()).collect();
     assert_eq!(modules, ["github.com/caddy-dns/cloudflare", "github.com/mholt/caddy-l4"]);
     assert_eq!(b.text("#steps li.current").await, "queued");
     // The xcaddy command that makes the same bytes, with the Go the spec names (the workers' default).

@@ -88,6 +88,11 @@ async fn delivers_the_status_once_to_each_callback_when_the_build_ends() {
     assert_eq!(body["status"], "succeeded");
     assert_eq!(body["artifact"]["sha256"], "cd".repeat(32));
     assert_eq!(body["links"]["download"], format!("https://builds.example.com/api/builds/{key}/download"));
+    // The status JSON (tests/build_shape.rs compares it with REST's), with the event and delivery beside it.
+    assert_eq!((&body["event"], &body["delivery_id"]), (&json!("build.finished"), &json!(id)));
+    assert_eq!(body["links"]["self"], format!("https://builds.example.com/api/builds/{key}"));
+    assert_eq!(body["artifact"]["file_name"], "caddy");
+    assert!(body["xcaddy_command"].as_str().unwrap().contains("xcaddy build"), "{body}");
 
     // A callback registered after the build ended is sent at once.
     q.add_callback(&key, &hooks.url("/late")).await.unwrap();

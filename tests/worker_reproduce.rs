@@ -40,7 +40,7 @@ async fn a_second_worker_reproduces_and_an_altered_input_is_a_mismatch() {
     let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     let built = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
     assert_eq!(built.status, BuildStatus::Succeeded, "{:?}", built.error);
-    let artifact: Artifact = serde_json::from_value(built.artifact.clone().unwrap()).unwrap();
+    let artifact: Artifact = built.artifact.clone().unwrap().binary;
     let original_build_secs = built.finished_at.unwrap() - built.started_at.unwrap();
 
     // With only the worker that built it, the reproduction waits: that worker is
@@ -57,7 +57,7 @@ async fn a_second_worker_reproduces_and_an_altered_input_is_a_mismatch() {
     assert_eq!(done.worker_id.as_deref(), Some("w-repro-b"));
     assert_eq!((done.original_sha256.as_str(), done.reproduced_sha256.as_deref()), (artifact.sha256.as_str(), Some(artifact.sha256.as_str())));
     assert_eq!(done.detail["inputs_changed"], serde_json::json!([]), "{done:?}");
-    assert_eq!(done.detail["go_version"], built.provenance.as_ref().unwrap()["go_version"]);
+    assert_eq!(done.detail["go_version"].as_str(), built.provenance.as_ref().unwrap().go_version.as_deref());
     println!(
         "original build {:.1}s (claim to success); reproduction {:.1}s (claim to outcome), steps {}",
         original_build_secs.as_seconds_f64(),

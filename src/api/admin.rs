@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{check_key, ApiError, AppState};
-use crate::db::{Build, TokenLimits};
+use super::{check_key, view, ApiError, AppState};
+use crate::build_view::{BuildView, ReproductionView};
+use crate::db::TokenLimits;
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let expected = &state.config.api.admin_token;
@@ -41,16 +42,20 @@ pub async fn overview(State(state): State<AppState>, headers: HeaderMap) -> Resu
     Ok(Json(state.queue.admin_overview().await?))
 }
 
-pub async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<Build>, ApiError> {
+/// Cancels a queued or running build; answers the build afterwards, in the status JSON's shape.
+pub async fn cancel(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<BuildView>, ApiError> {
     authorize(&state, &headers)?;
     check_key(&key)?;
-    Ok(Json(state.queue.cancel(&key, "cancelled by an administrator").await?))
+    let build = state.queue.cancel(&key, "cancelled by an administrator").await?;
+    Ok(Json(view(&state, &build).await?))
 }
 
-pub async fn requeue(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<Build>, ApiError> {
+/// Builds again from scratch; answers the build afterwards, in the status JSON's shape.
+pub async fn requeue(State(state): State<AppState>, headers: HeaderMap, Path(key): Path<String>) -> Result<Json<BuildView>, ApiError> {
     authorize(&state, &headers)?;
     check_key(&key)?;
-    Ok(Json(state.queue.requeue(&key).await?))
+    let build = state.queue.requeue(&key).await?;
+    Ok(Json(view(&state, &build).await?))
 }
 
 /// Queues a reproduction of a succeeded build by a worker other than the one
@@ -61,7 +66,7 @@ pub async fn reproduce(State(state): State<AppState>, headers: HeaderMap, Path(k
     check_key(&key)?;
     let r = state.queue.request_reproduction(&key, "admin").await?;
     tracing::info!(build_key = %key, id = r.id, status = %r.status, "reproduction requested by an administrator");
-    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(super::builds::ReproductionView::from(&r)).map_err(|e| ApiError::internal("encoding the reproduction", e))?)))
+    Ok((StatusCode::ACCEPTED, Json(serde_json::to_value(ReproductionView::from(&r)).map_err(|e| ApiError::internal("encoding the reproduction", e))?)))
 }
 
 /// `POST /api/admin/tokens` body: a name and optional limits of its own.

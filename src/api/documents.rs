@@ -15,7 +15,7 @@ use super::download::{artifact_of, Freshness};
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
 use crate::attest::{CYCLONEDX_MEDIA_TYPE, PROVENANCE_MEDIA_TYPE, SPDX_MEDIA_TYPE};
-use crate::storage::{recorded_document, Document};
+use crate::storage::Document;
 
 pub async fn sbom_cdx(state: State<AppState>, key: Path<String>) -> ApiResult<Response> {
     serve(state, key, Document::SbomCycloneDx, false).await
@@ -51,8 +51,7 @@ fn media_type(doc: Document) -> &'static str {
 
 async fn serve(State(state): State<AppState>, Path(key): Path<String>, doc: Document, signature: bool) -> ApiResult<Response> {
     let build = load(&state, &key).await?;
-    artifact_of(&build)?;
-    let stored = build.artifact.as_ref().and_then(|a| recorded_document(a, doc)).ok_or_else(|| {
+    let stored = artifact_of(&build)?.document(doc).ok_or_else(|| {
         ApiError::NotFound(format!(
             "build {key} was made before this server published SBOMs and provenance, so it has no {}; requeue the build to make them",
             doc.file_name()

@@ -15,11 +15,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
-use crate::db::Build;
+use crate::db::{Build, BuildArtifact};
 use crate::storage::Artifact;
 
 pub const BUILD_KEY_HEADER: &str = "x-build-key";
@@ -48,14 +47,12 @@ impl Freshness {
 /// `Cache-Control` of a redirect to a presigned URL, which expires.
 const REDIRECT_CACHE_CONTROL: &str = "no-store";
 
-/// The artifact record of a succeeded build.
-pub fn artifact_of(build: &Build) -> ApiResult<Artifact> {
-    let value = build
+/// The artifact record of a succeeded build; 409 for any other.
+pub fn artifact_of(build: &Build) -> ApiResult<&BuildArtifact> {
+    build
         .artifact
         .as_ref()
-        .ok_or_else(|| ApiError::Conflict(format!("build {} is {}, not succeeded", build.build_key, build.status.as_str())))?;
-    Artifact::deserialize(value)
-        .map_err(|e| ApiError::internal(format!("build {} has an unreadable artifact record", build.build_key), e))
+        .ok_or_else(|| ApiError::Conflict(format!("build {} is {}, not succeeded", build.build_key, build.status.as_str())))
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
@@ -84,7 +81,7 @@ impl Prepared {
     /// Parses the artifact record, builds the fixed headers, presigns when
     /// redirecting, and reads the whole body when it is at most `body_up_to` bytes.
     async fn new(state: &AppState, build: &Build, body_up_to: u64) -> ApiResult<Prepared> {
-        let artifact = artifact_of(build)?;
+        let artifact = artifact_of(build)?.binary.clone();
         let etag = format!("\"{}\"", artifact.sha256);
         let mut headers = HeaderMap::with_capacity(8);
         headers.insert(header::ETAG, header_value(&etag)?);

@@ -34,7 +34,7 @@ mod usage;
 mod wait;
 mod waiters;
 
-pub use builds::{check_key, load, xcaddy_command, ReproductionView};
+pub use builds::{check_key, load, view};
 pub use error::{ApiError, ApiResult};
 pub use spec_input::split_module_version;
 pub use routes::{finish, router};

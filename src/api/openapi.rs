@@ -169,7 +169,8 @@ fn build_document() -> Value {
     let mut admin_overview_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
     admin_overview_responses.insert("200".into(), json!({"description": "Queue state", "content": {"application/json": {"schema": {"type": "object"}}}}));
     let mut admin_action_responses = errors(&[("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"), ("503", "Database unavailable")]);
-    admin_action_responses.insert("200".into(), json!({"description": "The build afterwards", "content": {"application/json": {"schema": {"type": "object"}}}}));
+    admin_action_responses.insert("200".into(), json!({"description": "The build afterwards, as its status JSON",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Build"}}}}));
     let mut reproduce_responses = errors(&[
         ("400", "Bad build key"), ("401", "Missing or wrong admin token"), ("404", "Unknown build"),
         ("409", "The build has not succeeded, or has no recorded inputs"), ("503", "Database unavailable"),
@@ -286,10 +287,23 @@ fn build_document() -> Value {
                 "go_version": {"type": "string", "example": "1.26.8", "description": "Go release to build with; empty: the server's worker.go_version"},
                 "force": {"type": "boolean"},
                 "callback_url": {"type": "string", "nullable": true, "description": "POSTed the build's status JSON when it ends; http(s), no credentials, and its host must be or resolve to public addresses only (or be allowed by janitor.webhooks.allow), else 400"}}},
-            "Build": {"type": "object", "required": ["build_key", "status", "spec", "links"], "properties": {
+            "Build": {"type": "object",
+                "description": "A build, as every client sees it: the status JSON, the admin API's answers, and the body of a webhook (which adds event and delivery_id)",
+                "required": ["build_key", "status", "spec", "attempt", "max_attempts", "error", "artifact", "created_at",
+                             "started_at", "finished_at", "xcaddy_command", "links", "reproduction"],
+                "properties": {
                 "build_key": {"type": "string"},
                 "status": {"type": "string", "enum": ["queued", "building", "succeeded", "failed", "cancelled"]},
-                "spec": {"type": "object"},
+                "spec": {"type": "object", "description": "The canonical spec", "required": ["caddy_version", "plugins", "replacements", "os", "arch"],
+                    "properties": {
+                        "caddy_version": {"type": "string"}, "os": {"type": "string"}, "arch": {"type": "string"},
+                        "arm": {"type": "string", "description": "Only with arch=arm"},
+                        "plugins": {"type": "array", "items": {"type": "object", "required": ["module", "version"],
+                            "properties": {"module": {"type": "string"}, "version": {"type": "string"}}}},
+                        "replacements": {"type": "array", "items": {"type": "object", "required": ["old", "new", "version"],
+                            "properties": {"old": {"type": "string"}, "new": {"type": "string"}, "version": {"type": "string"}}}},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                        "go_version": {"type": "string"}}},
                 "attempt": {"type": "integer"}, "max_attempts": {"type": "integer"},
                 "error": {"type": "string", "nullable": true},
                 "artifact": {"type": "object", "nullable": true, "properties": {
@@ -297,7 +311,7 @@ fn build_document() -> Value {
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": {"type": "string", "format": "date-time", "nullable": true},
                 "finished_at": {"type": "string", "format": "date-time", "nullable": true},
-                "xcaddy_command": {"type": "string", "nullable": true, "description": "The xcaddy v0.4.5 command that builds the same binary, byte for byte",
+                "xcaddy_command": {"type": "string", "description": "The xcaddy v0.4.5 command that builds the same binary, byte for byte",
                                    "example": "GOTOOLCHAIN=go1.26.8 GOOS=linux GOARCH=amd64 xcaddy build v2.11.9 --with github.com/caddy-dns/cloudflare@v0.2.1"},
                 "links": {"type": "object", "properties": {
                     "self": {"type": "string"}, "download": {"type": "string"}, "sha256": {"type": "string"},

@@ -13,8 +13,8 @@ mod slsa;
 mod spdx;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::Value;
 
+use crate::spec::BuildSpec;
 use crate::worker::buildinfo::{BuildInfo, Module};
 
 pub use gosum::{h1_to_hex, GoSum};
@@ -40,8 +40,6 @@ const FALLBACK_BASE: &str = "https://caddy-build-server.invalid";
 pub enum AttestError {
     #[error("the binary's build information records {module} with {binary}, go.sum with {go_sum}")]
     SumMismatch { module: String, binary: String, go_sum: String },
-    #[error("the spec has no {0}")]
-    Spec(&'static str),
     #[error("encoding a document: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -51,7 +49,7 @@ pub struct Input<'a> {
     pub build_key: &'a str,
     pub attempt: i32,
     /// The canonical spec, as `cbs.builds.spec` holds it.
-    pub spec: &'a Value,
+    pub spec: &'a BuildSpec,
     /// `caddy` or `caddy.exe`, with its sha256 (lowercase hex) and size.
     pub file_name: &'a str,
     pub sha256: &'a str,
@@ -131,21 +129,16 @@ fn components(info: &BuildInfo, sums: &GoSum) -> Result<Vec<Component>, AttestEr
 }
 
 /// Caddy's version and the plugins, from the canonical spec.
-fn caddy_version(spec: &Value) -> Result<&str, AttestError> {
-    spec["caddy_version"].as_str().ok_or(AttestError::Spec("caddy_version"))
+fn caddy_version(spec: &BuildSpec) -> &str {
+    &spec.caddy_version
 }
 
 /// One line saying what was built: `Caddy v2.11.9 with a@v1, b@v2 for linux/amd64`.
-fn summary(spec: &Value) -> Result<String, AttestError> {
-    let plugins: Vec<String> = spec["plugins"]
-        .as_array()
-        .map(|ps| ps.iter().map(|p| format!("{}@{}", p["module"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""))).collect())
-        .unwrap_or_default();
+fn summary(spec: &BuildSpec) -> String {
+    let plugins: Vec<String> = spec.plugins.iter().map(|p| format!("{}@{}", p.module, p.version)).collect();
     let with = if plugins.is_empty() { "without plugins".to_string() } else { format!("with {}", plugins.join(", ")) };
-    let os = spec["os"].as_str().ok_or(AttestError::Spec("os"))?;
-    let arch = spec["arch"].as_str().ok_or(AttestError::Spec("arch"))?;
-    let arm = spec["arm"].as_str().map(|v| format!(" (GOARM={v})")).unwrap_or_default();
-    Ok(format!("Caddy {} {with} for {os}/{arch}{arm}", caddy_version(spec)?))
+    let arm = spec.arm.as_deref().map(|v| format!(" (GOARM={v})")).unwrap_or_default();
+    format!("Caddy {} {with} for {}/{}{arm}", caddy_version(spec), spec.os, spec.arch)
 }
 
 /// Where the artifact can be downloaded, when the server knows its public address.

@@ -25,7 +25,7 @@ fn info() -> BuildInfo {
 }
 
 fn with<T>(info: &BuildInfo, go_sum: &str, f: impl FnOnce(&Input) -> T) -> T {
-    let spec = json!({"caddy_version": "v2.11.9", "os": "linux", "arch": "amd64", "plugins": [{"module": "github.com/a/b", "version": "v1.0.0"}]});
+    let spec = crate::spec::BuildSpec::for_test(&[("github.com/a/b", "v1.0.0")]);
     let cmd = vec!["go".to_string(), "build".into(), "-trimpath".into(), "-ldflags".into(), "-w -s".into()];
     let env = vec![("CGO_ENABLED".to_string(), "0".to_string())];
     let input = Input {

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use super::build_row::{decode, decode_opt, BuildArtifact, Completion, Provenance};
 use super::{query, DbError, DbPool};
+use crate::spec::BuildSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,11 +54,13 @@ impl FromStr for BuildStatus {
     }
 }
 
-/// One row of `cbs.builds`.
-#[derive(Debug, Clone, Serialize)]
+/// One row of `cbs.builds`, its JSON columns decoded ([`super::build_row`]).
+/// Clients never see it as it is: they see [`crate::build_view::BuildView`].
+#[derive(Debug, Clone)]
 pub struct Build {
     pub build_key: String,
-    pub spec: Value,
+    /// The canonical spec (`cbs.canonical_spec`).
+    pub spec: BuildSpec,
     pub status: BuildStatus,
     pub attempt: i32,
     pub max_attempts: i32,
@@ -64,8 +68,10 @@ pub struct Build {
     pub worker_id: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
-    pub artifact: Option<Value>,
-    pub provenance: Option<Value>,
+    /// Set once the build succeeded.
+    pub artifact: Option<BuildArtifact>,
+    /// Set once the build succeeded (and cleared by a requeue).
+    pub provenance: Option<Provenance>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -80,7 +86,7 @@ impl TryFrom<&Row> for Build {
         let status: String = row.try_get("status")?;
         Ok(Build {
             build_key: row.try_get("build_key")?,
-            spec: row.try_get("spec")?,
+            spec: decode(row, "spec")?,
             status: status.parse()?,
             attempt: row.try_get("attempt")?,
             max_attempts: row.try_get("max_attempts")?,
@@ -88,8 +94,8 @@ impl TryFrom<&Row> for Build {
             worker_id: row.try_get("worker_id")?,
             lease_expires_at: row.try_get("lease_expires_at")?,
             error: row.try_get("error")?,
-            artifact: row.try_get("artifact")?,
-            provenance: row.try_get("provenance")?,
+            artifact: decode_opt(row, "artifact")?,
+            provenance: decode_opt(row, "provenance")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
             started_at: row.try_get("started_at")?,
@@ -221,6 +227,19 @@ impl Queue {
     /// Fenced completion; `false` means the caller no longer owns this attempt.
     pub async fn complete(&self, build_key: &str, attempt: i32, worker_id: &str, artifact: &Value) -> Result<bool, DbError> {
         self.scalar(query!("complete_build"), &[&build_key, &attempt, &worker_id, artifact]).await
+    }
+
+    /// [`Self::complete`] with a worker's typed record: the artifact and its provenance.
+    pub async fn complete_with(
+        &self,
+        build_key: &str,
+        attempt: i32,
+        worker_id: &str,
+        artifact: &BuildArtifact,
+        provenance: &Provenance,
+    ) -> Result<bool, DbError> {
+        let record = serde_json::to_value(Completion { artifact, provenance }).map_err(|e| DbError::Decode(format!("encoding the artifact record: {e}")))?;
+        self.complete(build_key, attempt, worker_id, &record).await
     }
 
     /// Fenced failure; returns the build's new status, `None` when fenced out.

@@ -3,6 +3,7 @@
 //! connection. Other modules never write SQL of their own.
 
 mod admission;
+mod build_row;
 mod builder_images;
 mod builds;
 mod error;
@@ -18,6 +19,7 @@ mod webhooks;
 mod worker_support;
 
 pub use admission::{ApiToken, Priority, Submitted, Submitter, TokenLimits};
+pub use build_row::{BuildArtifact, Provenance, RecordedDocuments, Toolchain};
 pub use builds::{Build, BuildStatus, LogLine, Queue, StoredLogLine, WorkerInfo};
 pub use error::{DbError, Refusal};
 pub use listener::{BuildWatch, Channel, Listener, ListenerEvent, WatchOn};

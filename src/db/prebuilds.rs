@@ -7,13 +7,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::build_row::decode;
 use super::{query, DbError, Queue};
+use crate::spec::BuildSpec;
 
 /// One of the most requested specs of the window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PopularSpec {
     pub build_key: String,
-    pub spec: Value,
+    /// The build's canonical spec.
+    pub spec: BuildSpec,
     /// Requests counted in the window.
     pub requests: i64,
 }
@@ -54,7 +57,7 @@ impl Queue {
         self.query(query!("popular_specs"), &[&top_n, &window.as_secs_f64()])
             .await?
             .iter()
-            .map(|r| Ok(PopularSpec { build_key: r.try_get("build_key")?, spec: r.try_get("spec")?, requests: r.try_get("requests")? }))
+            .map(|r| Ok(PopularSpec { build_key: r.try_get("build_key")?, spec: decode(r, "spec")?, requests: r.try_get("requests")? }))
             .collect()
     }
 

@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use super::build_row::{decode, decode_opt, Provenance};
 use super::{query, DbError, Queue};
+use crate::spec::BuildSpec;
 
 /// One row of `cbs.reproductions`.
 #[derive(Debug, Clone, Serialize)]
@@ -60,9 +62,9 @@ pub struct ClaimedReproduction {
     pub build_key: String,
     /// The fencing token, with `id` and the worker id.
     pub attempt: i32,
-    pub spec: Value,
+    pub spec: BuildSpec,
     /// The original build's provenance: recorded go.mod, go.sum, Go version, image.
-    pub provenance: Value,
+    pub provenance: Provenance,
     pub original_sha256: String,
     pub original_worker_id: String,
 }
@@ -74,8 +76,8 @@ impl TryFrom<&Row> for ClaimedReproduction {
             id: row.try_get("id")?,
             build_key: row.try_get("build_key")?,
             attempt: row.try_get("attempt")?,
-            spec: row.try_get("spec")?,
-            provenance: row.try_get::<_, Option<Value>>("provenance")?.unwrap_or(Value::Null),
+            spec: decode(row, "spec")?,
+            provenance: decode_opt(row, "provenance")?.unwrap_or_default(),
             original_sha256: row.try_get("original_sha256")?,
             original_worker_id: row.try_get("original_worker_id")?,
         })

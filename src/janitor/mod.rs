@@ -89,7 +89,7 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
         let interval = config.prebuild.watch_interval;
         tracker.spawn(run_every(prebuilder, interval, leadership.clone(), pinger.clone(), shutdown.clone()));
     }
-    let deliverer = Arc::new(webhooks::Deliverer::new(queue, &id, j.webhooks.clone(), &config.api.public_url));
+    let deliverer = Arc::new(webhooks::Deliverer::new(queue, &id, j.webhooks.clone(), crate::build_view::ViewConfig::from(&*config)));
     tracker.spawn(deliverer.run(listener, leadership, shutdown.clone()));
     tracker.close();
 

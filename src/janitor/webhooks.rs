@@ -1,5 +1,5 @@
 //! Webhook delivery: when a build with registered callback URLs ends, the elected
-//! janitor POSTs the build's status JSON to each of them. Deliveries live in
+//! janitor POSTs the build's status JSON ([`WebhookBody`]) to each of them. Deliveries live in
 //! `cbs.webhook_deliveries`: claimed with a lease, each attempt recorded (fenced
 //! by its number), failures retried with exponential backoff, so a janitor
 //! restart neither loses a delivery nor repeats one that was acknowledged. A
@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use super::leader::Leadership;
+use crate::build_view::{BuildView, ViewConfig};
 use crate::config::WebhookConfig;
 use crate::db::{Build, Channel, DbError, Listener, ListenerEvent, Queue, WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
 use crate::outbound::{self, GuardedClient};
@@ -43,17 +44,31 @@ pub struct Deliverer {
     http: GuardedClient,
     janitor_id: String,
     cfg: WebhookConfig,
-    /// Base URL for links in the payload; empty: no links.
-    public_url: String,
+    /// How the payload's build is shown (links, the xcaddy command's Go).
+    views: ViewConfig,
+}
+
+/// The `event` of a webhook sent when a build ends.
+pub const FINISHED_EVENT: &str = "build.finished";
+
+/// A webhook's JSON body: the build's status JSON, flattened, plus two fields of its own.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookBody {
+    /// Always [`FINISHED_EVENT`].
+    pub event: &'static str,
+    /// The delivery's id, as the `X-Cbs-Delivery-Id` header also carries it.
+    pub delivery_id: i64,
+    #[serde(flatten)]
+    pub build: BuildView,
 }
 
 impl Deliverer {
-    pub fn new(queue: Queue, janitor_id: &str, cfg: WebhookConfig, public_url: &str) -> Deliverer {
+    pub fn new(queue: Queue, janitor_id: &str, cfg: WebhookConfig, views: ViewConfig) -> Deliverer {
         let http = GuardedClient::new(outbound::Policy::webhooks(&cfg), |b| {
             b.timeout(cfg.timeout).user_agent(concat!("caddy-build-server/", env!("CARGO_PKG_VERSION")))
         })
         .expect("TLS backend available");
-        Deliverer { queue, http, janitor_id: janitor_id.to_string(), cfg, public_url: public_url.trim_end_matches('/').to_string() }
+        Deliverer { queue, http, janitor_id: janitor_id.to_string(), cfg, views }
     }
 
     fn retry(&self) -> WebhookRetry {
@@ -84,7 +99,7 @@ impl Deliverer {
             let Some(build) = self.queue.get(&d.build_key).await? else {
                 return Ok(()); // deleted meanwhile: its delivery row went with it
             };
-            let body = self.payload(&d, &build);
+            let body = self.payload(&d, &build).await?;
             let result = match self.http.post(&d.url) {
                 Err(refused) => WebhookAttempt { delivered: false, status_code: None, error: Some(format!("refused: {refused}")) },
                 Ok(request) => {
@@ -109,27 +124,10 @@ impl Deliverer {
         .await
     }
 
-    /// The status JSON a callback receives.
-    pub fn payload(&self, d: &WebhookDelivery, b: &Build) -> Value {
-        let mut body = json!({
-            "event": "build.finished",
-            "delivery_id": d.id,
-            "build_key": b.build_key,
-            "status": b.status,
-            "spec": b.spec,
-            "attempt": b.attempt,
-            "error": b.error,
-            "created_at": b.created_at,
-            "finished_at": b.finished_at,
-        });
-        if let Some(a) = &b.artifact {
-            body["artifact"] = json!({"file_name": a.get("file_name"), "size": a.get("size"), "sha256": a.get("sha256")});
-        }
-        if !self.public_url.is_empty() {
-            let base = format!("{}/api/builds/{}", self.public_url, b.build_key);
-            body["links"] = json!({"status": base, "download": format!("{base}/download"), "log": format!("{base}/log")});
-        }
-        body
+    /// The body a callback receives: the build's status JSON ([`BuildView`],
+    /// what `GET /api/builds/{key}` answers) with the event and the delivery's id beside it.
+    pub async fn payload(&self, d: &WebhookDelivery, b: &Build) -> Result<WebhookBody, DbError> {
+        Ok(WebhookBody { event: FINISHED_EVENT, delivery_id: d.id, build: BuildView::load(&self.queue, b, &self.views).await? })
     }
 
     /// Delivers while this janitor leads, until `shutdown`.

@@ -85,12 +85,6 @@ impl Document {
     }
 }
 
-/// The document as the artifact record of a build lists it under `documents`;
-/// `None` for builds made before documents were published.
-pub fn recorded_document(artifact: &serde_json::Value, doc: Document) -> Option<StoredDocument> {
-    StoredDocument::deserialize(artifact.get("documents")?.get(doc.key())?).ok()
-}
-
 /// Where a stored object's minisign signature is.
 pub fn signature_of(path: &str) -> String {
     format!("{path}.minisig")

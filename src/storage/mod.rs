@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
-pub use layout::{recorded_document, signature_of, Artifact, ArtifactPaths, Document, StoredDocument};
+pub use layout::{signature_of, Artifact, ArtifactPaths, Document, StoredDocument};
 pub use local::LocalStorage;
 pub use s3::S3Storage;
 

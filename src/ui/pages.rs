@@ -12,10 +12,8 @@ use minijinja::{context, Environment};
 use serde_json::json;
 
 use crate::api::{load, split_module_version, ApiError, AppState};
-use crate::db::BuildStatus;
 use crate::gomod::check_module_path;
-use crate::storage::{recorded_document, Document};
-use crate::spec::{binary_name, CADDY_MODULE};
+use crate::spec::CADDY_MODULE;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
@@ -103,25 +101,21 @@ pub async fn index(State(state): State<AppState>, headers: HeaderMap, RawQuery(r
 
 pub async fn build(State(state): State<AppState>, Path(key): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let build = load(&state, &key).await?;
-    let reproduction = match build.status {
-        crate::db::BuildStatus::Succeeded => state.queue.latest_reproduction(&key).await?.as_ref().map(crate::api::ReproductionView::from),
-        _ => None,
-    };
-    let artifact = build.artifact.clone().unwrap_or_default();
-    let file_name = binary_name(build.spec["os"].as_str().unwrap_or_default());
+    let view = crate::api::view(&state, &build).await?;
     // A build that is still to succeed will have them; one that succeeded without is older.
-    let attested = build.status != BuildStatus::Succeeded || recorded_document(&artifact, Document::Provenance).is_some();
+    let attested = view.artifact.as_ref().is_none_or(|a| a.attested);
     render(
         "build.html",
         context! {
-            key, file_name, attested,
-            size => Serde(artifact.get("size")),
-            sha256 => Serde(artifact.get("sha256")),
-            xcaddy_command => crate::api::xcaddy_command(&state, &build),
+            key, attested,
+            file_name => build.spec.binary_name(),
+            size => Serde(view.artifact.as_ref().map(|a| a.size)),
+            sha256 => Serde(view.artifact.as_ref().map(|a| &a.sha256)),
+            xcaddy_command => &view.xcaddy_command,
             xcaddy_install => crate::xcaddy::install_command(),
             xcaddy_version => crate::xcaddy::VERSION,
-            build => Serde(&build),
-            reproduction => Serde(&reproduction),
+            reproduction => Serde(&view.reproduction),
+            build => Serde(&view),
             base_url => base_url(&state, &headers),
         },
     )

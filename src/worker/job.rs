@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
@@ -19,7 +18,7 @@ use super::publish::Publisher;
 use super::{buildinfo, culprit, modules, recipe};
 use crate::attest;
 use crate::config::Config;
-use crate::db::{Build, Queue};
+use crate::db::{Build, BuildArtifact, Provenance, Queue, Toolchain};
 use crate::sandbox::{OutputLine, Sandbox, SandboxError, Session, StepOutcome, StepSpec};
 use crate::spec::BuildSpec;
 use crate::toolchain::{BuilderImage, GoVersion, ImageMaker};
@@ -57,8 +56,8 @@ impl JobContext {
     }
 
     /// The Go a stored spec asks for (the default when it names none).
-    pub fn go_version_of_spec(&self, spec: &serde_json::Value) -> Result<GoVersion, JobError> {
-        match spec.get("go_version").and_then(|v| v.as_str()) {
+    pub fn go_version_of_spec(&self, spec: &BuildSpec) -> Result<GoVersion, JobError> {
+        match spec.go_version.as_deref() {
             None => Ok(self.default_go),
             Some(v) => GoVersion::parse(v).map_err(|e| JobError::Deterministic(e.to_string())),
         }
@@ -154,17 +153,16 @@ async fn execute(
     image: &BuilderImage,
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
-) -> Result<serde_json::Value, JobError> {
+) -> Result<(BuildArtifact, Provenance), JobError> {
     phase(tx, "create_environment").await;
-    let spec: BuildSpec = serde_json::from_value(build.spec.clone())
-        .map_err(|e| JobError::Deterministic(format!("unreadable build spec: {e}")))?;
+    let spec = &build.spec;
     let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
     let timeouts = &ctx.config.worker.timeouts;
-    let resolve = recipe::resolve_step(&ctx.config, &spec, timeouts.resolve).map_err(bad)?;
-    let compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
+    let resolve = recipe::resolve_step(&ctx.config, spec, timeouts.resolve).map_err(bad)?;
+    let compile = recipe::build_step(&ctx.config, spec, timeouts.build).map_err(bad)?;
     let work = session.work_dir();
     let main_go = work.join("main.go");
-    tokio::fs::write(&main_go, recipe::main_go(&spec).map_err(bad)?)
+    tokio::fs::write(&main_go, recipe::main_go(spec).map_err(bad)?)
         .await
         .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
     if spec.os == "windows" {
@@ -174,21 +172,22 @@ async fn execute(
     }
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{} with {} ({})", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch, image.go_version.go_name(), image.name)).await;
 
-    step(ctx, session, &resolve, tx, cancel, &spec).await?;
+    step(ctx, session, &resolve, tx, cancel, spec).await?;
     let read = |name: &str| {
         let p = work.join(name);
         async move { tokio::fs::read_to_string(&p).await.unwrap_or_default() }
     };
-    let mut provenance = json!({
-        "go_mod": read("go.mod").await,
-        "go_sum": read("go.sum").await,
-        "image": session.image(),
-        "image_id": image.id,
-        "toolchain": {"module": image.toolchain, "h1": image.toolchain_h1},
-        "worker_id": ctx.worker_id,
-    });
+    let mut provenance = Provenance {
+        go_mod: Some(read("go.mod").await),
+        go_sum: Some(read("go.sum").await),
+        image: Some(session.image().to_string()),
+        image_id: Some(image.id.clone()),
+        toolchain: Some(Toolchain { module: image.toolchain.clone(), h1: image.toolchain_h1.clone() }),
+        worker_id: Some(ctx.worker_id.clone()),
+        ..Provenance::default()
+    };
     phase(tx, "compile").await;
-    step(ctx, session, &compile, tx, cancel, &spec).await?;
+    step(ctx, session, &compile, tx, cancel, spec).await?;
     phase(tx, "cleanup").await;
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
     // Every binary's Go build information must list each plugin; binaries this
@@ -197,7 +196,7 @@ async fn execute(
     // alongside; the objects of a binary that fails verification are deleted
     // again (no build record points at them yet).
     let info = buildinfo::read(&binary).await.map_err(|e| JobError::Deterministic(format!("verify: {e}")))?;
-    let missing = recipe::missing_plugins(&spec, &info.deps);
+    let missing = recipe::missing_plugins(spec, &info.deps);
     if !missing.is_empty() {
         return Err(JobError::Deterministic(format!("verify: plugin(s) missing from the binary: {}", missing.join(", "))));
     }
@@ -211,11 +210,11 @@ async fn execute(
         )));
     }
     let verify = async {
-        if !recipe::can_verify(&spec) {
+        if !recipe::can_verify(spec) {
             return Ok(None);
         }
-        step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel, &spec).await?;
-        Ok(modules::by_plugin(&spec, &read(recipe::MODULES_FILE).await))
+        step(ctx, session, &recipe::verify_step(&ctx.config, timeouts.verify), tx, cancel, spec).await?;
+        Ok(modules::by_plugin(spec, &read(recipe::MODULES_FILE).await))
     };
     let publish = async {
         let started = std::time::Instant::now();
@@ -226,7 +225,7 @@ async fn execute(
         let input = attest::Input {
             build_key: &build.build_key,
             attempt: build.attempt,
-            spec: &build.spec,
+            spec,
             file_name: &artifact.file_name,
             sha256: &artifact.sha256,
             size: artifact.size,
@@ -251,10 +250,8 @@ async fn execute(
     let (verified, published) = tokio::join!(verify, publish);
     match verified {
         Ok(modules) => {
-            provenance["go_version"] = info.go_version.clone().into();
-            if let Some(modules) = modules {
-                provenance["modules"] = json!(modules);
-            }
+            provenance.go_version = Some(info.go_version.clone());
+            provenance.modules = modules;
         }
         Err(e) => {
             // Whatever part of the publishing got done goes again.
@@ -274,10 +271,7 @@ async fn execute(
         return Err(JobError::Stopped);
     }
     say(tx, &format!("published {} ({} bytes, sha256 {})", artifact.path, artifact.size, artifact.sha256)).await;
-    let mut value = serde_json::to_value(&artifact).map_err(|e| JobError::Transient(e.to_string()))?;
-    value["documents"] = documents;
-    value["provenance"] = provenance;
-    Ok(value)
+    Ok((BuildArtifact { binary: artifact, documents }, provenance))
 }
 
 /// The provenance's recorded inputs, owned, for [`attest::Input`].
@@ -289,13 +283,13 @@ struct AttestInputs {
     env: Vec<(String, String)>,
 }
 
-fn attest_inputs(compile: &StepSpec, provenance: &serde_json::Value) -> AttestInputs {
-    let text = |k: &str| provenance[k].as_str().unwrap_or_default().to_string();
+fn attest_inputs(compile: &StepSpec, provenance: &Provenance) -> AttestInputs {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     AttestInputs {
-        go_mod: text("go_mod"),
-        go_sum: text("go_sum"),
-        image: text("image"),
-        image_id: text("image_id"),
+        go_mod: text(&provenance.go_mod),
+        go_sum: text(&provenance.go_sum),
+        image: text(&provenance.image),
+        image_id: text(&provenance.image_id),
         env: compile.env.iter().filter(|(k, _)| SHAPING_ENV.contains(&k.as_str())).cloned().collect(),
     }
 }
@@ -334,7 +328,7 @@ async fn step(
 }
 
 /// Tells the queue how the attempt ended, retrying while the database is away.
-async fn report(ctx: &JobContext, build: &Build, result: Result<serde_json::Value, JobError>, cancel: &CancellationToken) {
+async fn report(ctx: &JobContext, build: &Build, result: Result<(BuildArtifact, Provenance), JobError>, cancel: &CancellationToken) {
     let (key, attempt, me) = (&build.build_key, build.attempt, &ctx.worker_id);
     for i in 0..REPORT_ATTEMPTS {
         if cancel.is_cancelled() {
@@ -342,7 +336,7 @@ async fn report(ctx: &JobContext, build: &Build, result: Result<serde_json::Valu
             return;
         }
         let outcome = match &result {
-            Ok(artifact) => ctx.queue.complete(key, attempt, me, artifact).await.map(|ok| {
+            Ok((artifact, provenance)) => ctx.queue.complete_with(key, attempt, me, artifact, provenance).await.map(|ok| {
                 if ok { info!("build succeeded") } else { warn!("finished, but the build is no longer ours (fenced)") }
             }),
             Err(JobError::Stopped) => return,

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::attest::Documents;
+use crate::db::RecordedDocuments;
 use crate::signing::{Signer, SigningError};
 use crate::storage::{signature_of, Artifact, ArtifactPaths, Document, DynStorage, StorageError, StoredDocument};
 
@@ -50,7 +51,7 @@ impl Publisher {
     /// Stores the SBOMs and the provenance beside the binary, each with its
     /// minisign signature (document first, as for the binary), all at once;
     /// returns the artifact record's `documents`.
-    pub async fn publish_documents(&self, build_key: &str, os: &str, docs: &Documents) -> Result<serde_json::Value, PublishError> {
+    pub async fn publish_documents(&self, build_key: &str, os: &str, docs: &Documents) -> Result<RecordedDocuments, PublishError> {
         let paths = ArtifactPaths::new(build_key, os)?;
         let one = |doc: Document, bytes: &[u8]| {
             let path = paths.document(doc).to_string();
@@ -66,7 +67,7 @@ impl Publisher {
                 };
                 self.storage.put_bytes(&stored.path, data).await?;
                 self.storage.put_bytes(&stored.signature, Bytes::from(signature)).await?;
-                Ok::<_, PublishError>((doc.key(), stored))
+                Ok::<_, PublishError>((doc, stored))
             }
         };
         let stored = futures::future::try_join_all([
@@ -75,9 +76,11 @@ impl Publisher {
             one(Document::Provenance, &docs.provenance),
         ])
         .await?;
-        let record: serde_json::Map<String, serde_json::Value> =
-            stored.into_iter().map(|(k, d)| (k.to_string(), serde_json::to_value(d).expect("plain struct"))).collect();
-        Ok(record.into())
+        let mut record = RecordedDocuments::default();
+        for (doc, d) in stored {
+            record.set(doc, d);
+        }
+        Ok(record)
     }
 
     /// Deletes what `publish` stored for a build whose binary turned out unusable.

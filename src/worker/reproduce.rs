@@ -35,7 +35,6 @@ use super::job::JobContext;
 use super::{buildinfo, recipe};
 use crate::db::ClaimedReproduction;
 use crate::sandbox::{OutputLine, Session, StepNetwork, StepSpec};
-use crate::spec::BuildSpec;
 use crate::toolchain::BuilderImage;
 
 /// The reproduction's steps, with their network: its sandbox has a container for each.
@@ -123,23 +122,21 @@ async fn execute(
     tx: &mpsc::Sender<OutputLine>,
     cancel: &CancellationToken,
 ) -> Result<Reproduced, JobError> {
-    let spec: BuildSpec =
-        serde_json::from_value(r.spec.clone()).map_err(|e| JobError::Deterministic(format!("unreadable build spec: {e}")))?;
-    let recorded = |name: &str| r.provenance.get(name).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(go_mod), Some(go_sum)) = (recorded("go_mod"), recorded("go_sum")) else {
+    let spec = &r.spec;
+    let (Some(go_mod), Some(go_sum)) = (r.provenance.go_mod.clone(), r.provenance.go_sum.clone()) else {
         return Err(JobError::Deterministic("the build has no recorded go.mod and go.sum".into()));
     };
     let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
     let timeouts = &ctx.config.worker.timeouts;
-    let compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
-    let download = download_step(&ctx.config, &compile, recipe::windows_resource(&spec).map_err(bad)?, timeouts.resolve);
+    let compile = recipe::build_step(&ctx.config, spec, timeouts.build).map_err(bad)?;
+    let download = download_step(&ctx.config, &compile, recipe::windows_resource(spec).map_err(bad)?, timeouts.resolve);
     let work = session.work_dir();
     if spec.os == "windows" {
         recipe::write_windows_resource_generator(work)
             .await
             .map_err(|e| JobError::Transient(format!("{}: {e}", work.join(recipe::WINRES_DIR).display())))?;
     }
-    for (name, text) in [("go.mod", go_mod.clone()), ("go.sum", go_sum.clone()), ("main.go", recipe::main_go(&spec).map_err(bad)?)] {
+    for (name, text) in [("go.mod", go_mod.clone()), ("go.sum", go_sum.clone()), ("main.go", recipe::main_go(spec).map_err(bad)?)] {
         write_for_steps(&work.join(name), &text).await?;
     }
     info!(original_worker = %r.original_worker_id, "reproducing from the recorded go.mod and go.sum");
@@ -174,7 +171,7 @@ async fn execute(
     let detail = json!({
         "size": size,
         "go_version": info.go_version,
-        "original_go_version": r.provenance.get("go_version"),
+        "original_go_version": r.provenance.go_version,
         "image": image.name,
         "image_id": image.id,
         "inputs_changed": inputs_changed,
@@ -249,6 +246,7 @@ async fn report(ctx: &JobContext, r: &ClaimedReproduction, result: Result<Reprod
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::spec::BuildSpec;
 
     #[test]
     fn download_has_the_network_and_the_build_step_none() {

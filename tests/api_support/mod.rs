@@ -289,7 +289,7 @@ impl TestApi {
     /// Like [`Self::publish`], with the provenance a worker records (`Null`: none).
     pub async fn publish_with_provenance(&self, key: &str, attempt: i32, binary: &[u8], signature: Option<&[u8]>, provenance: Value) -> Artifact {
         let build = self.queue().get(key).await.unwrap().unwrap();
-        let os = build.spec["os"].as_str().unwrap().to_string();
+        let os = build.spec.os.clone();
         let paths = ArtifactPaths::new(key, &os).unwrap();
         self.storage.put_bytes(&paths.binary, Bytes::copy_from_slice(binary)).await.unwrap();
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(binary));

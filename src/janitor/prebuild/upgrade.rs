@@ -19,21 +19,16 @@ pub fn upgrade(popular: &PopularSpec, newest: &HashMap<String, String>) -> Optio
     let newer = |module: &str, current: &str| newest.get(module).filter(|n| is_newer_release(n, current)).cloned();
 
     let mut detail = serde_json::Map::new();
-    let caddy_from = spec.get("caddy_version").and_then(Value::as_str).unwrap_or_default().to_string();
-    let caddy_to = newer(CADDY_MODULE, &caddy_from);
+    let caddy_to = newer(CADDY_MODULE, &spec.caddy_version);
     if let Some(to) = &caddy_to {
-        spec["caddy_version"] = json!(to);
-        detail.insert("caddy".into(), json!({"from": caddy_from, "to": to}));
+        detail.insert("caddy".into(), json!({"from": spec.caddy_version, "to": to}));
+        spec.caddy_version = to.clone();
     }
     let mut plugins = Vec::new();
-    if let Some(list) = spec.get_mut("plugins").and_then(Value::as_array_mut) {
-        for p in list.iter_mut() {
-            let module = p.get("module").and_then(Value::as_str).unwrap_or_default().to_string();
-            let from = p.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
-            if let Some(to) = newer(&module, &from) {
-                p["version"] = json!(to);
-                plugins.push(json!({"module": module, "from": from, "to": to}));
-            }
+    for p in spec.plugins.iter_mut() {
+        if let Some(to) = newer(&p.module, &p.version) {
+            plugins.push(json!({"module": p.module, "from": p.version, "to": to}));
+            p.version = to;
         }
     }
     if !plugins.is_empty() {
@@ -43,6 +38,7 @@ pub fn upgrade(popular: &PopularSpec, newest: &HashMap<String, String>) -> Optio
         return None;
     }
     let reason = if caddy_to.is_some() { PrebuildReason::CaddyRelease } else { PrebuildReason::PluginRelease };
+    let spec = serde_json::to_value(&spec).expect("a spec is plain data");
     Some(PrebuildRequest { spec, reason, detail: Value::Object(detail), source: Some(popular.clone()) })
 }
 
@@ -50,11 +46,7 @@ pub fn upgrade(popular: &PopularSpec, newest: &HashMap<String, String>) -> Optio
 pub fn watched_modules(specs: &[PopularSpec]) -> Vec<String> {
     let mut modules = vec![CADDY_MODULE.to_string()];
     for s in specs {
-        for p in s.spec.get("plugins").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(m) = p.get("module").and_then(Value::as_str) {
-                modules.push(m.to_string());
-            }
-        }
+        modules.extend(s.spec.plugins.iter().map(|p| p.module.clone()));
     }
     modules.sort();
     modules.dedup();
@@ -69,8 +61,9 @@ mod tests {
         let plugins: Vec<Value> = plugins.iter().map(|(m, v)| json!({"module": m, "version": v})).collect();
         PopularSpec {
             build_key: "k".repeat(64),
-            spec: json!({"caddy_version": caddy, "os": "linux", "arch": "arm", "arm": "6", "plugins": plugins,
-                         "replacements": [{"old": "a.example/x", "new": "b.example/x", "version": "v1.0.0"}]}),
+            spec: serde_json::from_value(json!({"caddy_version": caddy, "os": "linux", "arch": "arm", "arm": "6", "plugins": plugins,
+                         "replacements": [{"old": "a.example/x", "new": "b.example/x", "version": "v1.0.0"}]}))
+            .unwrap(),
             requests: 7,
         }
     }
@@ -87,7 +80,7 @@ mod tests {
         assert_eq!(up.spec["caddy_version"], "v2.11.9");
         assert_eq!(up.spec["plugins"][0]["version"], "v0.2.1");
         assert_eq!(up.spec["plugins"][1]["version"], "v0.2.0");
-        assert_eq!((up.spec["arm"].clone(), up.spec["replacements"].clone()), (p.spec["arm"].clone(), p.spec["replacements"].clone()));
+        assert_eq!((up.spec["arm"].clone(), up.spec["replacements"].clone()), (json!(p.spec.arm), json!(p.spec.replacements)));
         assert_eq!(up.detail, json!({"caddy": {"from": "v2.11.8", "to": "v2.11.9"}, "plugins": [{"module": "github.com/b/l4", "from": "v0.1.0", "to": "v0.2.0"}]}));
         assert_eq!(up.source.unwrap().requests, 7);
     }
