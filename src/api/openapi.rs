@@ -164,6 +164,13 @@ fn build_document() -> Value {
     module_check_responses.extend(errors(&[("400", "Bad module path or version query")]));
     module_check_responses.insert("200".into(), json!({"description": "The module and the absolute version", "content": {"application/json": {"schema": {
         "type": "object", "required": ["module", "version"], "properties": {"module": {"type": "string"}, "version": {"type": "string"}}}}}}));
+    let mut targets_responses = errors(&[("503", "Database unavailable")]);
+    targets_responses.insert("200".into(), json!({"description": "Every target, as the build spec's rules (SQL) list them", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["targets"], "properties": {"targets": {"type": "array", "items": {
+            "type": "object", "required": ["os", "arch"], "properties": {
+                "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
+                "arm_versions": {"type": "array", "items": {"type": "string"}, "description": "GOARM values, arch=arm only", "example": ["5", "6", "7"]},
+                "default_arm": {"type": "string", "description": "GOARM of a request naming none, arch=arm only", "example": "7"}}}}}}}}}));
     let mut signing_key_responses = errors(&[("404", "No key was made yet")]);
     signing_key_responses.insert("200".into(), json!({"description": "minisign public key file", "content": {"text/plain": {"schema": {"type": "string"}}}}));
     let mut admin_overview_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
@@ -226,6 +233,8 @@ fn build_document() -> Value {
                 ],
                 "responses": module_check_responses,
             }},
+            "/api/targets": {"get": {"summary": "The targets (os, arch, ARM variants and their default) a build may ask for",
+                "responses": targets_responses}},
             "/api/signing-key": {"get": {"summary": "The minisign public key that verifies build signatures",
                 "responses": signing_key_responses}},
             "/api/admin/overview": {"get": {"summary": "Admin: queue overview, active, queued and failed builds",
