@@ -156,7 +156,9 @@ async fn a_module_path_sql_refuses_is_refused_with_its_message_everywhere() {
 #[tokio::test]
 async fn a_target_sql_refuses_is_refused_with_its_message_everywhere() {
     let api = TestApi::start().await;
-    let cases: &[(&[(&str, &str)], Value, &str)] = &[
+    // (the compat/official query, the REST body, SQL's message)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Value, &'a str);
+    let cases: &[Case] = &[
         (&[("os", "plan10"), ("arch", "amd64")], json!({"os": "plan10", "arch": "amd64"}), "os 'plan10' is not a supported operating system"),
         (&[("os", "windows"), ("arch", "mips")], json!({"os": "windows", "arch": "mips"}), "arch 'mips' is not a supported architecture for os 'windows'"),
         (&[("os", "linux"), ("arch", "arm"), ("arm", "8")], json!({"os": "linux", "arch": "arm", "arm": "8"}), "arm '8' is not a supported ARM version (5, 6, 7)"),
@@ -241,4 +243,24 @@ async fn configured_prebuilds_are_checked_by_sqls_rules_at_start() {
             other => panic!("{says}: {other:?}"),
         }
     }
+}
+
+/// No Postgres text holds NUL, so SQL cannot be asked about it: still a 400 in the
+/// error shape on every way in, never a 500.
+#[tokio::test]
+async fn a_nul_character_is_refused_before_sql() {
+    let api = TestApi::start().await;
+    let query = [("os", "linux"), ("arch", "amd64"), ("p", "github.com/a\u{0}b")];
+    let body = json!({"os": "linux", "arch": "amd64", "plugins": [{"module": "github.com/a\u{0}b"}]});
+    for message in refusals(&api, &query, &body).await {
+        assert_eq!(message, "plugins[].module contains the character '\\0', which no spec field may");
+    }
+    let body = json!({"os": "linux\u{0}", "arch": "amd64"});
+    let message = error_message(api.http.post(api.url("/api/builds")).json(&body).send().await.unwrap(), 400).await;
+    assert!(message.starts_with("os contains"), "{message}");
+    let check = api.http.get(api.url(&with_query("/api/modules/check", &[("module", "a\u{0}b")]))).send().await.unwrap();
+    error_message(check, 400).await;
+    let page = api.http.get(api.url(&with_query("/", &[("package", "github.com/a\u{0}b")]))).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(api.server_errors().await, 0.0);
 }

@@ -63,7 +63,7 @@ pub(super) fn compat_params() -> Value {
     json!([
         q("os", "GOOS of the target (required)", json!({"type": "string", "example": "linux"})),
         q("arch", "GOARCH of the target (required)", json!({"type": "string", "example": "amd64"})),
-        q("arm", "GOARM (5, 6 or 7), only with arch=arm", json!({"type": "string"})),
+        q("arm", "GOARM, only with arch=arm: one of the target's arm_versions (GET /api/targets), default its default_arm", json!({"type": "string"})),
         q("version", "Caddy version: latest (default), partial (v2.10) or exact", json!({"type": "string"})),
         q("go", "Go release to build with, like 1.26.8 (default: the server's worker.go_version)", json!({"type": "string"})),
         {"name": "p", "in": "query", "required": false, "style": "form", "explode": true,

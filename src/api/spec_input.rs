@@ -54,6 +54,7 @@ pub async fn validate(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec
     if req.replacements.len() > max {
         return Err(bad(format!("too many replacements: {} (at most {max})", req.replacements.len())));
     }
+    refuse_nul(&req)?;
     // The Go is part of the key: a request naming none gets the configured default
     // written into its spec, so the key names the Go its binary is built with.
     let go_version = if req.go_version.trim().is_empty() { state.config.worker.go_version.clone() } else { req.go_version };
@@ -70,6 +71,31 @@ pub async fn validate(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec
     let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;
     let checked = state.queue.check_spec_request(&spec).await?;
     serde_json::from_value(checked).map_err(|e| ApiError::internal("decoding the checked spec", e))
+}
+
+/// Postgres text cannot hold NUL, so SQL could not even be asked about a field
+/// with one: refused here, in the words SQL uses for other characters.
+fn refuse_nul(req: &SpecRequest) -> ApiResult<()> {
+    let plugins = req.plugins.iter().flat_map(|p| [("plugins[].module", &p.module), ("plugins[].version", &p.version)]);
+    let replacements = req.replacements.iter().flat_map(|r| [("replacements[].old", &r.old), ("replacements[].new", &r.new), ("replacements[].version", &r.version)]);
+    let tags = req.tags.iter().flatten().map(|t| ("tags[]", t));
+    let fields = [("caddy_version", &req.caddy_version), ("os", &req.os), ("arch", &req.arch), ("go_version", &req.go_version)]
+        .into_iter()
+        .chain(req.arm.iter().map(|a| ("arm", a)))
+        .chain(plugins)
+        .chain(replacements)
+        .chain(tags);
+    for (field, value) in fields {
+        if has_nul(value) {
+            return Err(bad(format!("{field} contains the character '\\0', which no spec field may")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a string holds NUL, which no Postgres text can.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
 }
 
 /// Validates, then resolves every version; the result is ready for `cbs.submit_build`.

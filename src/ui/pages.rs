@@ -54,6 +54,8 @@ async fn preselected(state: &AppState, raw: Option<&str>) -> Result<(Vec<String>
     let asked: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
         .filter(|(key, _)| key == "package")
         .map(|(_, value)| split_module_version(&value))
+        // No module path holds NUL (and no Postgres text can: SQL is not asked).
+        .filter(|(module, version)| !module.contains('\0') && !version.contains('\0'))
         .collect();
     let (mut checked, mut extras) = (Vec::new(), Vec::new());
     if asked.is_empty() {

@@ -80,8 +80,10 @@ fn check_module(m: &str) -> Result<(), RecipeError> {
     if ok { Ok(()) } else { Err(RecipeError::BadModule(m.into())) }
 }
 
+/// Which versions are valid is SQL's (cbs.module_version_problem); here only
+/// that a version is plain on a command line.
 fn check_version(v: &str) -> Result<(), RecipeError> {
-    let ok = v.starts_with('v') && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
+    let ok = v.starts_with('v') && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
     if ok { Ok(()) } else { Err(RecipeError::BadVersion(v.into())) }
 }
 
@@ -223,10 +225,10 @@ fn check_target(spec: &BuildSpec) -> Result<(), RecipeError> {
     if word(&spec.os) && word(&spec.arch) && arm_ok { Ok(()) } else { Err(RecipeError::BadTarget(format!("{}/{}", spec.os, spec.arch))) }
 }
 
-/// A Go build tag as `cbs.canonical_tags` admits it; checked again here, as a
-/// tag becomes part of a command line.
+/// Which tags are valid is SQL's (cbs.canonical_tags); here only that a tag is
+/// plain on a command line, where it goes.
 fn check_tag(tag: &str) -> Result<(), RecipeError> {
-    let ok = !tag.is_empty() && tag.len() <= 64 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    let ok = !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
     if ok { Ok(()) } else { Err(RecipeError::BadTag(tag.into())) }
 }
 
