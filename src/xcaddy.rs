@@ -25,7 +25,7 @@ pub fn command(spec: &BuildSpec, go_version: Option<&str>) -> String {
     let mut words = vec![format!("GOTOOLCHAIN={}", quote(go_version.unwrap_or("local")))];
     words.push(format!("GOOS={}", quote(&spec.os)));
     words.push(format!("GOARCH={}", quote(&spec.arch)));
-    if let Some(arm) = spec.arm.as_deref().filter(|_| spec.arch == "arm") {
+    if let Some(arm) = spec.arm.as_deref() {
         words.push(format!("GOARM={}", quote(arm)));
     }
     let tags = spec.build_tags();

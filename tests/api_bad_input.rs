@@ -29,7 +29,7 @@ async fn compat_rejects_bad_queries() {
         ("/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare&p=github.com/caddy-dns/cloudflare@v0.1.0", "more than once"),
         ("/api/compat?os=linux&arch=amd64&version=..%2F..%2Fetc", "not a valid version"),
         ("/api/compat?os=linux&arch=amd64&r=nonsense", "old=new@version"),
-        ("/api/compat?os=linux&arch=amd64&r=github.com/a/b%3D.%2Flocal", "replacement module path"),
+        ("/api/compat?os=linux&arch=amd64&r=github.com/a/b%3D.%2Flocal", "replacements[0].new"),
         ("/api/compat?os=linux&arch=amd64&tags=nobadger,x%3Bid", "tags[1]"),
         ("/api/compat?os=linux&arch=amd64&tags=%24(id)", "Go build tag"),
     ];

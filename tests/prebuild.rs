@@ -144,7 +144,7 @@ async fn a_fresh_start_queues_the_configured_spec_once() {
     assert_eq!((p["reason"].as_str(), p["status"].as_str()), (Some("configured"), Some("queued")));
     let key = p["build_key"].as_str().unwrap();
     let build = db.queue.get(key).await.unwrap().unwrap();
-    let (os, arch, _) = host_platform();
+    let (os, arch) = host_platform();
     let spec = json!({"caddy_version": "v2.11.9", "os": os, "arch": arch, "plugins": [], "replacements": [],
                       "go_version": "1.26.8", "tags": ["nobadger", "nomysql", "nopgx"]});
     assert_eq!(serde_json::to_value(&build.spec).unwrap(), spec, "the newest release, not the beta, with the workers' Go and xcaddy's tags");

@@ -395,7 +395,7 @@ async fn bad_specs_are_rejected_and_nothing_is_stored() {
         ("caddy as plugin", plugin("github.com/caddyserver/caddy/v2", "v2.11.9"), "Caddy itself"),
         ("duplicate plugins", with("plugins", json!([
             {"module": "github.com/a/b", "version": "v1.0.0"},
-            {"module": "github.com/a/b", "version": "v1.0.1"}])), "twice"),
+            {"module": "github.com/a/b", "version": "v1.0.1"}])), "more than once"),
         ("plugin not an object", with("plugins", json!(["github.com/a/b"])), "plugins[0]"),
         ("plugins not an array", with("plugins", json!({"x": 1})), "plugins"),
         ("replacement with local path", with("replacements", json!([{"old": "github.com/a/b", "new": "../b", "version": "v1.0.0"}])), "new"),

@@ -3,39 +3,59 @@
 -- it has: every caller goes through cbs.canonical_spec() and cbs.build_key().
 -- Bad specs raise SQLSTATE CB400, with a message that starts with the offending field.
 
--- Why a module path is unacceptable by Go's module path rules, or NULL when it is fine.
+-- Why a module path is unacceptable by Go's module path rules
+-- (golang.org/x/mod/module.CheckPath), or NULL when it is fine. The one copy of
+-- the rule: the api, the download page and the janitor's configured prebuilds
+-- all ask this function rather than keep their own checker.
 CREATE OR REPLACE FUNCTION cbs.module_path_problem(path text)
 RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
+    max_len constant int := 300;
+    -- File names Windows reserves (with or without an extension); Go refuses
+    -- them as path elements, so that a module can be unpacked everywhere.
+    reserved constant text[] := ARRAY['CON', 'PRN', 'AUX', 'NUL',
+        'COM1', 'COM2', 'COM3', 'COM4', 'COM5', 'COM6', 'COM7', 'COM8', 'COM9',
+        'LPT1', 'LPT2', 'LPT3', 'LPT4', 'LPT5', 'LPT6', 'LPT7', 'LPT8', 'LPT9'];
     elems text[];
     elem  text;
     major text;
+    bad   text;
 BEGIN
     IF path IS NULL OR path = '' THEN
         RETURN 'is empty';
     END IF;
-    IF length(path) > 300 THEN
-        RETURN 'is longer than 300 characters';
+    IF length(path) > max_len THEN
+        RETURN format('is longer than %s characters', max_len);
     END IF;
-    IF path !~ '^[A-Za-z0-9._~/-]+$' THEN
-        RETURN 'may contain only letters, digits, ''/'', ''-'', ''.'', ''_'' and ''~''';
+    bad := substring(path FROM '[^A-Za-z0-9._~/-]');
+    IF bad IS NOT NULL THEN
+        RETURN format('contains the character %L (allowed: letters, digits, ''-'', ''.'', ''_'', ''~'', ''/'')', bad);
     END IF;
     elems := string_to_array(path, '/');
     FOREACH elem IN ARRAY elems LOOP
         IF elem = '' THEN
-            RETURN 'has an empty path element';
+            RETURN 'has an empty path element (leading, trailing or double slash)';
         END IF;
         IF left(elem, 1) = '.' OR right(elem, 1) = '.' THEN
             RETURN format('has a path element %L that begins or ends with a dot', elem);
+        END IF;
+        IF upper(split_part(elem, '.', 1)) = ANY (reserved) THEN
+            RETURN format('has a path element %L that is a reserved file name on Windows', elem);
         END IF;
     END LOOP;
     IF elems[1] !~ '^[a-z0-9][a-z0-9-]*(\.[a-z0-9-]+)+$' THEN
         RETURN format('must begin with a lowercase domain name (like github.com), not %L', elems[1]);
     END IF;
+    -- gopkg.in names the major version in the last element: yaml.v3 (v0 allowed, -unstable too).
+    IF path LIKE 'gopkg.in/%' THEN
+        IF elems[array_length(elems, 1)] !~ '^.+\.v(0|[1-9][0-9]*)(-unstable)?$' THEN
+            RETURN 'must end in a .vN major version suffix (gopkg.in paths)';
+        END IF;
+        RETURN NULL;
+    END IF;
     -- A trailing /vN is a major version suffix: N >= 2, no leading zero, no dots.
     major := substring(path FROM '/v[0-9.]+$');
-    IF major IS NOT NULL AND path NOT LIKE 'gopkg.in/%'
-       AND (major !~ '^/v[1-9][0-9]*$' OR major = '/v1') THEN
+    IF major IS NOT NULL AND (major !~ '^/v[1-9][0-9]*$' OR major = '/v1') THEN
         RETURN format('has an invalid major version suffix %L (must be /v2 or higher)', major);
     END IF;
     RETURN NULL;
@@ -160,8 +180,11 @@ COMMENT ON FUNCTION cbs.canonical_tags(jsonb) IS
 -- Validates a spec and returns its canonical form: known keys only, plugins sorted by
 -- module, replacements sorted by old path, arm only (and always) for arch=arm, tags
 -- always (cbs.canonical_tags), go_version always (cbs.default_go_version() when the
--- spec names none).
-CREATE OR REPLACE FUNCTION cbs.canonical_spec(spec jsonb)
+-- spec names none). Unless `resolved`, versions are left as written and not
+-- checked: that is the api's check of a request before it asks the module proxy,
+-- so that a request is refused with the message its spec would get, before any
+-- version is resolved.
+CREATE OR REPLACE FUNCTION cbs.checked_spec(spec jsonb, resolved boolean)
 RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
 DECLARE
     unknown   text;
@@ -188,31 +211,14 @@ BEGIN
     END IF;
 
     caddy := spec->>'caddy_version';
-    problem := cbs.module_version_problem('github.com/caddyserver/caddy/v2', caddy);
+    problem := CASE WHEN resolved THEN cbs.module_version_problem('github.com/caddyserver/caddy/v2', caddy) END;
     IF problem IS NOT NULL THEN
         PERFORM cbs.raise_bad_spec('caddy_version', problem);
     END IF;
 
     v_os := spec->>'os';
     v_arch := spec->>'arch';
-    IF v_os IS NULL OR v_arch IS NULL THEN
-        PERFORM cbs.raise_bad_spec(CASE WHEN v_os IS NULL THEN 'os' ELSE 'arch' END, 'is missing');
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM cbs.targets t WHERE t.os = v_os AND t.arch = v_arch) THEN
-        IF NOT EXISTS (SELECT 1 FROM cbs.targets t WHERE t.os = v_os) THEN
-            PERFORM cbs.raise_bad_spec('os', format('%L is not a supported operating system', v_os));
-        END IF;
-        PERFORM cbs.raise_bad_spec('arch', format('%L is not a supported architecture for os %L', v_arch, v_os));
-    END IF;
-    v_arm := spec->>'arm';
-    IF v_arch = 'arm' THEN
-        v_arm := coalesce(nullif(v_arm, ''), '7');
-        IF v_arm NOT IN ('5', '6', '7') THEN
-            PERFORM cbs.raise_bad_spec('arm', format('%L is not a supported ARM version (5, 6 or 7)', v_arm));
-        END IF;
-    ELSIF v_arm IS NOT NULL AND v_arm <> '' THEN
-        PERFORM cbs.raise_bad_spec('arm', format('is only allowed with arch=arm, not arch=%L', v_arch));
-    END IF;
+    v_arm := cbs.canonical_arm(v_os, v_arch, spec->>'arm');
 
     -- A Go release from 1.21.0 on (toolchains are modules from then); `go1.26.8` is taken as 1.26.8.
     v_go := regexp_replace(coalesce(nullif(spec->>'go_version', ''), cbs.default_go_version()), '^go', '');
@@ -236,9 +242,9 @@ BEGIN
             PERFORM cbs.raise_bad_spec(format('plugins[%s].module', idx), 'is Caddy itself; use caddy_version');
         END IF;
         IF plugins @> jsonb_build_array(jsonb_build_object('module', item->>'module')) THEN
-            PERFORM cbs.raise_bad_spec(format('plugins[%s].module %L', idx, item->>'module'), 'is listed twice');
+            PERFORM cbs.raise_bad_spec(format('plugins[%s].module %L', idx, item->>'module'), 'is listed more than once');
         END IF;
-        problem := cbs.module_version_problem(item->>'module', item->>'version');
+        problem := CASE WHEN resolved THEN cbs.module_version_problem(item->>'module', item->>'version') END;
         IF problem IS NOT NULL THEN
             PERFORM cbs.raise_bad_spec(format('plugins[%s].version of %s', idx, item->>'module'), problem);
         END IF;
@@ -264,9 +270,9 @@ BEGIN
             PERFORM cbs.raise_bad_spec(format('replacements[%s].new %L', idx, item->>'new'), problem);
         END IF;
         IF repls @> jsonb_build_array(jsonb_build_object('old', item->>'old')) THEN
-            PERFORM cbs.raise_bad_spec(format('replacements[%s].old %L', idx, item->>'old'), 'is replaced twice');
+            PERFORM cbs.raise_bad_spec(format('replacements[%s].old %L', idx, item->>'old'), 'is replaced more than once');
         END IF;
-        problem := cbs.module_version_problem(item->>'new', item->>'version');
+        problem := CASE WHEN resolved THEN cbs.module_version_problem(item->>'new', item->>'version') END;
         IF problem IS NOT NULL THEN
             PERFORM cbs.raise_bad_spec(format('replacements[%s].version of %s', idx, item->>'new'), problem);
         END IF;
@@ -292,6 +298,11 @@ BEGIN
     RETURN canonical;
 END;
 $$;
+COMMENT ON FUNCTION cbs.checked_spec(jsonb, boolean) IS
+    'cbs.canonical_spec, with versions checked only when resolved (the api checks requests with resolved = false).';
+
+CREATE OR REPLACE FUNCTION cbs.canonical_spec(spec jsonb)
+RETURNS jsonb LANGUAGE sql STABLE AS $$ SELECT cbs.checked_spec(spec, true) $$;
 COMMENT ON FUNCTION cbs.canonical_spec(jsonb) IS
     'Validates a build spec and returns its canonical form; raises SQLSTATE CB400 on a bad spec.';
 

@@ -1,2 +1,2 @@
--- The GOOS/GOARCH pairs a build may ask for, so the api rejects a bad target before resolving versions.
-SELECT os, arch FROM cbs.targets ORDER BY os, arch
+-- The targets a build may ask for, with their ARM variants and default: loaded once by the api for its checks, its page and GET /api/targets.
+SELECT os, arch, arm_versions, default_arm FROM cbs.target_list()

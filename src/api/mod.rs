@@ -30,6 +30,7 @@ mod signing_key;
 mod spec_input;
 mod state;
 mod tally;
+mod targets;
 mod usage;
 mod wait;
 mod waiters;

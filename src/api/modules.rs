@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::gomod::ResolveError;
 
 #[derive(Deserialize)]
 pub struct CheckParams {
@@ -25,6 +26,14 @@ pub struct Checked {
 
 pub async fn check(State(state): State<AppState>, Query(p): Query<CheckParams>) -> Result<Json<Checked>, ApiError> {
     let module = p.module.trim().to_string();
+    // Go's module path rules are SQL's (cbs.module_path_problem), as for a build request.
+    let problem = match super::spec_input::has_nul(&module) {
+        true => Some("contains the character '\\0'".to_string()),
+        false => state.queue.module_path_problems(std::slice::from_ref(&module)).await?.pop().flatten(),
+    };
+    if let Some(problem) = problem {
+        return Err(ResolveError::BadPath { module, problem }.into());
+    }
     let version = state.resolve(&module, p.version.trim()).await?;
     Ok(Json(Checked { module, version }))
 }

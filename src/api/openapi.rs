@@ -63,7 +63,7 @@ pub(super) fn compat_params() -> Value {
     json!([
         q("os", "GOOS of the target (required)", json!({"type": "string", "example": "linux"})),
         q("arch", "GOARCH of the target (required)", json!({"type": "string", "example": "amd64"})),
-        q("arm", "GOARM (5, 6 or 7), only with arch=arm", json!({"type": "string"})),
+        q("arm", "GOARM, only with arch=arm: one of the target's arm_versions (GET /api/targets), default its default_arm", json!({"type": "string"})),
         q("version", "Caddy version: latest (default), partial (v2.10) or exact", json!({"type": "string"})),
         q("go", "Go release to build with, like 1.26.8 (default: the server's worker.go_version)", json!({"type": "string"})),
         {"name": "p", "in": "query", "required": false, "style": "form", "explode": true,
@@ -164,6 +164,13 @@ fn build_document() -> Value {
     module_check_responses.extend(errors(&[("400", "Bad module path or version query")]));
     module_check_responses.insert("200".into(), json!({"description": "The module and the absolute version", "content": {"application/json": {"schema": {
         "type": "object", "required": ["module", "version"], "properties": {"module": {"type": "string"}, "version": {"type": "string"}}}}}}));
+    let mut targets_responses = errors(&[("503", "Database unavailable")]);
+    targets_responses.insert("200".into(), json!({"description": "Every target, as the build spec's rules (SQL) list them", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["targets"], "properties": {"targets": {"type": "array", "items": {
+            "type": "object", "required": ["os", "arch"], "properties": {
+                "os": {"type": "string", "example": "linux"}, "arch": {"type": "string", "example": "arm"},
+                "arm_versions": {"type": "array", "items": {"type": "string"}, "description": "GOARM values, arch=arm only", "example": ["5", "6", "7"]},
+                "default_arm": {"type": "string", "description": "GOARM of a request naming none, arch=arm only", "example": "7"}}}}}}}}}));
     let mut signing_key_responses = errors(&[("404", "No key was made yet")]);
     signing_key_responses.insert("200".into(), json!({"description": "minisign public key file", "content": {"text/plain": {"schema": {"type": "string"}}}}));
     let mut admin_overview_responses = errors(&[("401", "Missing or wrong admin token"), ("503", "Database unavailable")]);
@@ -227,6 +234,8 @@ fn build_document() -> Value {
                 ],
                 "responses": module_check_responses,
             }},
+            "/api/targets": {"get": {"summary": "The targets (os, arch, ARM variants and their default) a build may ask for",
+                "responses": targets_responses}},
             "/api/signing-key": {"get": {"summary": "The minisign public key that verifies build signatures",
                 "responses": signing_key_responses}},
             "/api/admin/overview": {"get": {"summary": "Admin: queue overview, active, queued and failed builds",

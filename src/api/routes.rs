@@ -10,7 +10,7 @@ use axum::Router;
 
 use super::error::ApiError;
 use super::state::AppState;
-use super::{admin, builds, compat, documents, health, logs, middleware, modules, official, openapi, signing_key};
+use super::{admin, builds, compat, documents, health, logs, middleware, modules, official, openapi, signing_key, targets};
 
 /// The api's endpoints, without state or layers: see [`finish`].
 pub fn router() -> Router<AppState> {
@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
         .route("/api/modules/check", get(modules::check))
+        .route("/api/targets", get(targets::list))
         .route("/api/signing-key", get(signing_key::public_key))
         .route("/api/admin/overview", get(admin::overview))
         .route("/api/admin/builds/{key}/cancel", post(admin::cancel))

@@ -1,18 +1,16 @@
 //! Turns what a client asked for (compat query or `POST /api/builds` body) into
-//! a spec SQL will accept: target and module paths checked first, then every
-//! version query resolved to an absolute version, concurrently.
+//! a spec SQL will accept: first SQL checks everything but the versions
+//! (`cbs.checked_spec(spec, false)`: targets, ARM variant, module paths, tags, Go),
+//! so that every endpoint refuses a bad request with the message its spec would
+//! get at submit and no rule has a copy here; then every version query is
+//! resolved to an absolute version, concurrently.
 
 use futures::future::try_join_all;
 
 use super::error::{ApiError, ApiResult};
 use super::state::AppState;
-use crate::gomod::{check_module_path, is_absolute};
+use crate::gomod::is_absolute;
 use crate::spec::{BuildSpec, Plugin, Replacement, CADDY_MODULE};
-
-/// ARM versions Go supports for `GOARM`.
-const ARM_VERSIONS: [&str; 3] = ["5", "6", "7"];
-/// GOARM when `arch=arm` comes without `arm` (as cbs.canonical_spec defaults it).
-const DEFAULT_ARM: &str = "7";
 
 /// A spec whose versions may still be queries (`latest`, empty, `v2.10`).
 #[derive(Debug, Clone, Default)]
@@ -47,37 +45,11 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError::BadRequest(msg.into())
 }
 
-/// Checks everything that needs no module proxy.
-pub async fn validate(state: &AppState, req: &SpecRequest) -> ApiResult<()> {
-    if let Some(tags) = &req.tags {
-        // The rule is SQL's (cbs.canonical_tags); asked now, so bad tags cost no proxy request.
-        state.queue.canonical_tags(&serde_json::json!(tags)).await?;
-    }
-    if req.os.is_empty() {
-        return Err(bad("os is required (e.g. os=linux)"));
-    }
-    if req.arch.is_empty() {
-        return Err(bad("arch is required (e.g. arch=amd64)"));
-    }
-    let targets = state.targets().await?;
-    if !targets.iter().any(|(os, _)| os == &req.os) {
-        return Err(bad(format!("os {:?} is not a supported operating system", req.os)));
-    }
-    if !targets.contains(&(req.os.clone(), req.arch.clone())) {
-        return Err(bad(format!("arch {:?} is not a supported architecture for os {:?}", req.arch, req.os)));
-    }
-    match req.arm.as_deref().filter(|a| !a.is_empty()) {
-        Some(arm) if req.arch != "arm" => {
-            return Err(bad(format!("arm={arm} is only allowed with arch=arm, not arch={:?}", req.arch)));
-        }
-        Some(arm) if !ARM_VERSIONS.contains(&arm) => {
-            return Err(bad(format!("arm {arm:?} is not a supported ARM version (5, 6 or 7)")));
-        }
-        _ => {}
-    }
-    if !req.go_version.trim().is_empty() {
-        crate::toolchain::GoVersion::parse(&req.go_version).map_err(|e| bad(e.to_string()))?;
-    }
+/// Checks everything that needs no module proxy; returns the request in SQL's
+/// canonical form (ARM default filled in, plugins sorted by module, tags and Go
+/// as the key will have them), its versions still as the client wrote them.
+pub async fn validate(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec> {
+    // Configuration, not a spec rule: bounds what is sent to SQL and the proxy.
     let max = state.config.api.max_plugins;
     if req.plugins.len() > max {
         return Err(bad(format!("too many plugins: {} (at most {max})", req.plugins.len())));
@@ -85,49 +57,63 @@ pub async fn validate(state: &AppState, req: &SpecRequest) -> ApiResult<()> {
     if req.replacements.len() > max {
         return Err(bad(format!("too many replacements: {} (at most {max})", req.replacements.len())));
     }
-    let mut seen = std::collections::HashSet::new();
-    for p in &req.plugins {
-        check_module_path(&p.module).map_err(|e| bad(format!("plugin module path {:?} {e}", p.module)))?;
-        if p.module == CADDY_MODULE {
-            return Err(bad(format!("{CADDY_MODULE} is Caddy itself; choose its version with the version parameter")));
-        }
-        if !seen.insert(p.module.as_str()) {
-            return Err(bad(format!("plugin {} is listed more than once", p.module)));
-        }
-    }
-    let mut seen = std::collections::HashSet::new();
-    for r in &req.replacements {
-        check_module_path(&r.old).map_err(|e| bad(format!("replaced module path {:?} {e}", r.old)))?;
-        check_module_path(&r.new).map_err(|e| bad(format!("replacement module path {:?} {e}", r.new)))?;
-        if !seen.insert(r.old.as_str()) {
-            return Err(bad(format!("module {} is replaced more than once", r.old)));
+    refuse_nul(&req)?;
+    // The Go is part of the key: a request naming none gets the configured default
+    // written into its spec, so the key names the Go its binary is built with.
+    let go_version = if req.go_version.trim().is_empty() { state.config.worker.go_version.clone() } else { req.go_version };
+    let spec = BuildSpec {
+        caddy_version: req.caddy_version,
+        plugins: req.plugins,
+        replacements: req.replacements,
+        os: req.os,
+        arch: req.arch,
+        arm: req.arm,
+        tags: req.tags,
+        go_version: Some(go_version),
+    };
+    let spec = serde_json::to_value(&spec).map_err(|e| ApiError::internal("encoding the spec", e))?;
+    let checked = state.queue.check_spec_request(&spec).await?;
+    serde_json::from_value(checked).map_err(|e| ApiError::internal("decoding the checked spec", e))
+}
+
+/// Postgres text cannot hold NUL, so SQL could not even be asked about a field
+/// with one: refused here, in the words SQL uses for other characters.
+fn refuse_nul(req: &SpecRequest) -> ApiResult<()> {
+    let plugins = req.plugins.iter().flat_map(|p| [("plugins[].module", &p.module), ("plugins[].version", &p.version)]);
+    let replacements = req.replacements.iter().flat_map(|r| [("replacements[].old", &r.old), ("replacements[].new", &r.new), ("replacements[].version", &r.version)]);
+    let tags = req.tags.iter().flatten().map(|t| ("tags[]", t));
+    let fields = [("caddy_version", &req.caddy_version), ("os", &req.os), ("arch", &req.arch), ("go_version", &req.go_version)]
+        .into_iter()
+        .chain(req.arm.iter().map(|a| ("arm", a)))
+        .chain(plugins)
+        .chain(replacements)
+        .chain(tags);
+    for (field, value) in fields {
+        if has_nul(value) {
+            return Err(bad(format!("{field} contains the character '\\0', which no spec field may")));
         }
     }
     Ok(())
 }
 
+/// Whether a string holds NUL, which no Postgres text can.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
+}
+
 /// Validates, then resolves every version; the result is ready for `cbs.submit_build`.
 pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec> {
-    validate(state, &req).await?;
-    let caddy = state.resolve(CADDY_MODULE, &req.caddy_version);
-    let plugins = try_join_all(req.plugins.iter().map(|p| async {
+    let checked = validate(state, req).await?;
+    let caddy = state.resolve(CADDY_MODULE, &checked.caddy_version);
+    let plugins = try_join_all(checked.plugins.iter().map(|p| async {
         Ok::<_, ApiError>(Plugin { module: p.module.clone(), version: state.resolve(&p.module, &p.version).await? })
     }));
-    let replacements = try_join_all(req.replacements.iter().map(|r| async {
+    let replacements = try_join_all(checked.replacements.iter().map(|r| async {
         Ok::<_, ApiError>(Replacement { old: r.old.clone(), new: r.new.clone(), version: state.resolve(&r.new, &r.version).await? })
     }));
-    let (caddy, mut plugins, mut replacements) = futures::try_join!(async { Ok::<_, ApiError>(caddy.await?) }, plugins, replacements)?;
-    // The canonical form cbs.canonical_spec stores, so that equivalent requests
-    // also share one submit in the coalescer (which keys on this spec).
-    plugins.sort_by(|a, b| a.module.cmp(&b.module));
-    replacements.sort_by(|a, b| a.old.cmp(&b.old));
-    let arm = match req.arm.filter(|a| !a.is_empty()) {
-        None if req.arch == "arm" => Some(DEFAULT_ARM.to_string()),
-        arm => arm,
-    };
-    // The Go is part of the key: a request naming none gets the configured default
-    // written into its spec, so the key names the Go its binary is built with.
-    let go = if req.go_version.trim().is_empty() { &state.config.worker.go_version } else { &req.go_version };
+    let (caddy, plugins, replacements) = futures::try_join!(async { Ok::<_, ApiError>(caddy.await?) }, plugins, replacements)?;
+    // SQL accepted the Go; parsed here to compare it with Caddy's go.mod.
+    let go = checked.go_version.as_deref().unwrap_or_default();
     let go = crate::toolchain::GoVersion::parse(go).map_err(|e| bad(e.to_string()))?;
     // Builds run with GOTOOLCHAIN=local: a Go older than Caddy's go.mod asks for
     // would fail at resolve; say so now, naming both.
@@ -136,8 +122,9 @@ pub async fn resolve(state: &AppState, req: SpecRequest) -> ApiResult<BuildSpec>
     {
         return Err(bad(format!("go_version {go} is too old for Caddy {caddy}: its go.mod asks for go {needed} or newer")));
     }
-    let go_version = Some(go.to_string());
-    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, os: req.os, arch: req.arch, arm, tags: req.tags, go_version })
+    // Still in SQL's order (plugins by module, replacements by old path), so that
+    // equivalent requests also share one submit in the coalescer (which keys on this spec).
+    Ok(BuildSpec { caddy_version: caddy, plugins, replacements, ..checked })
 }
 
 /// Splits `module@version` on the last `@` (a bare module means latest).

@@ -2,7 +2,6 @@
 //! storage, the version resolver, metrics and the build waiters. Built once at
 //! start-up; cloning is one `Arc` clone.
 
-use std::collections::HashSet;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -14,7 +13,7 @@ use super::metrics::Metrics;
 use super::waiters::Waiters;
 use super::ApiError;
 use crate::config::Config;
-use crate::db::{connect_pool, Build, Listener, Queue};
+use crate::db::{connect_pool, Build, Listener, Queue, Target};
 use crate::gomod::{ResolveError, Resolver};
 use crate::storage::{self, DynStorage};
 
@@ -46,8 +45,9 @@ pub struct Inner {
     pub held: Arc<super::held::HeldRequests>,
     /// Downloads counted since the last batch was written.
     pub downloads: Arc<super::download_count::DownloadCounter>,
-    /// `(os, arch)` pairs of `cbs.targets`, read once on first use.
-    targets: OnceCell<HashSet<(String, String)>>,
+    /// `cbs.target_list()`, read once on first use: the targets change only
+    /// with a migration, which restarts every process.
+    targets: OnceCell<Vec<Target>>,
 }
 
 impl Deref for AppState {
@@ -100,10 +100,10 @@ impl AppState {
         }))
     }
 
-    pub async fn targets(&self) -> Result<&HashSet<(String, String)>, ApiError> {
-        self.targets
-            .get_or_try_init(|| async { Ok::<_, ApiError>(self.queue.targets().await?.into_iter().collect()) })
-            .await
+    /// The targets builds may ask for, with their ARM variants, as SQL lists them.
+    pub async fn targets(&self) -> Result<&[Target], ApiError> {
+        let targets = self.targets.get_or_try_init(|| async { Ok::<_, ApiError>(self.queue.targets().await?) }).await?;
+        Ok(targets)
     }
 
     /// Resolves a module version query, counting cache hits.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{invalid, ConfigError};
-use crate::gomod::{check_module_path, VersionQuery};
+use crate::gomod::VersionQuery;
 
 /// Upper bound of `prebuild.top_n`: each popular spec may cost a build per release.
 const MAX_TOP_N: u32 = 1000;
@@ -55,35 +55,34 @@ pub struct PrebuildSpec {
     pub plugins: Vec<crate::spec::Plugin>,
     pub os: String,
     pub arch: String,
-    /// ARM variant (5, 6, 7), only with `arch: arm`.
+    /// ARM variant (GOARM), only with `arch: arm`; absent means SQL's default.
     pub arm: Option<String>,
 }
 
 impl Default for PrebuildSpec {
     fn default() -> Self {
-        let (os, arch, arm) = host_platform();
-        Self { caddy_version: "latest".into(), plugins: Vec::new(), os: os.into(), arch: arch.into(), arm: arm.map(str::to_string) }
+        let (os, arch) = host_platform();
+        Self { caddy_version: "latest".into(), plugins: Vec::new(), os: os.into(), arch: arch.into(), arm: None }
     }
 }
 
-/// This host's platform as Go names it (GOOS, GOARCH, GOARM): what the default
-/// prebuild targets.
-pub fn host_platform() -> (&'static str, &'static str, Option<&'static str>) {
+/// This host's platform as Go names it (GOOS, GOARCH): what the default
+/// prebuild targets. An ARM host gets SQL's default ARM variant (cbs.default_arm()).
+pub fn host_platform() -> (&'static str, &'static str) {
     let os = match std::env::consts::OS {
         "macos" => "darwin",
         other => other,
     };
-    let (arch, arm) = match std::env::consts::ARCH {
-        "x86_64" => ("amd64", None),
-        "x86" => ("386", None),
-        "aarch64" => ("arm64", None),
-        "arm" => ("arm", Some("7")),
-        "loongarch64" => ("loong64", None),
-        "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
-        "powerpc64" => ("ppc64", None),
-        other => (other, None),
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "x86" => "386",
+        "aarch64" => "arm64",
+        "loongarch64" => "loong64",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        other => other,
     };
-    (os, arch, arm)
+    (os, arch)
 }
 
 impl PrebuildConfig {
@@ -102,11 +101,9 @@ impl PrebuildConfig {
             if VersionQuery::parse(&s.caddy_version).is_none() {
                 return Err(invalid(&key("caddy_version"), format!("{:?} is not a version query", s.caddy_version)));
             }
-            if s.os.trim().is_empty() || s.arch.trim().is_empty() {
-                return Err(invalid(&key("os"), "os and arch must be set"));
-            }
+            // Targets and module paths are the spec's rules, which SQL holds: the
+            // janitor checks each entry with them when it starts (Prebuilder::check_config).
             for p in &s.plugins {
-                check_module_path(&p.module).map_err(|problem| invalid(&key("plugins"), format!("{:?} {problem}", p.module)))?;
                 if VersionQuery::parse(&p.version).is_none() {
                     return Err(invalid(&key("plugins"), format!("{:?} is not a version query of {}", p.version, p.module)));
                 }
@@ -128,7 +125,7 @@ mod tests {
         assert_eq!(c.prebuild.specs.len(), 1);
         let s = &c.prebuild.specs[0];
         assert_eq!((s.caddy_version.as_str(), s.plugins.len()), ("latest", 0));
-        let (os, arch, _) = host_platform();
+        let (os, arch) = host_platform();
         assert_eq!((s.os.as_str(), s.arch.as_str()), (os, arch));
         assert_eq!(c.prebuild.top_n, 10);
     }
@@ -145,7 +142,7 @@ mod tests {
             ("prebuild:\n  top_n: 5000\n", "prebuild.top_n"),
             ("prebuild:\n  window: 1h\n", "prebuild.window"),
             ("prebuild:\n  specs: [{caddy_version: \"../x\"}]\n", "prebuild.specs[0].caddy_version"),
-            ("prebuild:\n  specs: [{plugins: [{module: \"not a path\"}]}]\n", "prebuild.specs[0].plugins"),
+            ("prebuild:\n  specs: [{plugins: [{module: github.com/a/b, version: \"../x\"}]}]\n", "prebuild.specs[0].plugins"),
         ] {
             let e = Config::from_yaml(yaml).unwrap_err().to_string();
             assert!(e.contains(key), "{yaml}: {e}");

@@ -186,13 +186,6 @@ impl Queue {
         self.scalar(query!("build_key"), &[spec]).await
     }
 
-    /// `cbs.canonical_tags`: a spec's build tags as the canonical spec will hold
-    /// them; `BadSpec` for tags SQL refuses. Lets the api refuse bad tags before
-    /// it asks the module proxy anything.
-    pub async fn canonical_tags(&self, tags: &Value) -> Result<Value, DbError> {
-        self.scalar(query!("canonical_tags"), &[tags]).await
-    }
-
     pub async fn get(&self, build_key: &str) -> Result<Option<Build>, DbError> {
         self.query(query!("get_build"), &[&build_key])
             .await?
@@ -280,15 +273,6 @@ impl Queue {
         self.query(query!("register_worker"), &[&w.worker_id, &w.host, &w.version, &w.max_jobs, &w.info, &w.incarnation])
             .await?;
         Ok(())
-    }
-
-    /// The `(os, arch)` targets builds may ask for.
-    pub async fn targets(&self) -> Result<Vec<(String, String)>, DbError> {
-        self.query(query!("list_targets"), &[])
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
     }
 
     /// Succeeds when the database answers (readiness).

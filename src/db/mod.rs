@@ -15,6 +15,7 @@ mod pool;
 mod prebuilds;
 mod reproductions;
 mod schema_wait;
+mod spec_rules;
 mod webhooks;
 mod worker_support;
 
@@ -30,6 +31,7 @@ pub use pool::{connect_pool, DbPool};
 pub use prebuilds::{PopularSpec, PrebuildReason, PrebuildRequest};
 pub use reproductions::{ClaimedReproduction, Reproduction};
 pub use schema_wait::{schema_state, wait_for_schema, SchemaState, SchemaWaitError};
+pub use spec_rules::Target;
 pub use webhooks::{WebhookAttempt, WebhookDelivery, WebhookOutcome, WebhookRetry};
 
 /// The text of a statement in `sql/queries/`, checked at compile time.

@@ -1,5 +1,5 @@
-//! Go modules, as far as the api needs them: Go's module path rules (checked
-//! before anything reaches SQL), the GOPROXY protocol's case encoding, and
+//! Go modules, as far as the api needs them: the GOPROXY protocol's case
+//! encoding (Go's module path rules are SQL's, `cbs.module_path_problem`), and
 //! version resolution (`latest`, partial `v2.10`, exact tags, pseudo-versions)
 //! against the configured module proxies, with a short cache that also
 //! coalesces concurrent identical lookups.
@@ -8,7 +8,7 @@ mod path;
 mod resolver;
 mod version;
 
-pub use path::{check_module_path, escape};
+pub use path::escape;
 pub use resolver::{Resolved, Resolver};
 pub use version::{is_absolute, is_newer_release, VersionQuery};
 

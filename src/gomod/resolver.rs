@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::path::{check_module_path, escape};
+use super::path::{escape, is_url_safe};
 use super::version::{path_major, releases, select, VersionQuery};
 use super::ResolveError;
 
@@ -131,6 +131,15 @@ async fn quote(mut resp: reqwest::Response) -> String {
     }
 }
 
+/// Refuses a path that cannot be asked of a proxy (see [`is_url_safe`]); its
+/// callers have checked it by Go's rules in SQL already.
+fn guard(module: &str) -> Result<(), ResolveError> {
+    if is_url_safe(module) {
+        return Ok(());
+    }
+    Err(ResolveError::BadPath { module: module.into(), problem: "cannot be asked of a module proxy".into() })
+}
+
 impl Resolver {
     pub fn new(go_proxy: &str, ttl: Duration) -> Resolver {
         Self::with_timeout(go_proxy, ttl, DEFAULT_TIMEOUT)
@@ -149,7 +158,7 @@ impl Resolver {
     /// Resolves `query` (`latest`, empty, `v2.10`, an exact tag, a pseudo-version,
     /// a branch) to an absolute version of `module`.
     pub async fn resolve(&self, module: &str, query: &str) -> Result<Resolved, ResolveError> {
-        check_module_path(module).map_err(|problem| ResolveError::BadPath { module: module.into(), problem })?;
+        guard(module)?;
         let parsed = VersionQuery::parse(query)
             .ok_or_else(|| ResolveError::BadVersion { module: module.into(), query: query.into() })?;
         let key = (module.to_string(), query.trim().to_string());
@@ -171,7 +180,7 @@ impl Resolver {
     /// The module's releases, newest first (for the download page's version
     /// picker). Cached like resolutions, under a key no version query can have.
     pub async fn releases(&self, module: &str) -> Result<Vec<String>, ResolveError> {
-        check_module_path(module).map_err(|problem| ResolveError::BadPath { module: module.into(), problem })?;
+        guard(module)?;
         let key = (module.to_string(), "@v/list".to_string());
         let (cell, _) = self.slot(&key);
         let outcome = cell
@@ -193,7 +202,7 @@ impl Resolver {
     /// The `go` directive of `module@version`'s go.mod (`1.26.0`), or `None` when
     /// it has none or the proxy does not have the file. Cached like resolutions.
     pub async fn go_directive(&self, module: &str, version: &str) -> Result<Option<String>, ResolveError> {
-        check_module_path(module).map_err(|problem| ResolveError::BadPath { module: module.into(), problem })?;
+        guard(module)?;
         let path = format!("{}/@v/{version}.mod", escape(module));
         let key = (module.to_string(), format!("@v/{version}.mod"));
         let (cell, _) = self.slot(&key);

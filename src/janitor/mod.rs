@@ -49,12 +49,31 @@ pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Re
     run_migrated(config, shutdown).await
 }
 
+/// The prebuild job, its configured entries checked by the spec's rules.
+async fn prebuilder(config: &Config, queue: &Queue, id: &str) -> Result<prebuild::Prebuilder, prebuild::PrebuildConfigError> {
+    // No cache: every poll must see the proxy's version lists as they are now.
+    let resolver = Resolver::with_timeout(&config.go_proxy, Duration::ZERO, config.api.module_proxy_timeout);
+    let prebuilder = prebuild::Prebuilder::new(queue.clone(), resolver, config.prebuild.clone(), id).with_go_version(&config.worker.go_version);
+    match prebuilder.check_config().await {
+        Err(e @ prebuild::PrebuildConfigError::BadEntry { .. }) => return Err(e),
+        // The database's trouble, not the config's: each poll checks the entries again at submit.
+        Err(e) => warn!(janitor = %id, error = %e, "cannot check prebuild.specs now"),
+        Ok(()) => {}
+    }
+    Ok(prebuilder)
+}
+
 /// Runs the janitor on a schema already made current (the `all` mode migrates
 /// before it starts anything).
 pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let id = config.janitor.janitor_id();
     let queue = Queue::new(db::connect_pool(&config.database, "cbs-janitor")?);
     let storage = storage::from_config(&config.storage).await.context("artifact storage")?;
+    // Checked before anything starts: a bad entry stops start-up, named by its key.
+    let prebuilder = match config.prebuild.enabled {
+        true => Some(Arc::new(prebuilder(&config, &queue, &id).await?)),
+        false => None,
+    };
     let listener = Listener::start(&config.database, shutdown.clone());
     let timing = ElectionTiming { retry: config.janitor.leader_retry, check: config.janitor.leader_check };
     info!(janitor = %id, "janitor started; taking part in the leader election");
@@ -82,12 +101,8 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
     for (job, plan) in jobs {
         tracker.spawn(run_scheduled(job, plan, leadership.clone(), pinger.clone(), shutdown.clone()));
     }
-    if config.prebuild.enabled {
-        // No cache: every poll must see the proxy's version lists as they are now.
-        let resolver = Resolver::with_timeout(&config.go_proxy, Duration::ZERO, config.api.module_proxy_timeout);
-        let prebuilder = Arc::new(prebuild::Prebuilder::new(queue.clone(), resolver, config.prebuild.clone(), &id).with_go_version(&config.worker.go_version));
-        let interval = config.prebuild.watch_interval;
-        tracker.spawn(run_every(prebuilder, interval, leadership.clone(), pinger.clone(), shutdown.clone()));
+    if let Some(prebuilder) = prebuilder {
+        tracker.spawn(run_every(prebuilder, config.prebuild.watch_interval, leadership.clone(), pinger.clone(), shutdown.clone()));
     }
     let deliverer = Arc::new(webhooks::Deliverer::new(queue, &id, j.webhooks.clone(), crate::build_view::ViewConfig::from(&*config)));
     tracker.spawn(deliverer.run(listener, leadership, shutdown.clone()));

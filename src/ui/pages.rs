@@ -9,10 +9,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
 use minijinja::value::Serde;
 use minijinja::{context, Environment};
-use serde_json::json;
 
 use crate::api::{load, split_module_version, ApiError, AppState};
-use crate::gomod::check_module_path;
 use crate::spec::CADDY_MODULE;
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -49,15 +47,22 @@ fn base_url(state: &AppState, headers: &HeaderMap) -> String {
 
 /// `?package=module[@version]` (repeated), as the official page takes them: catalog
 /// plugins asked for without a version are checked, the others listed as added
-/// modules; values that are no module path are ignored.
-fn preselected(state: &AppState, raw: Option<&str>) -> (Vec<String>, Vec<String>) {
+/// modules; values that are no module path (SQL's `cbs.module_path_problem`) are ignored.
+async fn preselected(state: &AppState, raw: Option<&str>) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let asked: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .filter(|(key, _)| key == "package")
+        .map(|(_, value)| split_module_version(&value))
+        // No module path holds NUL (and no Postgres text can: SQL is not asked).
+        .filter(|(module, version)| !module.contains('\0') && !version.contains('\0'))
+        .collect();
     let (mut checked, mut extras) = (Vec::new(), Vec::new());
-    for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-        if key != "package" {
-            continue;
-        }
-        let (module, version) = split_module_version(&value);
-        if check_module_path(&module).is_err() {
+    if asked.is_empty() {
+        return Ok((checked, extras));
+    }
+    let modules: Vec<String> = asked.iter().map(|(m, _)| m.clone()).collect();
+    let problems = state.queue.module_path_problems(&modules).await?;
+    for ((module, version), problem) in asked.into_iter().zip(problems) {
+        if problem.is_some() {
             continue;
         }
         let in_catalog = state.config.catalog.iter().any(|c| c.module == module);
@@ -70,28 +75,31 @@ fn preselected(state: &AppState, raw: Option<&str>) -> (Vec<String>, Vec<String>
             list.push(value);
         }
     }
-    (checked, extras)
+    Ok((checked, extras))
 }
 
 pub async fn index(State(state): State<AppState>, headers: HeaderMap, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let (checked, extras) = preselected(&state, raw.as_deref());
-    let mut targets: Vec<(String, String)> = state.targets().await?.iter().cloned().collect();
-    targets.sort();
-    let mut oses: Vec<String> = targets.iter().map(|(os, _)| os.clone()).collect();
+    let (checked, extras) = preselected(&state, raw.as_deref()).await?;
+    // What the page offers is what SQL lists (the script reads the same list from
+    // the arch picker's data attribute): no target or ARM variant of its own.
+    let targets = state.targets().await?;
+    let mut oses: Vec<String> = targets.iter().map(|t| t.os.clone()).collect();
     oses.dedup();
-    let mut arches: Vec<String> = targets.iter().map(|(_, arch)| arch.clone()).collect();
+    let mut arches: Vec<String> = targets.iter().map(|t| t.arch.clone()).collect();
     arches.sort();
     arches.dedup();
+    let arm_target = targets.iter().find(|t| t.arm_versions.is_some());
+    // Newest first, as the official page lists them.
+    let arm_versions: Vec<String> = arm_target.and_then(|t| t.arm_versions.clone()).into_iter().flatten().rev().collect();
     // Without the proxy the picker still offers "latest".
     let versions = state.resolver.releases(CADDY_MODULE).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "cannot list Caddy versions");
         Vec::new()
     });
-    let targets: Vec<_> = targets.iter().map(|(os, arch)| json!({"os": os, "arch": arch})).collect();
     render(
         "index.html",
         context! {
-            oses, arches, versions, checked, extras,
+            oses, arches, arm_versions, versions, checked, extras,
             targets => Serde(targets),
             catalog => Serde(&state.config.catalog),
             base_url => base_url(&state, &headers),

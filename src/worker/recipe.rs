@@ -71,17 +71,19 @@ pub fn main_go(spec: &BuildSpec) -> Result<String, RecipeError> {
     Ok(env.get_template("main.go")?.render(minijinja::context! { plugins })?)
 }
 
-/// Module paths as Go accepts them; anything else never reaches a shell or a template.
+/// Go's module path rules are SQL's (cbs.module_path_problem checked the spec on
+/// submit); here only that a path is safe in a shell command and a template.
 fn check_module(m: &str) -> Result<(), RecipeError> {
     let ok = !m.is_empty()
-        && m.len() <= 300
         && !m.starts_with(['-', '/', '.'])
         && m.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/+".contains(&b));
     if ok { Ok(()) } else { Err(RecipeError::BadModule(m.into())) }
 }
 
+/// Which versions are valid is SQL's (cbs.module_version_problem); here only
+/// that a version is plain on a command line.
 fn check_version(v: &str) -> Result<(), RecipeError> {
-    let ok = v.starts_with('v') && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
+    let ok = v.starts_with('v') && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b));
     if ok { Ok(()) } else { Err(RecipeError::BadVersion(v.into())) }
 }
 
@@ -214,17 +216,19 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
     })
 }
 
-/// Which GOOS/GOARCH pairs exist is cbs.targets' business (the spec was validated
-/// against it on submit); here only that the values are plain words.
+/// Which targets and ARM variants exist is SQL's business (cbs.canonical_arm
+/// checked the spec on submit); here only that the values are plain words, as
+/// they reach a command line.
 fn check_target(spec: &BuildSpec) -> Result<(), RecipeError> {
     let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if word(&spec.os) && word(&spec.arch) { Ok(()) } else { Err(RecipeError::BadTarget(format!("{}/{}", spec.os, spec.arch))) }
+    let arm_ok = spec.arm.as_deref().is_none_or(word);
+    if word(&spec.os) && word(&spec.arch) && arm_ok { Ok(()) } else { Err(RecipeError::BadTarget(format!("{}/{}", spec.os, spec.arch))) }
 }
 
-/// A Go build tag as `cbs.canonical_tags` admits it; checked again here, as a
-/// tag becomes part of a command line.
+/// Which tags are valid is SQL's (cbs.canonical_tags); here only that a tag is
+/// plain on a command line, where it goes.
 fn check_tag(tag: &str) -> Result<(), RecipeError> {
-    let ok = !tag.is_empty() && tag.len() <= 64 && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    let ok = !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
     if ok { Ok(()) } else { Err(RecipeError::BadTag(tag.into())) }
 }
 
@@ -235,12 +239,10 @@ pub fn build_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Resul
     let mut env = base_env(config, false);
     env.push(("GOOS".into(), spec.os.clone()));
     env.push(("GOARCH".into(), spec.arch.clone()));
-    if spec.arch == "arm" {
-        let arm = spec.arm.clone().unwrap_or_else(|| "7".into());
-        if !["5", "6", "7"].contains(&arm.as_str()) {
-            return Err(RecipeError::BadTarget(format!("GOARM={arm}")));
-        }
-        env.push(("GOARM".into(), arm));
+    // The canonical spec carries arm exactly when the target has ARM variants,
+    // the default filled in (cbs.canonical_arm): GOARM is what it says.
+    if let Some(arm) = &spec.arm {
+        env.push(("GOARM".into(), arm.clone()));
     }
     let out = format!("{OUT_DIR}/{}", spec.binary_name());
     // xcaddy's order; `-buildvcs=false` changes nothing in the binary (the work
@@ -391,6 +393,9 @@ mod tests {
         sp.arm = Some("6".into());
         let b = build_step(&Config::default(), &sp, Duration::from_secs(1)).unwrap();
         assert!(b.env.contains(&("GOARM".into(), "6".into())));
+        sp.arm = Some("7;id".into());
+        assert!(build_step(&Config::default(), &sp, Duration::from_secs(1)).is_err());
+        sp.arm = Some("6".into());
         sp.os = "../linux".into();
         assert!(build_step(&Config::default(), &sp, Duration::from_secs(1)).is_err());
     }

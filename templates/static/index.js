@@ -17,7 +17,14 @@
 
   const targets = JSON.parse(arch.dataset.targets);
 
-  // Offers only the architectures Go supports for the chosen OS.
+  // The chosen target as the api lists it (its ARM variants and their default
+  // come from there too: the page keeps no copy of the rules).
+  function target() {
+    return targets.find(t => t.os === os.value && t.arch === arch.value);
+  }
+
+  // Offers only the architectures Go supports for the chosen OS, and ARM
+  // variants only for targets that have them.
   function syncTargets() {
     const want = arch.value;
     const options = targets.filter(t => t.os === os.value).map(t => t.arch);
@@ -25,11 +32,12 @@
       arch.replaceChildren(...options.map(a => new Option(a, a)));
       arch.value = options.includes(want) ? want : options.includes("amd64") ? "amd64" : options[0];
     }
-    const isArm = arch.value === "arm";
-    armLabel.hidden = !isArm;
-    arm.disabled = !isArm;
-    if (isArm && !arm.value) arm.value = "7";
-    if (!isArm) arm.value = "";
+    const t = target(), variants = (t && t.arm_versions) || [];
+    armLabel.hidden = variants.length === 0;
+    arm.disabled = variants.length === 0;
+    for (const o of arm.options) o.hidden = o.value !== "" && !variants.includes(o.value);
+    if (variants.length && !variants.includes(arm.value)) arm.value = t.default_arm;
+    if (!variants.length) arm.value = "";
   }
 
   function plugins() {
@@ -39,7 +47,7 @@
 
   function query() {
     const q = new URLSearchParams({ os: os.value, arch: arch.value });
-    if (arch.value === "arm" && arm.value) q.append("arm", arm.value);
+    if (!arm.disabled && arm.value) q.append("arm", arm.value);
     if (version.value) q.append("version", version.value);
     for (const p of plugins()) q.append("p", p);
     return q.toString();
@@ -116,7 +124,7 @@
     e.preventDefault();
     const spec = { caddy_version: version.value, os: os.value, arch: arch.value,
       plugins: plugins().map(p => { const at = p.lastIndexOf("@"); return at > 0 ? { module: p.slice(0, at), version: p.slice(at + 1) } : { module: p, version: "" }; }) };
-    if (arch.value === "arm") spec.arm = arm.value || "7";
+    if (!arm.disabled && arm.value) spec.arm = arm.value;
     submitStatus.textContent = "submitting…"; submitStatus.className = "status";
     try {
       const r = await fetch("/api/builds", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(spec) });

@@ -41,6 +41,15 @@ use crate::spec::{BuildSpec, Plugin, CADDY_MODULE};
 /// Module proxy lookups in flight at once during one poll.
 const LOOKUP_CONCURRENCY: usize = 8;
 
+/// Why the configured prebuilds cannot be checked, or what is wrong with one.
+#[derive(Debug, thiserror::Error)]
+pub enum PrebuildConfigError {
+    #[error("invalid config: prebuild.specs[{entry}]: {message}")]
+    BadEntry { entry: usize, message: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
 pub struct Prebuilder {
     queue: Queue,
     resolver: Resolver,
@@ -70,6 +79,31 @@ impl Prebuilder {
     pub fn with_go_version(mut self, go_version: &str) -> Prebuilder {
         self.go_version = Some(go_version.to_string());
         self
+    }
+
+    /// Checks every `prebuild.specs` entry by the spec's rules (SQL's, versions
+    /// still queries), so that an entry for an unknown target or with a bad module
+    /// path stops start-up, named by its key, rather than being skipped at every poll.
+    pub async fn check_config(&self) -> Result<(), PrebuildConfigError> {
+        for (entry, e) in self.config.specs.iter().enumerate() {
+            let spec = BuildSpec {
+                caddy_version: e.caddy_version.clone(),
+                plugins: e.plugins.clone(),
+                replacements: Vec::new(),
+                os: e.os.clone(),
+                arch: e.arch.clone(),
+                arm: e.arm.clone(),
+                tags: None,
+                go_version: self.go_version.clone(),
+            };
+            let spec = serde_json::to_value(&spec).expect("a spec serialises");
+            match self.queue.check_spec_request(&spec).await {
+                Ok(_) => {}
+                Err(DbError::BadSpec(message)) => return Err(PrebuildConfigError::BadEntry { entry, message }),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// A configured entry with every version resolved (`latest` → the newest release).
