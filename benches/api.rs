@@ -11,20 +11,18 @@
 //!   in-memory download shared by waiters: a ratio per pair of alternating runs
 //!   (target ≥ 0.8×).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/api_support/mod.rs"]
-mod api_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_support::{default_answers, FakeProxy, WORKER};
+use support::api::{default_answers, FakeProxy, WORKER};
 use bytes::Bytes;
 use caddy_build_server::db::Queue;
 use caddy_build_server::storage::{Artifact, ArtifactPaths, LocalStorage, Storage};
-use common::TestDb;
+use support::db::TestDb;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 

@@ -9,21 +9,18 @@
 //! ones on 127.0.0.1. The other forbidden addresses are only submitted, never
 //! connected to: refusing them needs no packet (IP literals resolve locally).
 
-mod api_support;
-mod common;
-mod http_recorder;
-mod janitor_support;
+mod support;
 
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_support::{error_message, TestApi};
+use support::api::{error_message, TestApi};
 use caddy_build_server::janitor;
 use caddy_build_server::outbound::AllowList;
-use common::{nth_spec, TestDb};
-use http_recorder::{Answer, Recorder};
-use janitor_support::janitor_config;
+use support::db::{nth_spec, TestDb};
+use support::http_recorder::{Answer, Recorder};
+use support::janitor::janitor_config;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

@@ -2,7 +2,6 @@
 //! served over HTTP in the GOPROXY protocol (`@v/list`, `.info`, `.mod`, `.zip`),
 //! 404 for everything else (so that a GOPROXY list goes on to the next proxy).
 //! Module zips are written here (stored, uncompressed entries: all Go needs).
-#![allow(dead_code)]
 
 pub mod dir;
 
