@@ -98,3 +98,9 @@ async fn failures_name_the_module_to_blame_first() {
     assert_eq!(blamed, ["cbs.test/broken", "cbs.test/nonexistent"]);
     worker.stop().await;
 }
+
+/// The module zips the test's proxy serves carry this checksum.
+#[test]
+fn crc32_of_a_known_string() {
+    assert_eq!(support::goproxy::crc32(b"123456789"), 0xCBF4_3926);
+}

@@ -20,6 +20,8 @@ const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 /// answer in well under a second on a quiet machine; many seconds on a loaded
 /// one, and still far from the minutes a step or a lease would take.
 const KILL_LIMIT: Duration = Duration::from_secs(15);
+/// What a worker logs each time it finds no Docker daemon.
+const NO_DOCKER: &str = "cannot reach the Docker daemon";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_kills_the_running_container_at_once() {
@@ -54,18 +56,24 @@ async fn cancel_kills_the_running_container_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_docker_nothing_is_claimed() {
     let db = TestDb::new().await;
-    let mut config = worker_config(&db, "w-nodocker");
-    config.worker.docker_host = "unix:///nonexistent/docker.sock".into();
-    config.worker.heartbeat_interval = Duration::from_secs(1);
-    let worker = start_worker(config);
+    let config = worker_yaml(&db, "w-nodocker").set("worker.docker_host", "unix:///nonexistent/docker.sock");
+    let worker = spawn_worker_process(&config);
+    let client = db.client().await;
+    let registered = || async {
+        let n: i64 = client.query_one("SELECT count(*) FROM cbs.workers WHERE worker_id = 'w-nodocker'", &[]).await.unwrap().get(0);
+        n == 1
+    };
+    support::wait::until("the worker never registered", Duration::from_secs(60), registered).await;
     let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
-    // Woken by the submission, the worker went round its loop (and tried Docker) before these.
-    wait_for_heartbeats(&db, "w-nodocker", 2, Duration::from_secs(60)).await;
+    // The worker tries Docker again after the submission (its retries back off
+    // to 30 s) and still claims nothing.
+    let retries = || worker.log_text().matches(NO_DOCKER).count();
+    let before = retries();
+    support::wait::until("the worker never tried Docker again", Duration::from_secs(120), || async { retries() > before }).await;
     let still = db.queue.get(&b.build_key).await.unwrap().unwrap();
     assert_eq!((still.status, still.attempt), (BuildStatus::Queued, 0), "a worker without Docker must not claim");
-    let registered = db.client().await.query_one("SELECT count(*) FROM cbs.workers WHERE worker_id = 'w-nodocker'", &[]).await.unwrap();
-    assert_eq!(registered.get::<_, i64>(0), 1, "the worker is up and says so");
-    worker.stop().await;
+    let status = worker.stop(Duration::from_secs(60)).await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
