@@ -10,18 +10,16 @@
 //! The queue is emptied between rounds (cancelled), so it stays as long as a
 //! real one can be under `max_queued_total`. Target: the charge costs under 10%.
 
-#[path = "../tests/api_support/mod.rs"]
-mod api_support;
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_support::{default_answers, FakeProxy};
+use support::api::{default_answers, FakeProxy};
 use caddy_build_server::config::{AdmissionConfig, Config};
 use caddy_build_server::db::{Priority, Queue, Submitter};
-use common::TestDb;
+use support::db::TestDb;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -117,7 +115,7 @@ async fn sql_round(queue: &Queue, first: usize, count: usize, charge: bool) -> f
                 let n = first + t * per_task + i;
                 let client = format!("addr:{}", client_address(n));
                 let who = Submitter { client: Some(&client), limits: charge.then_some(&limits), priority: Priority::Request };
-                assert!(queue.submit_as(&common::nth_spec(n), false, who).await.unwrap().created);
+                assert!(queue.submit_as(&support::db::nth_spec(n), false, who).await.unwrap().created);
             }
         })
     });

@@ -11,20 +11,19 @@
 //!   in-memory download shared by waiters: a ratio per pair of alternating runs
 //!   (target ≥ 0.8×).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/api_support/mod.rs"]
-mod api_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_support::{default_answers, FakeProxy, WORKER};
+use support::api::{default_answers, FakeProxy, WORKER};
+use support::spawn::Service;
 use bytes::Bytes;
 use caddy_build_server::db::Queue;
 use caddy_build_server::storage::{Artifact, ArtifactPaths, LocalStorage, Storage};
-use common::TestDb;
+use support::db::TestDb;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -54,51 +53,35 @@ fn ms(d: Duration) -> String {
 }
 
 struct Api {
-    child: tokio::process::Child,
+    process: Service,
     base: String,
     storage: LocalStorage,
-    dir: std::path::PathBuf,
+    /// The artifacts directory (local storage), which nginx serves too.
+    artifacts: std::path::PathBuf,
 }
 
 impl Api {
     async fn start(db: &TestDb, proxy: &FakeProxy) -> Api {
-        let dir = std::env::temp_dir().join(format!("cbs-api-bench-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = format!(
-            "database:\n  url: \"{}\"\n  pool_size: 16\nstorage:\n  path: \"{}\"\ngo_proxy: \"{}\"\n\
-             api:\n  listen: \"127.0.0.1:{port}\"\n  compat_wait_limit: 10m\n  admission:\n    max_held_per_client: 100000\n    burst: 100000\n    max_queued_per_client: 100000\nlog:\n  level: warn\n",
-            db.config.url,
-            dir.join("artifacts").display(),
-            proxy.url
-        );
-        let config_path = dir.join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
-            .arg("api")
-            .env("CONFIG_PATH", &config_path)
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let api = Api {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            storage: LocalStorage::new(dir.join("artifacts")).unwrap(),
-            dir,
-        };
-        let http = reqwest::Client::new();
-        for _ in 0..400 {
-            if http.get(format!("{}/readyz", api.base)).send().await.is_ok_and(|r| r.status() == 200) {
-                return api;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("api did not become ready");
+        let config = db
+            .yaml()
+            .set("database.pool_size", 16)
+            .set("go_proxy", proxy.url.as_str())
+            .set("api.listen", format!("127.0.0.1:{port}"))
+            .set("api.compat_wait_limit", "10m")
+            .set("api.admission.max_held_per_client", 100_000)
+            .set("api.admission.burst", 100_000)
+            .set("api.admission.max_queued_per_client", 100_000)
+            .set("log.level", "warn");
+        let artifacts = db.dir.subdir("artifacts");
+        let mut process = Service::spawn("api", "api-bench", &config);
+        let base = format!("http://127.0.0.1:{port}");
+        process.wait_ready(&base, Duration::from_secs(60)).await;
+        Api { process, base, storage: LocalStorage::new(&artifacts).unwrap(), artifacts }
     }
 
     fn rss_mb(&self) -> f64 {
-        let pid = self.child.id().unwrap();
+        let pid = self.process.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         let kb: f64 = status
             .lines()
@@ -138,12 +121,6 @@ impl Api {
         let started = Instant::now();
         assert!(queue.complete(key, attempt, WORKER, &artifact).await.unwrap());
         started
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -430,7 +407,7 @@ async fn against_nginx(db: &TestDb, api: &Api, builds_so_far: i64, pairs: usize,
     let key = only_key(db, builds_so_far + 1).await;
     api.finish(&db.queue, &key, &file).await;
     first.await.unwrap();
-    let Some(nginx) = Nginx::start(&api.dir.join("artifacts")).await else {
+    let Some(nginx) = Nginx::start(&api.artifacts).await else {
         println!("| cached 57.8 MB download against nginx | skipped: nginx is not installed | |");
         return;
     };

@@ -8,10 +8,8 @@
 //! - attestations: the time each build spent making, signing and storing its
 //!   SBOMs and provenance (the worker's own log line), against the warm build.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/worker_support/mod.rs"]
-mod worker_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -20,8 +18,8 @@ use caddy_build_server::db::BuildStatus;
 use caddy_build_server::spec::BuildSpec;
 use caddy_build_server::storage::{LocalStorage, Storage};
 use caddy_build_server::worker::recipe;
-use common::TestDb;
-use worker_support::*;
+use support::db::TestDb;
+use support::worker::*;
 
 const LIMIT: Duration = Duration::from_secs(30 * 60);
 /// Warm builds alternate service and direct runs this many times (medians reported):
@@ -60,22 +58,8 @@ fn volume_dir(name: &str) -> String {
 /// The Go of the default builder image, copied out of it once (into `target/`):
 /// the host runs the very toolchain the service builds with, and needs no Go of its own.
 fn host_goroot() -> std::path::PathBuf {
-    let image = default_builder_image_name();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("cbs-bench-go").join(image.replace([':', '/'], "_"));
-    if dir.join("go/bin/go").exists() {
-        return dir.join("go");
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    let name = format!("cbs-bench-go-{}", std::process::id());
-    let run = |args: &[&str]| {
-        let out = Command::new("docker").args(args).output().unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    run(&["create", "--name", &name, &image, "true"]);
-    let copied = Command::new("docker").args(["cp", &format!("{name}:/usr/local/go"), &dir.display().to_string()]).output().unwrap();
-    run(&["rm", &name]);
-    assert!(copied.status.success(), "{}", String::from_utf8_lossy(&copied.stderr));
-    dir.join("go")
+    let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("cbs-bench-go");
+    support::go::copy_goroot(&default_builder_image_name(), &cache)
 }
 
 /// The worker's resolve and build commands, run on the host by the builder image's

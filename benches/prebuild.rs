@@ -9,14 +9,8 @@
 //! Under `cargo test` (no `--bench`) it is a smoke run that builds nothing: the
 //! release is watched through the whole janitor until its prebuild is queued.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/goproxy_support/mod.rs"]
-mod goproxy_support;
-#[path = "../tests/janitor_support/mod.rs"]
-mod janitor_support;
-#[path = "../tests/worker_support/mod.rs"]
-mod worker_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -25,12 +19,12 @@ use std::time::Duration;
 use caddy_build_server::config::{Config, PrebuildSpec};
 use caddy_build_server::db::BuildStatus;
 use chrono::{DateTime, Utc};
-use common::TestDb;
-use goproxy_support::dir::DirProxy;
+use support::db::TestDb;
+use support::goproxy::dir::DirProxy;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use worker_support::*;
+use support::worker::*;
 
 const LIMIT: Duration = Duration::from_secs(40 * 60);
 const CADDY_PATH: &str = "github.com/caddyserver/caddy/v2";
@@ -55,7 +49,7 @@ fn remove_volumes(names: &[String]) {
 }
 
 fn start_janitor(db: &TestDb, yaml: &str) -> (CancellationToken, JoinHandle<anyhow::Result<()>>) {
-    let config = Arc::new(janitor_support::janitor_config(&db.config, "bench", yaml));
+    let config = Arc::new(support::janitor::janitor_config(&db.config, "bench", yaml));
     let stop = CancellationToken::new();
     (stop.clone(), tokio::spawn(caddy_build_server::janitor::run(config, stop)))
 }
@@ -118,7 +112,6 @@ async fn first_plugin_build(prebuild: bool) -> [String; 2] {
         steps.join("\n    ")
     );
     worker.stop().await;
-    remove_scratch(&db);
     volumes
 }
 
@@ -157,7 +150,6 @@ async fn release_to_ready(warm_volumes: Option<&[String; 2]>) {
         worker.stop().await;
     }
     stop_janitor(janitor).await;
-    remove_scratch(&db);
 }
 
 #[tokio::main]

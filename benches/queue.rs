@@ -9,14 +9,14 @@
 //! `cargo bench` passes `--bench`; under `cargo test --all-targets` this runs as
 //! a quick smoke test (fewer submits and builds) instead.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caddy_build_server::db::{connect_pool, Channel, Listener, ListenerEvent, Queue};
-use common::{nth_spec, TestDb};
+use support::db::{nth_spec, TestDb};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -5,16 +5,14 @@
 //! their claim to their outcome as the database stamped them (`started_at`,
 //! `finished_at`), on the same warm module and build caches; medians reported.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/worker_support/mod.rs"]
-mod worker_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
 use caddy_build_server::db::BuildStatus;
-use common::TestDb;
-use worker_support::*;
+use support::db::TestDb;
+use support::worker::*;
 
 const LIMIT: Duration = Duration::from_secs(30 * 60);
 /// Rounds of build + reproduction under `cargo bench` (the machine is shared:
@@ -75,5 +73,4 @@ async fn main() {
     for w in workers {
         w.stop().await;
     }
-    remove_scratch(&db);
 }

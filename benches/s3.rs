@@ -3,15 +3,15 @@
 //! `get` streamed to a file) against MinIO's own client (`mc cp`, built by
 //! scripts/minio.sh) on the same file and server. Target: ours at ≥ 0.8 of mc.
 
-#[path = "../tests/s3_common/mod.rs"]
-mod s3_common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use caddy_build_server::storage::Storage;
 use futures::TryStreamExt;
-use s3_common::mc;
+use support::s3::mc;
 use tokio::io::AsyncWriteExt;
 
 const SIZE: usize = 40 * 1000 * 1000;
@@ -73,11 +73,11 @@ async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let rounds = if full { ROUNDS } else { 1 };
     let size = if full { SIZE } else { QUICK_SIZE };
-    let (s, cfg) = s3_common::storage().await;
+    let (s, cfg) = support::s3::storage().await;
     let dir = std::env::temp_dir().join(format!("cbs-bench-s3-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("caddy");
-    std::fs::write(&file, s3_common::payload(size, 42)).unwrap();
+    std::fs::write(&file, support::s3::payload(size, 42)).unwrap();
     let bucket = &cfg.bucket;
     let file_s = file.display().to_string();
 

@@ -2,18 +2,19 @@
 //! is charged, limits hold across api hosts, refusals say which limit and when
 //! it frees up, clients are told apart by token or (trusted) address.
 
-mod api_support;
-mod common;
+mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use api_support::{error_message, TestApi};
+use support::api::{error_message, TestApi};
+use support::spawn::Service;
 use caddy_build_server::config::AdmissionConfig;
 use caddy_build_server::db::TokenLimits;
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-secret";
+/// Usage reaches Postgres about once a second; this bounds a hang only.
+const USAGE_FLUSH: Duration = Duration::from_secs(30);
 
 /// A spec of its own for every `n` (the fake proxy lists example.com/p0…p999).
 fn body(n: usize) -> Value {
@@ -42,49 +43,30 @@ async fn admissions(api: &TestApi, outcome: &str, reason: &str) -> f64 {
     api.metric(&format!("cbs_api_admissions_total{{outcome=\"{outcome}\",reason=\"{reason}\"}}")).await
 }
 
-/// Starts `caddy-build-server api` (the real binary) over the test's database.
-async fn api_process(api: &TestApi, dir: &std::path::Path, name: &str) -> (tokio::process::Child, String) {
-    let port = common::free_port();
-    let yaml = format!(
-        "database:\n  url: \"{db}\"\nstorage:\n  path: \"{storage}\"\ngo_proxy: \"{proxy}\"\nlog:\n  level: warn\n\
-         signing:\n  secret_key_path: \"{dir}/key\"\n  public_key_path: \"{dir}/key.pub\"\n\
-         api:\n  listen: \"127.0.0.1:{port}\"\n  admission:\n    burst: 3\n    per_hour: 1800\n",
-        db = api.db.config.url,
-        storage = api.storage_dir.display(),
-        proxy = api.proxy.url,
-        dir = dir.display(),
-    );
-    let config = dir.join(format!("{name}.yml"));
-    std::fs::write(&config, yaml).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
-        .arg("--config")
-        .arg(&config)
-        .arg("api")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+/// Starts `caddy-build-server api` (the real binary) over the test's database
+/// and storage; the process and its base URL.
+async fn api_process(api: &TestApi, name: &str) -> (Service, String) {
+    let port = support::db::free_port();
+    let config = api
+        .db
+        .yaml()
+        .set("storage.path", api.storage_dir.display().to_string())
+        .set("go_proxy", api.proxy.url.as_str())
+        .set("log.level", "warn")
+        .set("api.listen", format!("127.0.0.1:{port}"))
+        .set("api.admission.burst", 3)
+        .set("api.admission.per_hour", 1800);
+    let mut process = Service::spawn("api", name, &config);
     let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..400 {
-        if let Ok(r) = api.http.get(format!("{base}/readyz")).send().await
-            && r.status() == 200
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{name} did not become ready: {}", std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default());
+    process.wait_ready(&base, Duration::from_secs(60)).await;
+    (process, base)
 }
 
 #[tokio::test]
 async fn two_api_processes_share_one_bucket() {
     let api = TestApi::start().await;
-    let dir = std::env::temp_dir().join(format!("cbs-admission-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (_a, host_a) = api_process(&api, &dir, "a").await;
-    let (_b, host_b) = api_process(&api, &dir, "b").await;
+    let (_a, host_a) = api_process(&api, "a").await;
+    let (_b, host_b) = api_process(&api, "b").await;
 
     // A burst of twelve new builds from one address, split over both hosts at once.
     let started = Instant::now();
@@ -114,11 +96,11 @@ async fn two_api_processes_share_one_bucket() {
     let message = error_message(first, 429).await;
     assert!(message.contains("addr:127.0.0.1") && message.contains("1800 per hour") && message.contains("burst of 3"), "{message}");
 
-    // After the wait the next one is admitted, on either host.
+    // After the wait the next one is admitted, on either host. The wait is the
+    // point: a client told to retry after it, does, and is let in.
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let again = post(&api, &host_b, 100, &[]).await;
     assert_eq!(again.status(), 202, "{}", again.text().await.unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -147,16 +129,12 @@ async fn cache_hits_and_joins_are_free() {
     assert_eq!(admissions(&api, "refused", "rate").await, 1.0);
     // Usage reaches Postgres about once a second, off the requests' path.
     let db = api.db.client().await;
-    let mut row = None;
-    for _ in 0..250 {
+    let row = support::wait::until_some("cbs.heaviest_clients never counted the refusal", USAGE_FLUSH, || async {
         let r = db.query_opt("SELECT admitted, refused FROM cbs.heaviest_clients WHERE client = 'addr:127.0.0.1'", &[]).await.unwrap();
-        if let Some(r) = r.filter(|r| r.get::<_, i64>(1) == 1) {
-            row = Some((r.get::<_, i64>(0), r.get::<_, i64>(1)));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(row, Some((1, 1)), "cbs.heaviest_clients counts the admission and the refusal");
+        r.filter(|r| r.get::<_, i64>(1) == 1).map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+    })
+    .await;
+    assert_eq!(row, (1, 1), "cbs.heaviest_clients counts the admission and the refusal");
 }
 
 #[tokio::test]
@@ -326,14 +304,11 @@ async fn admins_see_the_heaviest_clients_and_the_queue_by_priority() {
         assert_eq!(post(&api, &api.base, n, &[]).await.status(), 202);
     }
     // Usage reaches Postgres about once a second, off the requests' path.
-    let mut overview = Value::Null;
-    for _ in 0..250 {
-        overview = api.http.get(api.url("/api/admin/overview")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
-        if overview["clients"][0]["admitted"] == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let overview = support::wait::until_some("the overview never counted 3 admissions", USAGE_FLUSH, || async {
+        let overview: Value = api.http.get(api.url("/api/admin/overview")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
+        (overview["clients"][0]["admitted"] == 3).then_some(overview)
+    })
+    .await;
     assert_eq!(overview["clients"][0]["client"], "addr:127.0.0.1", "{overview}");
     assert_eq!(overview["clients"][0]["admitted"], 3);
     assert_eq!(overview["clients"][0]["open_builds"], 3);

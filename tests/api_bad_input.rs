@@ -4,12 +4,11 @@
 //! request heads too large or malformed for the router or for hyper itself. Only
 //! the module proxy's own failures are a 502/503, with `Retry-After`.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use api_support::{error_message, ProxyAnswer, TestApi};
+use support::api::{error_message, ProxyAnswer, TestApi};
 
 #[tokio::test]
 async fn compat_rejects_bad_queries() {

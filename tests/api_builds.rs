@@ -1,17 +1,15 @@
 //! The REST endpoints: submit, status with long-polling, download, checksum and
 //! signature, the SSE log, health, readiness, metrics and the OpenAPI document.
 
-mod api_support;
-mod common;
-mod sse_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use api_support::{error_message, TestApi, WORKER};
+use support::api::{error_message, TestApi, WORKER};
 use caddy_build_server::db::{BuildStatus, LogLine};
 use caddy_build_server::outbound::AllowList;
 use serde_json::{json, Value};
-use sse_support::{read_events, Until};
+use support::sse::{read_events, Until};
 
 fn line(text: &str) -> LogLine {
     LogLine { step: "build".into(), stream: "stdout".into(), line: text.into() }
@@ -49,10 +47,12 @@ async fn submit_poll_download_and_log() {
     let log = api.get(&format!("/api/builds/{key}/log")).await;
     assert_eq!(log.headers()["content-type"], "text/event-stream");
     let follower = tokio::spawn(read_events(log, Until::Event("end")));
+    // Most likely lets "three" arrive live rather than from the backlog; the
+    // stream holds every line either way, so no event is needed here.
     tokio::time::sleep(Duration::from_millis(200)).await;
     api.queue().append_logs(&key, attempt, WORKER, &[line("three")]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!long_poll.is_finished());
+    api.wait_for_waiters(1).await;
+    assert!(!long_poll.is_finished(), "the long poll waits for the build");
     let artifact = api.publish(&key, attempt, b"arm binary", Some(b"untrusted comment: sig\nRWQ...")).await;
 
     let done = tokio::time::timeout(Duration::from_secs(5), long_poll).await.unwrap().unwrap();
@@ -131,7 +131,7 @@ async fn health_readiness_metrics_and_openapi() {
     }
 
     // Readiness follows the database: a database that goes away makes it 503.
-    let admin = common::admin_client().await;
+    let admin = support::db::admin_client().await;
     admin
         .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&api.db.name])
         .await
@@ -141,18 +141,13 @@ async fn health_readiness_metrics_and_openapi() {
         .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&api.db.name])
         .await
         .unwrap();
-    let mut saw_503 = false;
-    for _ in 0..100 {
-        let r = api.get("/readyz").await;
-        if r.status() == 503 {
-            error_message(r, 503).await;
-            saw_503 = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let unready = tokio::time::timeout(
+        Duration::from_secs(30),
+        support::wait::until_some("", Duration::from_secs(3600), || async { Some(api.get("/readyz").await).filter(|r| r.status() == 503) }),
+    )
+    .await;
     admin.batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", api.db.name)).await.unwrap();
-    assert!(saw_503, "readyz stayed 200 without a database");
+    error_message(unready.expect("readyz stayed 200 without a database"), 503).await;
 }
 
 #[tokio::test]

@@ -1,12 +1,11 @@
 //! The compat download (`/api/compat`, `/api/download`) over HTTP against a real
 //! Postgres: held open until the build finishes, woken by NOTIFY.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use api_support::{error_message, TestApi};
+use support::api::{error_message, TestApi};
 use futures::future::join_all;
 
 const COMPAT: &str = "/api/compat?os=linux&arch=amd64&p=github.com/caddy-dns/cloudflare";
@@ -47,7 +46,9 @@ async fn cached_build_streams_at_once_with_head_range_and_etag() {
     let started = std::time::Instant::now();
     let resp = api.get(url).await;
     assert_eq!(resp.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // At once, not held like a build in progress (the wait limit is 30 s);
+    // the bound is that loose because the machine may be loaded.
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(resp.headers()["content-disposition"], "attachment; filename=\"caddy.exe\"");
     assert_eq!(&resp.bytes().await.unwrap()[..], b"0123456789");
     assert_eq!(api.build_count().await, 1, "the same spec is one build");
@@ -214,7 +215,7 @@ async fn disconnected_client_frees_its_waiter() {
 async fn waiter_survives_listener_backend_being_killed() {
     let api = TestApi::start().await;
     let (pending, key) = api.waiting_get(COMPAT).await;
-    let admin = common::admin_client().await;
+    let admin = support::db::admin_client().await;
     let killed: i64 = admin
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'cbs-listener'",

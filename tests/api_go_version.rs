@@ -2,10 +2,9 @@
 //! compat URL. It is validated (400 in the error shape), filled in from
 //! `worker.go_version` when absent, and part of the canonical spec and key.
 
-mod api_support;
-mod common;
+mod support;
 
-use api_support::{error_message, TestApi};
+use support::api::{error_message, TestApi};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -53,7 +52,7 @@ async fn the_go_version_is_part_of_the_spec_and_the_key() {
 async fn a_go_older_than_caddys_go_mod_asks_for_is_refused_by_name() {
     let api = TestApi::start().await;
     let go_mod = "module github.com/caddyserver/caddy/v2\n\ngo 1.26.0\n\nrequire (\n)\n";
-    api.proxy.answer("github.com/caddyserver/caddy/v2/@v/v2.10.2.mod", api_support::ProxyAnswer::Status(200, go_mod.into()));
+    api.proxy.answer("github.com/caddyserver/caddy/v2/@v/v2.10.2.mod", support::api::ProxyAnswer::Status(200, go_mod.into()));
     let message = error_message(api.get("/api/compat?os=linux&arch=amd64&version=v2.10.2&go=1.25.8").await, 400).await;
     assert!(message.contains("go_version 1.25.8 is too old for Caddy v2.10.2: its go.mod asks for go 1.26.0"), "{message}");
     assert_eq!(api.build_count().await, 0);

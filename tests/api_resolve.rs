@@ -3,12 +3,11 @@
 //! `+incompatible`, case encoding, fallback between proxies, the cache and the
 //! coalescing of concurrent identical lookups.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use api_support::{default_answers, FakeProxy, ProxyAnswer};
+use support::api::{default_answers, FakeProxy, ProxyAnswer};
 use caddy_build_server::gomod::{ResolveError, Resolver};
 use futures::future::join_all;
 
@@ -60,6 +59,7 @@ async fn caches_and_coalesces_lookups() {
     assert_eq!(proxy.hits("github.com/caddyserver/caddy/v2/@v/list"), 1);
     assert!(r.resolve(CADDY, "latest").await.unwrap().cached);
     assert_eq!(proxy.hits("github.com/caddyserver/caddy/v2/@v/list"), 1);
+    // Waits out the entries' lifetime: expiry is a matter of time, no event marks it.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!r.resolve(CADDY, "latest").await.unwrap().cached, "entries expire");
     assert_eq!(proxy.hits("github.com/caddyserver/caddy/v2/@v/list"), 2);
@@ -110,7 +110,8 @@ async fn classifies_proxy_answers() {
     let e = version(&r, "example.com/silent", "").await.unwrap_err();
     assert!(matches!(e, ResolveError::Unreachable { .. }), "{e:?}");
     assert!(e.to_string().contains("no answer within 300ms"), "{e}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Gave up at its 300 ms limit rather than waiting on the silent proxy; loose for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     for (module, query) in [("github.com/caddy-dns/cloudflare", "v0.1.0"), ("example.com/busy", "v1"), ("example.com/broken", "v1.0.0")] {
         let _ = version(&r, module, query).await;

@@ -5,17 +5,15 @@
 //! server error other than the documented 504 of a build that cannot finish here
 //! (no worker runs); that is checked from the api's own request counters.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use api_support::TestApi;
+use support::api::TestApi;
 
 /// Runs schemathesis with `extra` arguments; panics with its output on failure.
 async fn schemathesis(api: &TestApi, extra: &[&str]) {
-    let report = std::env::temp_dir().join(format!("cbs-schemathesis-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&report).unwrap();
+    let report = support::tempdir::TempDir::new("schemathesis");
     let output = tokio::process::Command::new("schemathesis")
         // It keeps caches in its working directory; keep them out of the source tree.
         .current_dir(&report)
@@ -31,12 +29,11 @@ async fn schemathesis(api: &TestApi, extra: &[&str]) {
         // ("AST constructor recursion depth mismatch"), a tool error, not a finding.
         .args(extra)
         .arg("--report-dir")
-        .arg(&report)
+        .arg(report.path())
         .env("NO_COLOR", "1")
         .output()
         .await
         .expect("schemathesis is installed (scripts/ensure-deps.sh installs it)");
-    let _ = std::fs::remove_dir_all(&report);
     assert!(
         output.status.success(),
         "schemathesis found problems:\n{}\n{}",

@@ -4,17 +4,15 @@
 //! publishes both SBOMs and the provenance, signed, listing exactly what
 //! `go version -m` and go.sum say, served by the api with their content types.
 
-mod attest_support;
-mod common;
-mod s3_common;
-mod worker_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use attest_support::*;
+use support::attest::*;
+use support::tempdir::TempDir;
 use base64::Engine;
 use caddy_build_server::attest::{self, golang_purl, h1_to_hex, Input};
 use caddy_build_server::config::{Config, SigningConfig};
@@ -24,20 +22,14 @@ use caddy_build_server::spec::BuildSpec;
 use caddy_build_server::storage::{ArtifactPaths, Document, DynStorage, LocalStorage, StoredDocument};
 use caddy_build_server::worker::buildinfo::{BuildInfo, Dep, Module};
 use caddy_build_server::worker::Publisher;
-use common::TestDb;
+use support::db::TestDb;
 use serde_json::{json, Value};
-use worker_support::*;
+use support::worker::*;
 
 /// A cold build (empty caches) on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 const H1: &str = "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
-
-fn temp_dir(what: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cbs-attest-{what}-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn module(path: &str, version: &str, sum: Option<&str>) -> Module {
     Module { path: path.into(), version: version.into(), sum: sum.map(String::from) }
@@ -84,7 +76,7 @@ fn documents_pass_the_official_schemas() {
         public_url: "https://builds.example.com/",
     };
     let docs = attest::make(&input).unwrap();
-    let dir = temp_dir("schemas");
+    let dir = TempDir::new("attest-schemas");
     let (cdx, spdx) = (dir.join("sbom.cdx.json"), dir.join("sbom.spdx.json"));
     std::fs::write(&cdx, &docs.cyclonedx).unwrap();
     std::fs::write(&spdx, &docs.spdx).unwrap();
@@ -93,29 +85,27 @@ fn documents_pass_the_official_schemas() {
     let p: Value = serde_json::from_slice(&docs.provenance).unwrap();
     assert_eq!(p["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(p["predicate"]["buildDefinition"]["externalParameters"], serde_json::to_value(&spec).unwrap());
-    std::fs::remove_dir_all(dir).unwrap();
 
     // A made-up document fails: the validators can fail.
-    let bad = temp_dir("bad");
+    let bad = TempDir::new("attest-bad");
     std::fs::write(bad.join("x.cdx.json"), br#"{"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": 1}]}"#).unwrap();
     std::fs::write(bad.join("x.spdx.json"), br#"{"spdxVersion": "SPDX-2.3", "SPDXID": "nope"}"#).unwrap();
     assert!(validate_cyclonedx(&bad.join("x.cdx.json")).is_err());
     assert!(validate_spdx(&bad.join("x.spdx.json")).is_err());
-    std::fs::remove_dir_all(bad).unwrap();
 }
 
 /// The three documents are stored beside the binary, signed, and go with the
 /// build's directory, on the local and the S3 backend alike.
 #[tokio::test(flavor = "multi_thread")]
 async fn documents_are_stored_signed_and_deleted_with_the_build_on_both_backends() {
-    let dir = temp_dir("publish");
+    let dir = TempDir::new("attest-publish");
     let signing = SigningConfig {
         secret_key_path: dir.join("minisign.key").display().to_string(),
         public_key_path: dir.join("minisign.pub").display().to_string(),
     };
     let signer = Signer::load_or_generate(&signing).unwrap();
     let docs = attest::Documents { cyclonedx: b"{\"cdx\": 1}".to_vec(), spdx: b"{\"spdx\": 2}".to_vec(), provenance: b"{\"p\": 3}".to_vec() };
-    let (s3, _) = s3_common::storage().await;
+    let (s3, _) = support::s3::storage().await;
     let backends: [(&str, DynStorage); 2] = [("local", Arc::new(LocalStorage::new(dir.join("store")).unwrap())), ("s3", Arc::new(s3))];
     for (name, storage) in backends {
         let key = format!("{:064x}", rand::random::<u128>());
@@ -138,7 +128,6 @@ async fn documents_are_stored_signed_and_deleted_with_the_build_on_both_backends
         assert_eq!(storage.delete_prefix(&paths.dir).await.unwrap(), 6, "{name}");
         assert_eq!(storage.size(&paths.sbom_cdx).await.unwrap(), None, "{name}");
     }
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// `(path, version, h1)` of every module whose source go.sum records (not `/go.mod` lines).
@@ -192,7 +181,7 @@ async fn a_real_build_publishes_signed_sboms_and_provenance_that_match_the_binar
     let (cdx, spdx, provenance) = (read(&cdx_file), read(&spdx_file), read(&provenance_file));
 
     // The SBOMs list exactly the modules `go version -m` shows, with version, purl and h1.
-    let modules = go_version_m(&binary);
+    let modules = go_version_m(&binary).await;
     assert!(modules.iter().any(|(p, v, _)| p == PLUGIN && v == PLUGIN_VERSION), "{modules:?}");
     let libraries: Vec<&Value> = cdx["components"].as_array().unwrap().iter().filter(|c| c["type"] == "library").collect();
     assert_eq!(libraries.len(), modules.len(), "one component per module");
@@ -264,7 +253,6 @@ async fn a_real_build_publishes_signed_sboms_and_provenance_that_match_the_binar
     println!("{line}");
 
     serve_documents(&db, config, key, &[&cdx_file, &spdx_file, &provenance_file]).await;
-    remove_scratch(&db);
 }
 
 /// The api serves the documents as stored, links them, and answers 404 JSON for
@@ -279,13 +267,8 @@ async fn serve_documents(db: &TestDb, config: Config, key: &str, files: &[&Path]
         let http = http.clone();
         let url = format!("{base}{path}");
         async move {
-            for _ in 0..200 {
-                if let Ok(r) = http.get(&url).send().await {
-                    return r;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            panic!("api not answering {url}");
+            // The api starts in the background: answered once it listens.
+            support::wait::until_some(&format!("api not answering {url}"), Duration::from_secs(60), || async { http.get(&url).send().await.ok() }).await
         }
     };
     let status: Value = get(format!("/api/builds/{key}")).await.json().await.unwrap();

@@ -3,20 +3,18 @@
 //! same JSON, field for field. A real api and a real janitor over one database;
 //! the webhook goes to a real local HTTP server.
 
-mod api_support;
-mod common;
-mod http_recorder;
-mod janitor_support;
+
+mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_support::TestApi;
+use support::api::TestApi;
 use caddy_build_server::janitor;
 use caddy_build_server::outbound::AllowList;
-use http_recorder::Recorder;
-use janitor_support::janitor_config;
+use support::http_recorder::Recorder;
+use support::janitor::janitor_config;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -67,7 +65,7 @@ async fn rest_admin_and_webhook_show_a_build_alike() {
     assert_eq!(submitted, status(&api, &key).await, "the submit answer is the status JSON");
 
     let attempt = api.claim(&key).await;
-    let provenance = json!({"go_version": "go1.26.7", "go_mod": "module caddy\n", "go_sum": "", "worker_id": api_support::WORKER});
+    let provenance = json!({"go_version": "go1.26.7", "go_mod": "module caddy\n", "go_sum": "", "worker_id": support::api::WORKER});
     let artifact = api.publish_with_provenance(&key, attempt, b"binary", Some(b"untrusted comment: sig\nRWQ..."), provenance).await;
 
     // The webhook: the status JSON, with the event and the delivery's id beside it.

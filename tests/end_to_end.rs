@@ -3,85 +3,42 @@
 //! S3, where a `worker` process publishes to MinIO and separate `api` processes
 //! serve the build (streaming, or redirecting to a presigned URL).
 
-mod common;
-mod s3_common;
-mod worker_support;
+mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use caddy_build_server::storage::S3Storage;
-use common::free_port;
-use worker_support::{CADDY, GOBUILD_VOLUME, GOMOD_VOLUME, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
+use support::db::free_port;
+use support::config::ConfigYaml;
+use support::spawn::Service;
+use support::tempdir::TempDir;
+use support::worker::{CADDY, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
 
 /// A cold build on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 async fn fresh_database() -> String {
-    common::config_for(&common::empty_database("e2e").await).url
+    support::db::config_for(&support::db::empty_database("e2e").await).url
 }
 
-fn temp_dir(what: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cbs-e2e-{what}-{}", rand::random::<u32>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// The config every process of one deployment shares; `storage` replaces the
-/// local directory when given.
-fn config(dir: &Path, db_url: &str, port: u16, storage: Option<String>) -> PathBuf {
-    let local = format!("storage: {{ path: \"{}\" }}", dir.join("artifacts").display());
-    let storage = storage.unwrap_or(local);
-    let yaml = format!(
-        r#"database: {{ url: "{db_url}" }}
-api: {{ listen: "127.0.0.1:{port}" }}
-{storage}
-signing: {{ secret_key_path: "{dir}/minisign.key", public_key_path: "{dir}/minisign.pub" }}
-worker: {{ work_dir: "{dir}/work-{port}", gomod_cache_volume: {GOMOD_VOLUME}, gobuild_cache_volume: {GOBUILD_VOLUME} }}
-janitor: {{ leader_retry: 200ms }}
-prebuild: {{ enabled: false }}
-"#,
-        dir = dir.display(),
-    );
-    let path = dir.join(format!("config-{port}.yml"));
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-struct Process(tokio::process::Child);
-
-impl Process {
-    fn start(config: &Path, role: &str, log: &Path) -> Process {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
-            .arg("--config")
-            .arg(config)
-            .arg(role)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(log).unwrap())
-            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        Process(child)
-    }
-
-    async fn stop(mut self) {
-        let pid = self.0.id().unwrap().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        tokio::time::timeout(Duration::from_secs(30), self.0.wait()).await.expect("stops on SIGTERM").unwrap();
+/// The config every process of one deployment shares; `storage` (YAML) replaces
+/// the local directory when given.
+fn config(dir: &Path, db_url: &str, port: u16, storage: Option<String>) -> ConfigYaml {
+    let c = ConfigYaml::base(db_url, dir)
+        .set("database.pool_size", caddy_build_server::config::DatabaseConfig::default().pool_size)
+        .set("api.listen", format!("127.0.0.1:{port}"))
+        .set("worker.work_dir", dir.join(format!("work-{port}")).display().to_string())
+        .set("janitor.leader_retry", "200ms");
+    match storage {
+        Some(yaml) => c.merge(&yaml),
+        None => c,
     }
 }
 
-async fn wait_ready(port: u16) {
-    for _ in 0..600 {
-        if reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("api on {port} never became ready");
-}
+/// How long a process may take to start answering `/readyz`; bounds a hang only.
+const READY_LIMIT: Duration = Duration::from_secs(120);
 
 /// `curl` as a user runs it; returns the response headers.
 fn curl(url: &str, out: &Path) -> String {
@@ -107,6 +64,11 @@ fn assert_working_caddy(binary: &Path) {
     assert!(out.status.success() && modules.contains(PLUGIN_MODULE_ID), "{modules}");
 }
 
+/// SIGTERM; each process stops on it.
+async fn stop(p: Service) {
+    p.stop(Duration::from_secs(60)).await;
+}
+
 fn build_key(headers: &str) -> String {
     headers
         .lines()
@@ -116,13 +78,12 @@ fn build_key(headers: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn all_answers_curl_with_a_working_signed_caddy() {
-    let dir = temp_dir("all");
+    let dir = TempDir::new("e2e-all");
     let port = free_port();
-    let cfg = config(&dir, &fresh_database().await, port, None);
-    let all = Process::start(&cfg, "all", &dir.join("all.log"));
-    wait_ready(port).await;
-
     let base = format!("http://127.0.0.1:{port}");
+    let mut all = Service::spawn("all", "all", &config(dir.path(), &fresh_database().await, port, None));
+    all.wait_ready(&base, READY_LIMIT).await;
+
     let caddy = dir.join("caddy");
     let headers = curl(&format!("{base}/api/compat?os=linux&arch=amd64&version={CADDY}&p={PLUGIN}@{PLUGIN_VERSION}"), &caddy);
     assert_working_caddy(&caddy);
@@ -136,13 +97,12 @@ async fn all_answers_curl_with_a_working_signed_caddy() {
     // The web page of the build shows it succeeded.
     let page = reqwest::get(format!("{base}/builds/{key}")).await.unwrap().text().await.unwrap();
     assert!(page.contains("succeeded"), "{page}");
-    all.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    stop(all).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_publishes_to_s3_and_other_api_processes_serve_it() {
-    let s3 = s3_common::config();
+    let s3 = support::s3::config();
     S3Storage::new(&s3).unwrap().create_bucket_if_missing().await.unwrap();
     let storage = |redirect: bool| {
         format!(
@@ -150,15 +110,16 @@ async fn a_worker_publishes_to_s3_and_other_api_processes_serve_it() {
             s3.bucket, s3.region, s3.endpoint, s3.access_key, s3.secret_key
         )
     };
-    let dir = temp_dir("s3");
+    let tmp = TempDir::new("e2e-s3");
+    let dir = tmp.path();
     let db = fresh_database().await;
     let (p_janitor, p_worker, p_stream, p_redirect) = (free_port(), free_port(), free_port(), free_port());
-    let janitor = Process::start(&config(&dir, &db, p_janitor, Some(storage(false))), "janitor", &dir.join("janitor.log"));
-    let worker = Process::start(&config(&dir, &db, p_worker, Some(storage(false))), "worker", &dir.join("worker.log"));
-    let streaming = Process::start(&config(&dir, &db, p_stream, Some(storage(false))), "api", &dir.join("api1.log"));
-    let redirecting = Process::start(&config(&dir, &db, p_redirect, Some(storage(true))), "api", &dir.join("api2.log"));
-    wait_ready(p_stream).await;
-    wait_ready(p_redirect).await;
+    let janitor = Service::spawn("janitor", "janitor", &config(dir, &db, p_janitor, Some(storage(false))));
+    let worker = Service::spawn("worker", "worker", &config(dir, &db, p_worker, Some(storage(false))));
+    let mut streaming = Service::spawn("api", "api1", &config(dir, &db, p_stream, Some(storage(false))));
+    let mut redirecting = Service::spawn("api", "api2", &config(dir, &db, p_redirect, Some(storage(true))));
+    streaming.wait_ready(&format!("http://127.0.0.1:{p_stream}"), READY_LIMIT).await;
+    redirecting.wait_ready(&format!("http://127.0.0.1:{p_redirect}"), READY_LIMIT).await;
 
     let query = format!("api/compat?os=linux&arch=amd64&version={CADDY}&p={PLUGIN}@{PLUGIN_VERSION}");
     let first = dir.join("caddy-streamed");
@@ -183,7 +144,6 @@ async fn a_worker_publishes_to_s3_and_other_api_processes_serve_it() {
     assert_eq!(build_key(&headers).len(), 64);
 
     for p in [redirecting, streaming, worker, janitor] {
-        p.stop().await;
+        stop(p).await;
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

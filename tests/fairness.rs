@@ -3,12 +3,12 @@
 //! within a client), runs background work only when no request waits, takes
 //! clients round-robin within one call, and stays exclusive under concurrency.
 
-mod common;
+mod support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use common::TestDb;
+use support::db::TestDb;
 use tokio::sync::Barrier;
 use tokio_postgres::Client;
 

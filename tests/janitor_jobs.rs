@@ -3,9 +3,7 @@
 //! the rescuer and the heartbeat pings (through the whole janitor), the worker
 //! reaper, and api/worker start-up waiting for the schema.
 
-mod common;
-mod http_recorder;
-mod janitor_support;
+mod support;
 
 use std::ops::Range;
 use std::path::Path;
@@ -17,9 +15,10 @@ use bytes::Bytes;
 use caddy_build_server::db::{self, BuildStatus, Queue, SchemaState, SchemaWaitError, WorkerInfo};
 use caddy_build_server::janitor::{self, job::Job, reaper::Reaper, retention::Retention};
 use caddy_build_server::storage::{ArtifactPaths, ByteStream, DynStorage, LocalStorage, Storage, StorageError};
-use common::{nth_spec, TestDb};
-use http_recorder::{Answer, Recorder};
-use janitor_support::{janitor_config, temp_dir};
+use support::db::{nth_spec, TestDb};
+use support::http_recorder::{Answer, Recorder};
+use support::janitor::janitor_config;
+use support::tempdir::TempDir;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -88,7 +87,7 @@ async fn age(db: &tokio_postgres::Client, key: &str, age: Duration, requested: D
 async fn retention_deletes_files_then_rows_and_spares_recent_and_unfinished_builds() {
     let db = TestDb::new().await;
     let q = &db.queue;
-    let root = temp_dir("retention");
+    let root = TempDir::new("retention");
     let storage = Arc::new(Watched { inner: LocalStorage::new(&root).unwrap(), db: db.client().await, deletes: Mutex::default(), fail_for: None });
 
     let old = succeeded(q, storage.as_ref(), 1).await;
@@ -190,16 +189,12 @@ async fn the_leader_rescues_expired_leases_on_schedule_and_pings_its_heartbeats(
     // A worker claims a build with a short lease and vanishes.
     let key = db.queue.submit(&nth_spec(1), false).await.unwrap().build_key;
     db.queue.claim("ghost", 1, Duration::from_millis(500)).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let b = db.queue.get(&key).await.unwrap().unwrap();
-        if b.status == BuildStatus::Queued {
-            assert!(b.error.unwrap().contains("lease expired"));
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not rescued: {:?}", b.status);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Rescued by the every-second schedule once the lease ran out (bounds a hang only).
+    let rescued = support::wait::until_some("the expired build was not rescued", Duration::from_secs(30), || async {
+        Some(db.queue.get(&key).await.unwrap().unwrap()).filter(|b| b.status == BuildStatus::Queued)
+    })
+    .await;
+    assert!(rescued.error.unwrap().contains("lease expired"));
     // Pings keep coming after the failing ones: the janitor is alive and well.
     let n = hooks.requests("/rescue").len();
     hooks.wait_for("/rescue", n + 2, Duration::from_secs(5)).await;
@@ -212,7 +207,7 @@ async fn the_leader_rescues_expired_leases_on_schedule_and_pings_its_heartbeats(
 
 #[tokio::test]
 async fn api_and_workers_wait_for_the_janitor_to_make_the_schema_current() {
-    let cfg = common::config_for(&common::empty_database("empty").await);
+    let cfg = support::db::config_for(&support::db::empty_database("empty").await);
     assert_eq!(db::schema_state(&cfg).await.unwrap(), SchemaState::Behind);
 
     let stop = CancellationToken::new();
@@ -220,6 +215,8 @@ async fn api_and_workers_wait_for_the_janitor_to_make_the_schema_current() {
         let (cfg, stop) = (cfg.clone(), stop.clone());
         tokio::spawn(async move { db::wait_for_schema(&cfg, "api", &stop).await })
     };
+    // No event to wait on: the waiter's checks are short-lived connections that
+    // leave no trace. Its first rechecks (250 ms, then 500 ms) fall in this sleep.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!waiter.is_finished(), "must wait while the schema is missing");
 

@@ -1,11 +1,11 @@
 //! NOTIFY delivery and the listener's reconnect behaviour.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use caddy_build_server::db::{Channel, Listener, ListenerEvent, WatchOn};
-use common::{nth_spec, TestDb};
+use support::db::{nth_spec, TestDb};
 use tokio::sync::broadcast::Receiver;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;

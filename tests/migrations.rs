@@ -1,13 +1,13 @@
 //! The migration runner: idempotent, safe when started twice at once, and
 //! refusing databases whose applied migrations were edited or are newer.
 
-mod common;
+mod support;
 
 use caddy_build_server::db::{migrate, MigrateError};
-use common::{config_for, TestDb};
+use support::db::{config_for, TestDb};
 
 async fn empty_database() -> String {
-    common::empty_database("m").await
+    support::db::empty_database("m").await
 }
 
 #[tokio::test]

@@ -5,19 +5,16 @@
 //! plugin's Caddy modules from the build; and the coming page (`POST
 //! /api/build`, the build's events, its download) for a cached and a new spec.
 
-mod api_support;
-mod common;
-mod sse_support;
-mod worker_support;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use api_support::TestApi;
+use support::api::TestApi;
 use caddy_build_server::phase::phases_for;
 use serde_json::Value;
-use sse_support::{read_events, read_events_within, Until};
-use worker_support::{start_worker, worker_config, CADDY, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
+use support::sse::{read_events, read_events_within, Until};
+use support::worker::{start_worker, worker_config, CADDY, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
 
 /// A cold build on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
@@ -51,17 +48,16 @@ async fn official_pages_against_real_builds() {
     let started = Instant::now();
     let again = api.http.head(api.url(&link.replace("7301", "7302"))).send().await.unwrap();
     assert_eq!(again.headers()["location"].to_str().unwrap(), location);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // At once, not held like a build in progress; loose for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(10));
 
     // The listing learned the plugin's modules from the build, and counts the download.
-    let mut listed = packages(&api).await;
-    for _ in 0..50 {
-        if listed[PLUGIN]["downloads"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        listed = packages(&api).await;
-    }
+    // Downloads are counted in batches, off the request's path.
+    let listed = support::wait::until_some("the download was never counted", Duration::from_secs(30), || async {
+        let listed = packages(&api).await;
+        (listed[PLUGIN]["downloads"] == 1).then_some(listed)
+    })
+    .await;
     let p = &listed[PLUGIN];
     assert_eq!(p["downloads"], 1, "{p}");
     let names: Vec<&str> = p["modules"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
@@ -88,7 +84,8 @@ async fn official_pages_against_real_builds() {
     // Someone who comes late gets the result at once.
     let started = Instant::now();
     let late = read_events(api.get(&format!("/api/build/{key}/events")).await, Until::Event("result")).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // At once, not held like a build in progress; loose for a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(late.last(), events.last());
     let head = api.http.head(api.url(&format!("/api/build/{key}/download"))).send().await.unwrap();
     assert_eq!(head.status(), 200);
@@ -96,5 +93,4 @@ async fn official_pages_against_real_builds() {
     assert_eq!(head.headers()["content-length"].to_str().unwrap(), arm.len().to_string());
     assert!(arm.starts_with(b"\x7fELF"));
     worker.stop().await;
-    worker_support::remove_scratch(&api.db);
 }

@@ -9,21 +9,18 @@
 //! ones on 127.0.0.1. The other forbidden addresses are only submitted, never
 //! connected to: refusing them needs no packet (IP literals resolve locally).
 
-mod api_support;
-mod common;
-mod http_recorder;
-mod janitor_support;
+mod support;
 
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_support::{error_message, TestApi};
+use support::api::{error_message, TestApi};
 use caddy_build_server::janitor;
 use caddy_build_server::outbound::AllowList;
-use common::{nth_spec, TestDb};
-use http_recorder::{Answer, Recorder};
-use janitor_support::janitor_config;
+use support::db::{nth_spec, TestDb};
+use support::http_recorder::{Answer, Recorder};
+use support::janitor::janitor_config;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -87,8 +84,7 @@ struct Outcome {
 /// signals that moment outside the table, so this polls the row, bounded.
 async fn recorded(db: &TestDb, url: &str) -> Outcome {
     let client = db.client().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    support::wait::until_some(&format!("no attempt at {url} was recorded"), Duration::from_secs(30), || async {
         let row = client
             .query_one(
                 "SELECT attempts, delivered_at IS NOT NULL, gave_up_at IS NOT NULL, last_status_code, coalesce(last_error, '')
@@ -97,12 +93,10 @@ async fn recorded(db: &TestDb, url: &str) -> Outcome {
             )
             .await
             .unwrap();
-        if row.get::<_, i32>(0) > 0 && (row.get::<_, bool>(1) || row.get::<_, bool>(2)) {
-            return Outcome { delivered: row.get(1), gave_up: row.get(2), status_code: row.get(3), error: row.get(4) };
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no attempt at {url} was recorded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (row.get::<_, i32>(0) > 0 && (row.get::<_, bool>(1) || row.get::<_, bool>(2)))
+            .then(|| Outcome { delivered: row.get(1), gave_up: row.get(2), status_code: row.get(3), error: row.get(4) })
+    })
+    .await
 }
 
 #[tokio::test]

@@ -4,10 +4,7 @@
 //! start through the real janitor (not again on restart), and a Caddy release
 //! appearing at the proxy prebuilt for the popular specs, built for real.
 
-mod common;
-mod goproxy_support;
-mod janitor_support;
-mod worker_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +13,11 @@ use caddy_build_server::config::{host_platform, PrebuildConfig, PrebuildSpec};
 use caddy_build_server::db::{BuildStatus, Priority, Submitter};
 use caddy_build_server::gomod::Resolver;
 use caddy_build_server::janitor::{self, job::Job, prebuild::Prebuilder};
-use common::{spec, TestDb};
-use goproxy_support::dir::DirProxy;
+use support::db::{spec, TestDb};
+use support::goproxy::dir::DirProxy;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
-use worker_support::*;
+use support::worker::*;
 
 const CADDY_PATH: &str = "github.com/caddyserver/caddy/v2";
 const FAKE_PLUGIN: &str = "github.com/example/dns";
@@ -70,14 +67,14 @@ async fn priority_and_client(db: &TestDb, key: &str) -> (String, Option<String>)
 #[tokio::test]
 async fn popular_specs_rank_requests_of_the_window_and_pick_the_top_n() {
     let db = TestDb::new().await;
-    let (a, b, c) = (common::nth_spec(1), common::nth_spec(2), common::nth_spec(3));
+    let (a, b, c) = (support::db::nth_spec(1), support::db::nth_spec(2), support::db::nth_spec(3));
     let key_a = request(&db, &a, 3).await;
     let key_b = request(&db, &b, 5).await;
     let key_c = request(&db, &c, 1).await;
     // Background submits (prebuilds, reproductions) are not demand.
     let background = Submitter { client: None, limits: None, priority: Priority::Background };
     for _ in 0..10 {
-        db.queue.submit_as(&common::nth_spec(4), false, background).await.unwrap();
+        db.queue.submit_as(&support::db::nth_spec(4), false, background).await.unwrap();
     }
     // Forty days ago c was the most requested spec of all: outside the window.
     db.client()
@@ -107,7 +104,7 @@ async fn a_prebuild_never_runs_ahead_of_a_waiting_request() {
     prebuilder(&db, &proxy, config).run_once().await.unwrap();
     let prebuilt = prebuilds(&db).await[0]["build_key"].as_str().unwrap().to_string();
     // The request comes later, yet is claimed first.
-    let requested = request(&db, &common::nth_spec(1), 1).await;
+    let requested = request(&db, &support::db::nth_spec(1), 1).await;
     let claimed = db.queue.claim("w", 1, Duration::from_secs(60)).await.unwrap();
     assert_eq!(claimed[0].build_key, requested);
     assert_eq!(db.queue.claim("w", 1, Duration::from_secs(60)).await.unwrap()[0].build_key, prebuilt);
@@ -121,21 +118,20 @@ async fn a_fresh_start_queues_the_configured_spec_once() {
 
     // The real janitor with the default prebuild config: plain newest Caddy for this host.
     let yaml = format!("go_proxy: {}\nprebuild:\n  watch_interval: 1s\n", proxy.url);
-    let config = Arc::new(janitor_support::janitor_config(&db.config, "fresh", &yaml));
+    let config = Arc::new(support::janitor::janitor_config(&db.config, "fresh", &yaml));
     assert_eq!(config.prebuild.specs, PrebuildConfig::default().specs);
     let stop = CancellationToken::new();
     let task = tokio::spawn(janitor::run(config.clone(), stop.clone()));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let rows = loop {
-        let rows = prebuilds(&db).await;
-        if !rows.is_empty() {
-            break rows;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no prebuild queued");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    // A few more polls change nothing.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = support::wait::until_some("no prebuild queued", Duration::from_secs(30), || async {
+        Some(prebuilds(&db).await).filter(|rows| !rows.is_empty())
+    })
+    .await;
+    // A few more polls (every second) change nothing.
+    let polls = proxy.hits(&format!("{CADDY_PATH}/@v/list"));
+    support::wait::until("the janitor stopped polling the proxy", Duration::from_secs(30), || async {
+        proxy.hits(&format!("{CADDY_PATH}/@v/list")) >= polls + 2
+    })
+    .await;
     stop.cancel();
     task.await.unwrap().unwrap();
 
@@ -218,5 +214,4 @@ async fn a_caddy_release_at_the_proxy_prebuilds_the_popular_specs() {
     assert_eq!(row["status"], "succeeded");
     assert!(row["ready_after"].is_string(), "{row}");
     assert!(watcher.run_once().await.unwrap().is_empty(), "each release is prebuilt once");
-    remove_scratch(&db);
 }

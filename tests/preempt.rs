@@ -3,7 +3,10 @@
 //! here): nothing happens while the machine is safe, the `preempt` token is
 //! cancelled within one poll interval of the announcement, requests without the
 //! provider's required headers are refused, and an endpoint that is down is
-//! survived.
+//! survived. Polls are counted by the server, so "quiet for several polls" and
+//! "detected at the next poll" are seen, not timed.
+
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,8 +22,8 @@ use caddy_build_server::preempt::{self, Detector};
 use tokio_util::sync::CancellationToken;
 
 const POLL: Duration = Duration::from_millis(300);
-/// Allowance for one metadata round trip on a loaded machine.
-const SLACK: Duration = Duration::from_millis(250);
+/// Bounds a hang only: what is asserted is the number of polls.
+const LIMIT: Duration = Duration::from_secs(30);
 const VM: &str = "cbs-worker-7";
 const TOKEN: &str = "imds-token-123";
 
@@ -31,6 +34,20 @@ struct Meta {
     other_vm_preempted: AtomicBool,
     token_puts: AtomicUsize,
     refused: AtomicUsize,
+    /// Requests for the preemption state (the polls).
+    polls: AtomicUsize,
+}
+
+impl Meta {
+    fn polls(&self) -> usize {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the watch has polled `n` more times.
+    async fn polled(&self, n: usize) {
+        let want = self.polls() + n;
+        support::wait::until(&format!("{n} more polls"), LIMIT, || async { self.polls() >= want }).await;
+    }
 }
 
 type Shared = State<Arc<Meta>>;
@@ -41,6 +58,7 @@ fn refuse(meta: &Meta, status: StatusCode) -> Response {
 }
 
 async fn gce(State(m): Shared, h: HeaderMap) -> Response {
+    m.polls.fetch_add(1, Ordering::SeqCst);
     if h.get("metadata-flavor").map(|v| v.as_bytes()) != Some(b"Google") {
         return refuse(&m, StatusCode::FORBIDDEN);
     }
@@ -57,6 +75,7 @@ async fn aws_token(State(m): Shared, h: HeaderMap) -> Response {
 }
 
 async fn aws_action(State(m): Shared, h: HeaderMap) -> Response {
+    m.polls.fetch_add(1, Ordering::SeqCst);
     if h.get("x-aws-ec2-metadata-token").map(|v| v.as_bytes()) != Some(TOKEN.as_bytes()) {
         return refuse(&m, StatusCode::UNAUTHORIZED);
     }
@@ -79,6 +98,7 @@ async fn azure_events(
     h: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
+    m.polls.fetch_add(1, Ordering::SeqCst);
     if !azure_ok(&m, &h, &q) {
         return StatusCode::BAD_REQUEST.into_response();
     }
@@ -148,19 +168,21 @@ fn start_watch(d: Arc<dyn Detector>) -> Watching {
 }
 
 /// Runs the whole story for one provider: quiet for several polls, then
-/// detected within one poll interval of the announcement.
+/// detected at the first poll after the announcement (one poll interval).
 async fn detects_within_one_interval(provider: PreemptionProvider) -> Arc<Meta> {
     let (url, meta) = start_server().await;
     let w = start_watch(detector(provider, &url));
-    tokio::time::sleep(POLL * 4).await;
+    meta.polled(4).await;
     assert!(!w.preempt.is_cancelled(), "{provider:?}: no preemption announced yet");
     assert!(!w.task.is_finished(), "{provider:?}: the watch keeps polling");
 
+    let before = meta.polls();
     meta.preempted.store(true, Ordering::SeqCst);
-    tokio::time::timeout(POLL + SLACK, w.preempt.cancelled())
-        .await
-        .unwrap_or_else(|_| panic!("{provider:?}: not detected within one poll interval"));
-    tokio::time::timeout(Duration::from_secs(1), w.task).await.expect("the watch ends after a detection").unwrap();
+    support::wait::within(&format!("{provider:?}: not detected"), LIMIT, w.preempt.cancelled()).await;
+    // The poll under way when it was announced may have missed it; the next one did not.
+    let polls = meta.polls() - before;
+    assert!(polls <= 2, "{provider:?}: detected after {polls} polls");
+    support::wait::within("the watch ends after a detection", LIMIT, w.task).await.unwrap();
     assert_eq!(meta.refused.load(Ordering::SeqCst), 0, "{provider:?}: every request carried the required headers");
     meta
 }
@@ -210,6 +232,7 @@ async fn an_endpoint_that_is_down_is_survived() {
     }
 
     let w = start_watch(detector(PreemptionProvider::Aws, &url));
+    // Nobody answers, so no poll can be seen: a few poll intervals pass.
     tokio::time::sleep(POLL * 4).await;
     assert!(!w.task.is_finished(), "the watch keeps running while the endpoint is down");
     assert!(!w.preempt.is_cancelled(), "an unreachable endpoint is not a preemption");
@@ -218,9 +241,8 @@ async fn an_endpoint_that_is_down_is_survived() {
     let meta = Arc::new(Meta::default());
     meta.preempted.store(true, Ordering::SeqCst);
     serve(tokio::net::TcpListener::bind(addr).await.unwrap(), meta.clone());
-    tokio::time::timeout(POLL + SLACK, w.preempt.cancelled())
-        .await
-        .expect("detected within one poll interval once the endpoint answers");
+    support::wait::within("not detected once the endpoint answers", LIMIT, w.preempt.cancelled()).await;
+    assert_eq!(meta.polls(), 1, "detected at the first poll that was answered");
     assert_eq!(meta.token_puts.load(Ordering::SeqCst), 1);
 }
 
@@ -229,17 +251,26 @@ async fn an_endpoint_that_hangs_does_not_delay_shutdown() {
     // Accepts connections but never answers.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((s, _)) = listener.accept().await {
             held.push(s);
+            count.fetch_add(1, Ordering::SeqCst);
         }
     });
-    let w = start_watch(detector(PreemptionProvider::Gce, &url));
-    tokio::time::sleep(POLL * 3).await;
+    // A long poll interval: a request may hang for its 2 s timeout.
+    let slow = PreemptionConfig { provider: PreemptionProvider::Gce, poll_interval: Duration::from_secs(60), endpoint: url };
+    let preempt = CancellationToken::new();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(preempt::watch(preempt::from_config(&slow).unwrap(), slow.poll_interval, preempt.clone(), shutdown.clone()));
+    let w = Watching { preempt, shutdown, task };
+    support::wait::until("the watch never asked", LIMIT, || async { accepted.load(Ordering::SeqCst) > 0 }).await;
     assert!(!w.task.is_finished());
     w.shutdown.cancel();
-    tokio::time::timeout(Duration::from_millis(200), w.task).await.expect("shutdown ends the watch at once").unwrap();
+    // Well before the hanging request's 2 s timeout: shutdown cut it short.
+    tokio::time::timeout(Duration::from_secs(1), w.task).await.expect("shutdown ends the watch at once").unwrap();
     assert!(!w.preempt.is_cancelled(), "shutdown is not a preemption");
 }
 

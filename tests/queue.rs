@@ -1,14 +1,14 @@
 //! The queue's SQL API against a real Postgres: dedup, claiming, fencing,
 //! leases, retries, release and cancellation.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use caddy_build_server::db::{BuildStatus, DbError, Queue, WorkerInfo};
-use common::{nth_spec, spec, TestDb};
+use support::db::{nth_spec, spec, TestDb};
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -164,8 +164,8 @@ async fn a_stale_attempt_can_neither_complete_nor_fail() {
     let db = TestDb::new().await;
     let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
     let key = &b.build_key;
-    db.queue.claim("w1", 1, Duration::from_millis(100)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    db.queue.claim("w1", 1, LEASE).await.unwrap();
+    db.age_leases(LEASE * 2).await;
     assert_eq!(db.queue.rescue_expired().await.unwrap(), 1);
     let now_w2 = db.queue.claim("w2", 1, LEASE).await.unwrap();
     assert_eq!((now_w2[0].attempt, now_w2[0].worker_id.as_deref()), (2, Some("w2")));
@@ -222,11 +222,11 @@ async fn expired_leases_are_rescued_until_attempts_run_out() {
     let db = TestDb::new().await;
     let b = db.queue.submit(&nth_spec(1), false).await.unwrap();
     for attempt in 1..=3 {
-        let got = db.queue.claim("gone", 1, Duration::from_millis(50)).await.unwrap();
+        let got = db.queue.claim("gone", 1, LEASE).await.unwrap();
         assert_eq!(got.len(), 1, "attempt {attempt} claimable at once after a rescue");
         assert_eq!(got[0].attempt, attempt);
         assert_eq!(db.queue.rescue_expired().await.unwrap(), 0, "lease still valid");
-        tokio::time::sleep(Duration::from_millis(120)).await;
+        db.age_leases(LEASE * 2).await;
         assert_eq!(db.queue.rescue_expired().await.unwrap(), 1);
     }
     let b = db.queue.get(&b.build_key).await.unwrap().unwrap();
@@ -242,11 +242,13 @@ async fn heartbeat_extends_leases_of_that_worker_only() {
     let db = TestDb::new().await;
     db.queue.submit(&nth_spec(1), false).await.unwrap();
     db.queue.submit(&nth_spec(2), false).await.unwrap();
-    db.queue.claim("a", 1, Duration::from_millis(300)).await.unwrap();
-    db.queue.claim("b", 1, Duration::from_millis(300)).await.unwrap();
+    let short = Duration::from_secs(10);
+    db.queue.claim("a", 1, short).await.unwrap();
+    db.queue.claim("b", 1, short).await.unwrap();
     assert_eq!(db.queue.heartbeat("a", LEASE).await.unwrap(), 1);
     assert_eq!(db.queue.heartbeat("nobody", LEASE).await.unwrap(), 0);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The short leases run out; a's, renewed for a minute, does not.
+    db.age_leases(short * 2).await;
     assert_eq!(db.queue.rescue_expired().await.unwrap(), 1, "only b's lease expired");
     let building = count(&db, "SELECT count(*) FROM cbs.builds WHERE status = 'building' AND worker_id = 'a'").await;
     assert_eq!(building, 1);

@@ -3,14 +3,13 @@
 //! request build), fenced outcomes decided in SQL, leases rescued, the janitor's
 //! sampling, and the admin endpoint's answers.
 
-mod api_support;
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use api_support::{error_message, TestApi};
+use support::api::{error_message, TestApi};
 use caddy_build_server::db::{DbError, Queue};
-use common::{nth_spec, TestDb};
+use support::db::{nth_spec, TestDb};
 use serde_json::{json, Value};
 
 const LEASE: Duration = Duration::from_secs(60);

@@ -2,7 +2,7 @@
 //! put/get/range/delete, presigned URLs fetched with a plain HTTP client,
 //! multipart uploads that stay invisible until complete, and start-up checks.
 
-mod s3_common;
+mod support;
 
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use bytes::Bytes;
 use caddy_build_server::config::{Config, StorageBackend};
 use caddy_build_server::storage::{self, S3Storage, Storage, StorageError};
 use futures::TryStreamExt;
-use s3_common::{payload, raw_bucket};
+use support::s3::{payload, raw_bucket};
+use support::tempdir::TempDir;
 use sha2::{Digest, Sha256};
 
 async fn read_range(s: &S3Storage, path: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, StorageError> {
@@ -20,7 +21,7 @@ async fn read_range(s: &S3Storage, path: &str, range: std::ops::Range<u64>) -> R
 
 #[tokio::test]
 async fn put_get_range_delete() {
-    let (s, _) = s3_common::storage().await;
+    let (s, _) = support::s3::storage().await;
     let key = "builds/ab/abcd/caddy";
     s.put_bytes(key, Bytes::from_static(b"hello world")).await.unwrap();
     assert_eq!(s.size(key).await.unwrap(), Some(11));
@@ -52,9 +53,10 @@ async fn put_get_range_delete() {
 
 #[tokio::test]
 async fn large_binaries_go_up_in_parts_and_appear_only_when_complete() {
-    let (s, cfg) = s3_common::storage().await;
+    let tmp = TempDir::new("s3");
+    let (s, cfg) = support::s3::storage().await;
     let data = payload(30 * 1024 * 1024 + 12345, 7);
-    let file = std::env::temp_dir().join(format!("cbs-s3-large-{}", rand::random::<u64>()));
+    let file = tmp.join("large");
     std::fs::write(&file, &data).unwrap();
     let key = "builds/cd/cdef/caddy";
 
@@ -95,15 +97,16 @@ async fn large_binaries_go_up_in_parts_and_appear_only_when_complete() {
 
 #[tokio::test]
 async fn a_failed_upload_leaves_nothing_behind() {
-    let (s, cfg) = s3_common::storage().await;
-    let missing = std::env::temp_dir().join(format!("cbs-s3-missing-{}", rand::random::<u64>()));
+    let tmp = TempDir::new("s3");
+    let (s, cfg) = support::s3::storage().await;
+    let missing = tmp.join("missing");
     assert!(matches!(s.put_file("builds/ef/ef01/caddy", &missing).await, Err(StorageError::Io { .. })));
     assert_eq!(s.size("builds/ef/ef01/caddy").await.unwrap(), None);
 
     // A bucket that does not exist: the upload fails and says so.
     let mut gone = cfg.clone();
     gone.bucket = format!("{}-gone", cfg.bucket);
-    let file = std::env::temp_dir().join(format!("cbs-s3-gone-{}", rand::random::<u64>()));
+    let file = tmp.join("gone");
     std::fs::write(&file, payload(17 * 1024 * 1024, 3)).unwrap();
     let err = S3Storage::new(&gone).unwrap().put_file("builds/ef/ef02/caddy", &file).await.unwrap_err();
     assert!(matches!(err, StorageError::Backend(_)), "{err}");
@@ -113,7 +116,7 @@ async fn a_failed_upload_leaves_nothing_behind() {
 
 #[tokio::test]
 async fn presigned_urls_work_with_a_plain_http_client_and_expire() {
-    let (s, _) = s3_common::storage().await;
+    let (s, _) = support::s3::storage().await;
     let key = "builds/12/1234/caddy";
     let data = payload(100_000, 11);
     s.put_bytes(key, Bytes::from(data.clone())).await.unwrap();
@@ -132,6 +135,8 @@ async fn presigned_urls_work_with_a_plain_http_client_and_expire() {
     assert_eq!(http.get(&tampered).send().await.unwrap().status(), 403, "the signature covers the path");
 
     let short = s.presigned_url(key, Duration::from_secs(1)).await.unwrap().unwrap();
+    // The URL's expiry is the S3 server's clock against the signature's time:
+    // nothing to wait on but that time.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(http.get(&short).send().await.unwrap().status(), 403, "an expired URL is refused");
 }
@@ -155,7 +160,7 @@ storage:
 
 #[tokio::test]
 async fn configured_from_the_environment_and_checked_at_start() {
-    let (_, cfg) = s3_common::storage().await;
+    let (_, cfg) = support::s3::storage().await;
     let config = Config::from_yaml(&s3_yaml(&cfg.bucket, r#"{{ env("CBS_TEST_S3_SECRET_KEY") }}"#)).unwrap();
     assert_eq!(config.storage.backend, StorageBackend::S3);
     assert_eq!(config.storage.s3.secret_key, cfg.secret_key, "credentials come from the environment");
@@ -176,7 +181,8 @@ async fn configured_from_the_environment_and_checked_at_start() {
 
 #[tokio::test]
 async fn credentials_scoped_to_one_bucket_are_enough() {
-    let (_, admin_cfg) = s3_common::storage().await;
+    let tmp = TempDir::new("s3");
+    let (_, admin_cfg) = support::s3::storage().await;
     let bucket = &admin_cfg.bucket;
     let user = format!("cbs-scoped-{:08x}", rand::random::<u32>());
     let secret = format!("{:032x}", rand::random::<u128>());
@@ -190,15 +196,15 @@ async fn credentials_scoped_to_one_bucket_are_enough() {
              "Resource": [format!("arn:aws:s3:::{bucket}/*")]}
         ]
     });
-    let policy_file = std::env::temp_dir().join(format!("{user}.json"));
+    let policy_file = tmp.join(format!("{user}.json"));
     std::fs::write(&policy_file, policy.to_string()).unwrap();
     let policy_path = policy_file.display().to_string();
     tokio::task::spawn_blocking({
         let (user, secret) = (user.clone(), secret.clone());
         move || {
-            s3_common::mc(&["admin", "user", "add", "cbs", &user, &secret]);
-            s3_common::mc(&["admin", "policy", "create", "cbs", &user, &policy_path]);
-            s3_common::mc(&["admin", "policy", "attach", "cbs", &user, "--user", &user]);
+            support::s3::mc(&["admin", "user", "add", "cbs", &user, &secret]);
+            support::s3::mc(&["admin", "policy", "create", "cbs", &user, &policy_path]);
+            support::s3::mc(&["admin", "policy", "attach", "cbs", &user, "--user", &user]);
         }
     })
     .await
@@ -210,7 +216,7 @@ async fn credentials_scoped_to_one_bucket_are_enough() {
     cfg.secret_key = secret;
     let s = S3Storage::new(&cfg).unwrap();
     s.check().await.expect("the start-up check needs no ListBuckets permission");
-    let file = std::env::temp_dir().join(format!("cbs-s3-scoped-{}", rand::random::<u64>()));
+    let file = tmp.join("scoped");
     std::fs::write(&file, payload(17 * 1024 * 1024, 5)).unwrap();
     s.put_file("builds/56/5678/caddy", &file).await.expect("a multipart upload with scoped credentials");
     std::fs::remove_file(file).unwrap();
@@ -219,17 +225,18 @@ async fn credentials_scoped_to_one_bucket_are_enough() {
     assert_eq!(s.delete_prefix("builds/56/5678").await.unwrap(), 1);
 
     let mut elsewhere = cfg.clone();
-    elsewhere.bucket = s3_common::storage().await.1.bucket;
+    elsewhere.bucket = support::s3::storage().await.1.bucket;
     let e = S3Storage::new(&elsewhere).unwrap().check().await.unwrap_err().to_string();
     assert!(e.contains("403") || e.contains("Access Denied"), "another bucket is refused: {e}");
 }
 
 #[tokio::test]
 async fn a_file_of_whole_parts_and_one_just_below_a_part() {
-    let (s, cfg) = s3_common::storage().await;
+    let tmp = TempDir::new("s3");
+    let (s, cfg) = support::s3::storage().await;
     for (len, parts) in [(32 * 1024 * 1024, "-2"), (16 * 1024 * 1024 - 1, "")] {
         let data = payload(len, len as u64);
-        let file = std::env::temp_dir().join(format!("cbs-s3-exact-{}", rand::random::<u64>()));
+        let file = tmp.join("exact");
         std::fs::write(&file, &data).unwrap();
         let key = format!("builds/78/{len}/caddy");
         s.put_file(&key, &file).await.unwrap();

@@ -1,17 +1,18 @@
 //! Signatures checked by the real `minisign` tool from Debian's packages, the way
 //! a user checks a download: `minisign -Vm caddy -P <public key>`.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use caddy_build_server::config::SigningConfig;
 use caddy_build_server::signing::Signer;
+use support::tempdir::TempDir;
 
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cbs-signing-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir() -> TempDir {
+    TempDir::new("signing")
 }
 
 fn config(dir: &Path) -> SigningConfig {
@@ -54,7 +55,6 @@ fn first_start_generates_a_key_pair_that_later_starts_reuse() {
     assert_eq!(std::fs::read_to_string(&cfg.public_key_path).unwrap(), pub_file);
     let leftovers: Vec<_> = std::fs::read_dir(dir.join("keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 2, "no temp files left behind: {leftovers:?}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -67,7 +67,6 @@ fn processes_starting_together_agree_on_one_key() {
     });
     assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
     assert_eq!(Signer::load_or_generate(&cfg).unwrap().public_key(), keys[0]);
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -95,7 +94,6 @@ fn minisign_accepts_the_signature_and_rejects_a_flipped_byte() {
     std::fs::write(&binary, &data).unwrap();
     let other = Signer::load_or_generate(&config(&dir.join("other"))).unwrap();
     assert!(!minisign_verifies(&binary, &["-P", &other.public_key()]), "another key does not verify it");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
@@ -107,7 +105,6 @@ fn a_damaged_secret_key_is_an_error_not_a_new_key() {
     let e = Signer::load_or_generate(&cfg).unwrap_err().to_string();
     assert!(e.contains("minisign.key"), "{e}");
     assert_eq!(std::fs::read_to_string(&cfg.secret_key_path).unwrap(), "untrusted comment: x\nnot base64\n");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[tokio::test]
@@ -120,5 +117,4 @@ async fn async_callers_get_the_same_kind_of_signature() {
     std::fs::write(dir.join("caddy.exe.minisig"), &sig).unwrap();
     assert!(minisign_verifies(&binary, &["-P", &signer.public_key()]));
     assert!(signer.sign_file_async(&dir.join("missing")).await.is_err());
-    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -7,16 +7,16 @@
 //! never reaching the module proxy; the janitor checks its configured prebuilds
 //! with the same rules.
 
-mod api_support;
-mod common;
 
-use api_support::{error_message, TestApi};
+mod support;
+
+use support::api::{error_message, TestApi};
 use caddy_build_server::config::{PrebuildConfig, PrebuildSpec};
 use caddy_build_server::db::DbError;
 use caddy_build_server::gomod::Resolver;
 use caddy_build_server::janitor::prebuild::{PrebuildConfigError, Prebuilder};
 use caddy_build_server::spec::Plugin;
-use common::TestDb;
+use support::db::TestDb;
 use serde_json::{json, Value};
 
 /// `path?query`, the query encoded as a browser would.

@@ -4,8 +4,7 @@
 //! built by that Go; unused images of other Go versions are trimmed, the
 //! default's and those in use never. Real Docker, real proxy, real builds.
 
-mod common;
-mod worker_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
@@ -13,10 +12,11 @@ use std::time::Duration;
 use caddy_build_server::config::{Config, DEFAULT_GO_VERSION};
 use caddy_build_server::db::BuildStatus;
 use caddy_build_server::toolchain::{GoVersion, ImageMaker};
-use common::TestDb;
+use support::db::TestDb;
 use serde_json::{json, Value};
 use sha2::Digest;
-use worker_support::*;
+use support::spawn::ServiceCommand;
+use support::worker::*;
 
 /// A cold build (a Go whose build cache is empty) on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(25 * 60);
@@ -59,32 +59,17 @@ async fn a_worker_without_go_builds_in_an_image_made_from_the_proxy_toolchain() 
     let db = TestDb::new().await;
     let repo = format!("cbs-test-nogo-{}", std::process::id());
     let _cleanup = RemoveImages(repo.clone());
-    let config = worker_config(&db, "w-nogo");
-    let dir = scratch(&db, "config");
-    let path = dir.join("nogo.yml");
-    let yaml = format!(
-        "database:\n  url: {url:?}\n  pool_size: 4\nworker:\n  id: w-nogo\n  max_jobs: 1\n  work_dir: {work:?}\n  gomod_cache_volume: {GOMOD_VOLUME:?}\n  gobuild_cache_volume: {GOBUILD_VOLUME:?}\n  images:\n    repository: {repo}\nstorage:\n  path: {store:?}\nsigning:\n  secret_key_path: {key:?}\n  public_key_path: {pubkey:?}\ngo_proxy: {PROXY}\n",
-        url = config.database.url,
-        work = config.worker.work_dir,
-        store = config.storage.path,
-        key = config.signing.secret_key_path,
-        pubkey = config.signing.public_key_path,
-    );
-    std::fs::write(&path, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
-        .arg("--config")
-        .arg(&path)
-        .arg("worker")
+    let config = worker_yaml(&db, "w-nogo").set("worker.max_jobs", 1).set("worker.images.repository", repo.as_str()).set("go_proxy", PROXY);
+    let home = scratch(&db, "home");
+    let worker = ServiceCommand::new("worker", "w-nogo", &config)
         .env_clear()
         .env("PATH", no_go_path)
-        .env("HOME", std::env::temp_dir())
-        .spawn()
-        .unwrap();
+        .env("HOME", home.display().to_string())
+        .spawn();
 
     let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     let done = wait_terminal(&db.queue, &b.build_key, BUILD_LIMIT).await;
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
+    worker.stop(Duration::from_secs(120)).await;
     assert_eq!(done.status, BuildStatus::Succeeded, "error: {:?}\nlog:\n{}", done.error, log_lines(&db.queue, &b.build_key).await.join("\n"));
 
     // The build ran in the image the worker made, with the Go the spec names.
@@ -113,7 +98,6 @@ async fn a_worker_without_go_builds_in_an_image_made_from_the_proxy_toolchain() 
     // And the Go in it is that toolchain's.
     let version = docker(&["run", "--rm", "--network", "none", &image, "go", "version"]);
     assert!(String::from_utf8_lossy(&version.stdout).starts_with(&format!("go version go{DEFAULT_GO_VERSION} linux/amd64")), "{version:?}");
-    remove_scratch(&db);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -143,7 +127,6 @@ async fn a_request_naming_another_go_gets_a_binary_built_by_it() {
     assert!(info.starts_with(&format!("/caddy: go{OTHER_GO}\n")), "{info}{}", String::from_utf8_lossy(&out.stderr));
     assert!(info.contains(PLUGIN), "{info}");
     worker.stop().await;
-    remove_scratch(&db);
 }
 
 /// A tiny image labelled like a builder image of Go `go` (distinct content: distinct id).

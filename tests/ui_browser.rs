@@ -4,16 +4,14 @@
 //! with the token; on a phone
 //! width and a desktop width.
 
-mod api_support;
-mod browser;
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use api_support::{TestApi, WORKER};
-use browser::Browser;
+use support::api::{TestApi, WORKER};
+use support::browser::Browser;
 use caddy_build_server::db::LogLine;
-use common::nth_spec;
+use support::db::nth_spec;
 use fantoccini::Locator;
 
 const ADMIN_TOKEN: &str = "s3cret-admin-token";

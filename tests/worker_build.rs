@@ -1,15 +1,14 @@
 //! Real Caddy builds end to end: a worker, a real Docker engine, the real Go
 //! toolchain and module proxy, real Caddy. One worker per test database.
 
-mod common;
-mod worker_support;
+mod support;
 
 use std::time::Duration;
 
 use caddy_build_server::db::BuildStatus;
 use caddy_build_server::storage::Artifact;
-use common::TestDb;
-use worker_support::*;
+use support::db::TestDb;
+use support::worker::*;
 
 /// The resolve step's line when its attempt from the module cache alone fell short.
 const VIA_PROXY: &str = "resolve: not every module is in the cache: resolving through the module proxy";
@@ -107,7 +106,6 @@ async fn builds_caddy_with_a_plugin_and_records_provenance() {
     assert_eq!(running_spare_containers(&db.queue).await.len(), 3);
     worker.stop().await;
     assert!(running_spare_containers(&db.queue).await.is_empty(), "a stopped worker leaves no spare");
-    remove_scratch(&db);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -131,7 +129,6 @@ async fn unknown_plugin_fails_at_once_quoting_go() {
     assert!(log.iter().any(|l| l == VIA_PROXY), "{}", log.join("\n"));
     wait_no_containers(&db.queue, &b.build_key, Duration::from_secs(15)).await;
     worker.stop().await;
-    remove_scratch(&db);
 }
 
 /// ELF e_machine of the file (little-endian ELF only).
@@ -174,5 +171,4 @@ async fn cross_compiles_linux_arm64_and_windows_amd64() {
         assert!(!log.iter().any(|l| l.starts_with("verify:")), "verify only runs binaries this host can run");
     }
     worker.stop().await;
-    remove_scratch(&db);
 }

@@ -5,17 +5,15 @@
 //! which still serves Caddy and its dependencies; the checksum database is not
 //! asked about the test's own modules).
 
-mod common;
-mod goproxy_support;
-mod worker_support;
+mod support;
 
 use std::time::Duration;
 
 use caddy_build_server::db::BuildStatus;
-use common::TestDb;
-use goproxy_support::{Module, ModuleProxy};
+use support::db::TestDb;
+use support::goproxy::{Module, ModuleProxy};
 use serde_json::json;
-use worker_support::*;
+use support::worker::*;
 
 /// Failing builds stop at resolve or at the first package that does not compile.
 const LIMIT: Duration = Duration::from_secs(15 * 60);
@@ -99,5 +97,10 @@ async fn failures_name_the_module_to_blame_first() {
     let blamed: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(blamed, ["cbs.test/broken", "cbs.test/nonexistent"]);
     worker.stop().await;
-    remove_scratch(&db);
+}
+
+/// The module zips the test's proxy serves carry this checksum.
+#[test]
+fn crc32_of_a_known_string() {
+    assert_eq!(support::goproxy::crc32(b"123456789"), 0xCBF4_3926);
 }

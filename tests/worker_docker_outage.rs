@@ -4,16 +4,15 @@
 //! private daemon of its own (scripts/private-dockerd.sh) so the shared one is
 //! never touched; its cache volumes are bound to the shared warm ones.
 
-mod common;
-mod worker_support;
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use caddy_build_server::db::BuildStatus;
-use common::TestDb;
-use worker_support::*;
+use support::db::TestDb;
+use support::worker::*;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/private-dockerd.sh");
 
@@ -96,19 +95,21 @@ async fn daemon_stopped_mid_build_means_retry_not_loss() {
 
     let b = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     let key = b.build_key.clone();
-    let t = Instant::now();
-    while !log_lines(&db.queue, &key).await.iter().any(|l| l.starts_with("build: + go build")) {
-        assert!(t.elapsed() < Duration::from_secs(600), "the build step never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_log(&db.queue, &key, "build: + go build", Duration::from_secs(600)).await;
     docker.kill();
 
     let retried = wait_for(&db.queue, &key, Duration::from_secs(60), |b| b.status != BuildStatus::Building).await;
     assert_eq!(retried.status, BuildStatus::Queued, "a daemon outage is transient: {:?}", retried.error);
     assert_eq!(retried.attempt, 1);
     assert!(retried.error.as_deref().unwrap_or("").contains("Docker"), "{:?}", retried.error);
-    // While the daemon is away, nothing is claimed (the retry's backoff has passed by then).
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // While the daemon is away, nothing is claimed: once the retry's backoff has
+    // passed, the worker wakes for it and goes round its loop (two heartbeats).
+    let client = db.client().await;
+    support::wait::until("the retry's backoff never passed", Duration::from_secs(120), || async {
+        client.query_one("SELECT run_after <= now() FROM cbs.builds WHERE build_key = $1", &[&key]).await.unwrap().get(0)
+    })
+    .await;
+    wait_for_heartbeats(&db, "w-outage", 2, Duration::from_secs(60)).await;
     let waiting = db.queue.get(&key).await.unwrap().unwrap();
     assert_eq!((waiting.status, waiting.attempt), (BuildStatus::Queued, 1), "claimed without Docker");
 
@@ -117,11 +118,9 @@ async fn daemon_stopped_mid_build_means_retry_not_loss() {
     assert_eq!(done.status, BuildStatus::Succeeded, "{:?}", done.error);
     assert_eq!(done.attempt, 2);
     let ours = [format!("name=cbs-{key}-")];
-    let t = Instant::now();
-    while !docker.containers(&ours).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(60), "the interrupted attempt's container was never removed");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    support::wait::until("the interrupted attempt's container was never removed", Duration::from_secs(120), || async {
+        docker.containers(&ours).is_empty()
+    })
+    .await;
     worker.stop().await;
-    remove_scratch(&db);
 }

@@ -4,31 +4,26 @@
 //! rebuilds it from the recorded go.mod/go.sum and gets the same sha256; a
 //! recorded input altered afterwards yields a different binary and a mismatch.
 
-mod common;
-mod worker_support;
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use caddy_build_server::db::{BuildStatus, Queue, Reproduction};
 use caddy_build_server::storage::Artifact;
-use common::TestDb;
-use worker_support::*;
+use support::db::TestDb;
+use support::worker::*;
 
 /// A cold build (empty caches) on two shared cores takes minutes; so does a
 /// reproduction that must compile another Caddy release.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
-/// Polls the build's latest reproduction (every 500 ms) until it has ended.
+/// Polls the build's latest reproduction until it has ended.
 async fn reproduction_ended(queue: &Queue, key: &str, id: i64) -> Reproduction {
-    let start = Instant::now();
-    loop {
+    support::wait::until_some(&format!("reproduction {id} not ended"), BUILD_LIMIT, || async {
         let r = queue.latest_reproduction(key).await.unwrap().expect("a reproduction");
-        if r.id == id && ["reproduced", "mismatch", "failed"].contains(&r.status.as_str()) {
-            return r;
-        }
-        assert!(start.elapsed() < BUILD_LIMIT, "reproduction {id} still {} after {BUILD_LIMIT:?}", r.status);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        (r.id == id && ["reproduced", "mismatch", "failed"].contains(&r.status.as_str())).then_some(r)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,7 +42,7 @@ async fn a_second_worker_reproduces_and_an_altered_input_is_a_mismatch() {
     // woken by the queueing, is idle, and still does not claim it.
     let r = db.queue.request_reproduction(&b.build_key, "admin").await.unwrap();
     assert_eq!(r.original_worker_id, "w-repro-a");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_heartbeats(&db, "w-repro-a", 2, Duration::from_secs(60)).await;
     let waiting = db.queue.latest_reproduction(&b.build_key).await.unwrap().unwrap();
     assert_eq!((waiting.status.as_str(), waiting.attempt), ("queued", 0), "the original worker never claims its own build's reproduction");
 
@@ -100,5 +95,4 @@ async fn a_second_worker_reproduces_and_an_altered_input_is_a_mismatch() {
 
     worker_b.stop().await;
     worker_a.stop().await;
-    remove_scratch(&db);
 }

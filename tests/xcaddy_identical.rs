@@ -1,33 +1,27 @@
 //! Our binaries are xcaddy's, byte for byte: a real api and worker build a spec
 //! (real Docker, Go, module proxy, Caddy), and xcaddy v0.4.5, installed from
-//! the module proxy and run on this host with the host's Go, runs the command
+//! the module proxy and run on this host with the builder image's Go (copied
+//! out of the image: the host needs no Go), runs the command
 //! the build's status JSON names. Both must give the same sha256, for
 //! linux/amd64 and for windows/amd64 (whose binary carries xcaddy's version
 //! resource). A spec with other tags is another build whose binary records them,
 //! and xcaddy given them through `XCADDY_GO_BUILD_FLAGS` makes the same bytes.
 
-mod api_support;
-mod common;
-mod worker_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use api_support::TestApi;
+use support::api::TestApi;
 use serde_json::{json, Value};
-use worker_support::{log_lines, remove_scratch, scratch, start_worker, worker_config, CADDY, PLUGIN, PLUGIN_VERSION};
+use support::worker::{log_lines, scratch, start_worker, worker_config, CADDY, PLUGIN, PLUGIN_VERSION};
 
 /// A cold build on two shared cores takes minutes; this bounds a stuck test only.
 const BUILD_LIMIT: Duration = Duration::from_secs(40 * 60);
 
-/// The host's Go (the builder image is made from it: `scripts/builder-image.sh`).
-fn goroot() -> PathBuf {
-    PathBuf::from(std::env::var("CBS_GOROOT").unwrap_or_else(|_| "/usr/local/go".into()))
-}
-
-fn go() -> Command {
-    let mut c = Command::new(goroot().join("bin/go"));
+fn go(goroot: &Path) -> Command {
+    let mut c = Command::new(goroot.join("bin/go"));
     clean_env(&mut c);
     c
 }
@@ -42,34 +36,36 @@ fn clean_env(c: &mut Command) {
     c.env("GOPROXY", caddy_build_server::config::Config::default().go_proxy);
 }
 
-fn host_go_version() -> String {
-    let out = go().args(["env", "GOVERSION"]).output().expect("host go");
+/// The Go version of the builder image's toolchain (the default Go of a build).
+fn go_version(goroot: &Path) -> String {
+    let out = go(goroot).args(["env", "GOVERSION"]).output().expect("the builder image's go");
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// xcaddy v0.4.5 from the module proxy, installed once (per test binary) into a
-/// directory shared by runs.
-fn install_xcaddy() -> PathBuf {
+/// directory shared by runs (Cargo's temp dir for tests).
+fn install_xcaddy(goroot: &Path) -> PathBuf {
     static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    INSTALLED.get_or_init(go_install_xcaddy).clone()
+    INSTALLED.get_or_init(|| go_install_xcaddy(goroot)).clone()
 }
 
-fn go_install_xcaddy() -> PathBuf {
-    let bin = std::env::temp_dir().join(format!("cbs-xcaddy-{}", caddy_build_server::xcaddy::VERSION));
+fn go_install_xcaddy(goroot: &Path) -> PathBuf {
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cbs-xcaddy-{}", caddy_build_server::xcaddy::VERSION));
     let module = format!("{}/cmd/xcaddy@{}", caddy_build_server::xcaddy::MODULE, caddy_build_server::xcaddy::VERSION);
-    let out = go().args(["install", &module]).env("GOBIN", &bin).output().expect("go install");
+    let out = go(goroot).args(["install", &module]).env("GOBIN", &bin).output().expect("go install");
     assert!(out.status.success(), "go install {module}: {}", String::from_utf8_lossy(&out.stderr));
     bin
 }
 
 /// Runs the status JSON's xcaddy command as a shell would, in a directory of its
 /// own; returns the binary it wrote (`./caddy` or `./caddy.exe`, xcaddy's default).
-fn run_xcaddy(command: &str, dir: &Path, file_name: &str, xcaddy_bin: &Path) -> PathBuf {
+fn run_xcaddy(command: &str, dir: &Path, file_name: &str, goroot: &Path) -> PathBuf {
+    let xcaddy_bin = install_xcaddy(goroot);
     std::fs::create_dir_all(dir).unwrap();
     let mut c = Command::new("/bin/sh");
     clean_env(&mut c);
-    let path = format!("{}:{}:/usr/bin:/bin", xcaddy_bin.display(), goroot().join("bin").display());
+    let path = format!("{}:{}:/usr/bin:/bin", xcaddy_bin.display(), goroot.join("bin").display());
     let out = c.arg("-c").arg(command).current_dir(dir).env("PATH", path).output().expect("run xcaddy");
     assert!(out.status.success(), "{command}:\n{}", String::from_utf8_lossy(&out.stderr));
     dir.join(file_name)
@@ -115,7 +111,8 @@ async fn build_step_time(api: &TestApi, key: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
-    let go_version = host_go_version();
+    let goroot = support::go::goroot().await;
+    let go_version = go_version(&goroot);
     let api = TestApi::start_with(|c| {
         c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
     })
@@ -142,16 +139,15 @@ async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
     }
     let dir = scratch(&api.db, "xcaddy");
     let xcaddy = {
-        let (commands, dir) = (commands.clone(), dir.clone());
+        let (commands, dir, goroot) = (commands.clone(), dir.clone(), goroot.clone());
         tokio::task::spawn_blocking(move || {
-            let bin = install_xcaddy();
-            targets.iter().zip(&commands).map(|((os, file), c)| run_xcaddy(c, &dir.join(os), file, &bin)).collect::<Vec<_>>()
+            targets.iter().zip(&commands).map(|((os, file), c)| run_xcaddy(c, &dir.join(os), file, &goroot)).collect::<Vec<_>>()
         })
     };
     let mut ours = Vec::new();
     for ((_, file), key) in targets.iter().zip(&keys) {
         let v = succeeded(&api, key).await;
-        // Built with the host's Go, so the command still names it (now from the provenance).
+        // Built with the image's Go, so the command still names it (now from the provenance).
         assert_eq!(v["xcaddy_command"], commands[ours.len()].as_str());
         let path = artifact_path(&api, key, file);
         assert_eq!(sha256_of(&path).0, v["artifact"]["sha256"].as_str().unwrap());
@@ -168,12 +164,12 @@ async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
     let needle: Vec<u8> = "The Caddy Authors".encode_utf16().flat_map(u16::to_le_bytes).collect();
     assert!(memchr::memmem::find(&exe, &needle).is_some(), "no version resource in caddy.exe");
     worker.stop().await;
-    remove_scratch(&api.db);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn other_tags_are_another_build_whose_binary_records_them() {
-    let go_version = host_go_version();
+    let goroot = support::go::goroot().await;
+    let go_version = go_version(&goroot);
     let api = TestApi::start_with(|c| {
         c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
     })
@@ -197,15 +193,15 @@ async fn other_tags_are_another_build_whose_binary_records_them() {
     );
     // xcaddy, given those flags instead of its own, makes the same bytes.
     let xcaddy = {
-        let (command, dir) = (command.clone(), scratch(&api.db, "xcaddy-tags"));
-        tokio::task::spawn_blocking(move || run_xcaddy(&command, &dir, "caddy", &install_xcaddy()))
+        let (command, dir, goroot) = (command.clone(), scratch(&api.db, "xcaddy-tags"), goroot.clone());
+        tokio::task::spawn_blocking(move || run_xcaddy(&command, &dir, "caddy", &goroot))
     };
     let v = succeeded(&api, &key).await;
     assert_eq!(v["spec"]["tags"], json!(["nobadger", "nomysql"]));
     assert_eq!(v["xcaddy_command"], command.as_str());
     // `go version -m` on the binary lists the tags it was built with.
     let ours = artifact_path(&api, &key, "caddy");
-    let out = go().args(["version", "-m"]).arg(&ours).output().unwrap();
+    let out = go(&goroot).args(["version", "-m"]).arg(&ours).output().unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && info.lines().any(|l| l.trim() == "build\t-tags=nobadger,nomysql"), "{info}");
     assert!(info.lines().any(|l| l.trim() == "build\t-trimpath=true") && info.contains("CGO_ENABLED=0"), "{info}");
@@ -213,5 +209,4 @@ async fn other_tags_are_another_build_whose_binary_records_them() {
     println!("tags nobadger,nomysql: ours {} bytes sha256 {}; xcaddy {} bytes sha256 {}; {}", a.1, a.0, b.1, b.0, build_step_time(&api, &key).await);
     assert_eq!(a, b, "with other tags, our binary differs from xcaddy's");
     worker.stop().await;
-    remove_scratch(&api.db);
 }

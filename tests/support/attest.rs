@@ -1,8 +1,7 @@
 //! Checks of the SBOMs and provenance with the official tools: the CycloneDX
 //! JSON schema validator of `cyclonedx-python-lib` and `pyspdxtools` of
 //! `spdx-tools` (both from PyPI, installed by `scripts/ensure-deps.sh --test`),
-//! `minisign` and `go version -m`.
-#![allow(dead_code)]
+//! `minisign` and `go version -m` (with the builder image's Go).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,9 +35,11 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 }
 
 /// The modules `go version -m` lists for a binary, as `path@version h1:…`
-/// (the replacement's, where one took a module's place).
-pub fn go_version_m(binary: &Path) -> BTreeSet<(String, String, String)> {
-    let out = Command::new("/usr/local/go/bin/go").args(["version", "-m"]).arg(binary).output().expect("host go");
+/// (the replacement's, where one took a module's place). Runs the builder
+/// image's Go ([`super::go`]): the host needs none.
+pub async fn go_version_m(binary: &Path) -> BTreeSet<(String, String, String)> {
+    let go = super::go::goroot().await.join("bin/go");
+    let out = Command::new(&go).args(["version", "-m"]).arg(binary).env_remove("GOROOT").output().expect("the builder image's go");
     assert!(out.status.success(), "{out:?}");
     let mut modules: Vec<(String, String, String)> = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {

@@ -2,7 +2,6 @@
 //! (heartbeat pings, webhook POSTs) and answers as the test tells it: a status
 //! per request number, a redirect, or no answer at all (hang) to simulate a
 //! slow receiver.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,6 @@
 //! A real headless Chromium driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`): one chromedriver per test on a free port, a throwaway
 //! profile, no network beyond loopback.
-#![allow(dead_code)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,34 +8,25 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use super::tempdir::TempDir;
+
 pub struct Browser {
     pub client: Client,
     driver: Child,
-    _profile: tempdir::Dir,
+    _profile: TempDir,
 }
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium window of the given size.
     pub async fn start(width: u32, height: u32) -> Browser {
-        let port = crate::common::free_port();
+        let port = super::db::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver is installed (scripts/ensure-deps.sh installs chromium-driver)");
-        let profile = std::env::temp_dir().join(format!("cbs-chromium-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&profile).unwrap();
+        let profile = TempDir::new("chromium");
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -61,7 +51,7 @@ impl Browser {
                 Err(e) => panic!("cannot start a Chromium session: {e}"),
             }
         };
-        Browser { client, driver, _profile: tempdir::Dir(profile) }
+        Browser { client, driver, _profile: profile }
     }
 
     /// Waits until `check` (a JavaScript expression) is truthy.

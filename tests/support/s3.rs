@@ -1,7 +1,6 @@
 //! Test support for the S3 backend: the MinIO server `make test` starts
 //! (scripts/test-env.sh exports where it is) and a fresh bucket per test, so
 //! tests running in parallel never see each other's objects.
-#![allow(dead_code)]
 
 use caddy_build_server::config::S3Config;
 use caddy_build_server::storage::S3Storage;

@@ -1,7 +1,6 @@
 //! Test support: a database of its own for every test, cloned from a template
 //! that is migrated once per schema version (keyed by the SQL's fingerprint), on
 //! the throwaway cluster `make test` starts (`CBS_TEST_DATABASE_URL`).
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,6 +9,9 @@ use caddy_build_server::db::{self, connect_pool, Queue};
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
 use tokio_postgres::NoTls;
+
+use super::config::ConfigYaml;
+use super::tempdir::TempDir;
 
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -81,11 +83,13 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A fresh, migrated database for one test.
+/// A fresh, migrated database for one test, and a scratch directory of the
+/// test's own (removed when this is dropped).
 pub struct TestDb {
     pub name: String,
     pub config: DatabaseConfig,
     pub queue: Queue,
+    pub dir: TempDir,
 }
 
 impl TestDb {
@@ -104,7 +108,24 @@ impl TestDb {
             .expect("clone template database");
         let config = config_for(&name);
         let queue = Queue::new(connect_pool(&config, "cbs-test").unwrap());
-        TestDb { name, config, queue }
+        let dir = TempDir::new("test");
+        TestDb { name, config, queue, dir }
+    }
+
+    /// A config for this test: its database, everything on disk under its directory.
+    pub fn yaml(&self) -> ConfigYaml {
+        ConfigYaml::base(&self.config.url, self.dir.path())
+    }
+
+    /// Moves the leases of every running build `by` into the past, as if that
+    /// much time had passed: a lease runs out without the test sleeping for it.
+    pub async fn age_leases(&self, by: std::time::Duration) {
+        let secs = by.as_secs_f64();
+        self.client()
+            .await
+            .execute("UPDATE cbs.builds SET lease_expires_at = lease_expires_at - make_interval(secs => $1) WHERE status = 'building'", &[&secs])
+            .await
+            .unwrap();
     }
 
     /// A plain connection to this test's database.

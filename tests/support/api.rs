@@ -3,7 +3,6 @@
 //! (and, per path, a chosen error status or no answer at all),
 //! and the worker's side of a build (claim, store the artifact, complete or fail)
 //! done through the real SQL functions.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +19,15 @@ use caddy_build_server::storage::{Artifact, ArtifactPaths, LocalStorage, Storage
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::TestDb;
+use super::db::TestDb;
+use super::wait;
+
+/// How long an api may take to start: it connects to Postgres and checks the
+/// schema; generous because the machine may be loaded. Bounds a hang only.
+const READY_LIMIT: Duration = Duration::from_secs(60);
+/// How long something the test set off may take to show (a build row, a waiter,
+/// a claimable build); bounds a hang only.
+const EVENT_LIMIT: Duration = Duration::from_secs(30);
 
 pub const WORKER: &str = "test-worker";
 
@@ -154,12 +161,8 @@ impl TestApi {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("caddy_build_server=warn").try_init();
         let db = TestDb::new().await;
         let proxy = FakeProxy::start(default_answers(), Duration::ZERO).await;
-        let storage_dir = std::env::temp_dir().join(format!("cbs-api-test-{}", rand::random::<u64>()));
-        let mut config = Config::default();
-        config.database = db.config.clone();
-        config.storage.path = storage_dir.display().to_string();
-        config.go_proxy = proxy.url.clone();
-        config.api.compat_wait_limit = Duration::from_secs(30);
+        let storage_dir = db.dir.subdir("artifacts");
+        let mut config = db.yaml().set("database.pool_size", 12).set("go_proxy", proxy.url.as_str()).set("api.compat_wait_limit", "30s").config();
         // Every test client is 127.0.0.1: limits that only tests of admission reach.
         config.api.admission = AdmissionConfig {
             burst: 100_000,
@@ -197,15 +200,8 @@ impl TestApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(caddy_build_server::web::serve(self.config.clone(), listener, self.shutdown.clone()));
-        for _ in 0..200 {
-            if let Ok(r) = self.http.get(format!("{base}/readyz")).send().await
-                && r.status() == 200
-            {
-                return base;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("second api did not become ready");
+        self.wait_ready_at(&base).await;
+        base
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -217,15 +213,16 @@ impl TestApi {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(r) = self.http.get(self.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("api did not become ready");
+        self.wait_ready_at(&self.base).await
+    }
+
+    /// Waits until the api at `base` answers `/readyz` with 200.
+    async fn wait_ready_at(&self, base: &str) {
+        let url = format!("{base}/readyz");
+        wait::until(&format!("the api at {base} never became ready"), READY_LIMIT, || async {
+            self.http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+        })
+        .await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -254,26 +251,16 @@ impl TestApi {
 
     /// Waits until the api holds `n` requests open.
     pub async fn wait_for_waiters(&self, n: usize) {
-        for _ in 0..1000 {
-            if self.metric("cbs_api_open_waiters").await as usize == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("never saw {n} open waiters");
+        wait::until(&format!("never saw {n} open waiters"), EVENT_LIMIT, || async { self.metric("cbs_api_open_waiters").await as usize == n }).await
     }
 
     /// Claims the build as a worker would; returns its attempt.
     pub async fn claim(&self, key: &str) -> i32 {
-        for _ in 0..100 {
-            for b in self.queue().claim(WORKER, 100, Duration::from_secs(60)).await.unwrap() {
-                if b.build_key == key {
-                    return b.attempt;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("build {key} never became claimable");
+        wait::until_some(&format!("build {key} never became claimable"), EVENT_LIMIT, || async {
+            let claimed = self.queue().claim(WORKER, 100, Duration::from_secs(60)).await.unwrap();
+            claimed.into_iter().find(|b| b.build_key == key).map(|b| b.attempt)
+        })
+        .await
     }
 
     /// Finishes a build the way a worker does: artifact into storage, then `complete_build`.
@@ -339,15 +326,13 @@ impl TestApi {
 
     /// The key of the only build in the database.
     pub async fn only_build_key(&self) -> String {
-        for _ in 0..500 {
-            let rows = self.db.client().await.query("SELECT build_key FROM cbs.builds", &[]).await.unwrap();
-            match rows.len() {
-                0 => tokio::time::sleep(Duration::from_millis(10)).await,
-                1 => return rows[0].get(0),
-                n => panic!("expected one build, found {n}"),
-            }
-        }
-        panic!("no build was created");
+        let client = self.db.client().await;
+        wait::until_some("no build was created", EVENT_LIMIT, || async {
+            let rows = client.query("SELECT build_key FROM cbs.builds", &[]).await.unwrap();
+            assert!(rows.len() <= 1, "expected one build, found {}", rows.len());
+            rows.first().map(|r| r.get(0))
+        })
+        .await
     }
 
     pub async fn build_count(&self) -> i64 {
@@ -358,7 +343,6 @@ impl TestApi {
 impl Drop for TestApi {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let _ = std::fs::remove_dir_all(&self.storage_dir);
     }
 }
 

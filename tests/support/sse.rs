@@ -1,5 +1,4 @@
 //! Reading Server-Sent Events in tests: `(event, data as JSON)` pairs, in order.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

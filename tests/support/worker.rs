@@ -1,12 +1,11 @@
 //! Test support for the worker: a config wired to a test database, private
 //! work and artifact directories, the shared warm Go cache volumes, and ways to
 //! run workers in-process or as real processes (for SIGKILL and SIGUSR1).
-#![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use caddy_build_server::config::Config;
 use caddy_build_server::db::{Build, Queue};
@@ -14,7 +13,10 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::TestDb;
+use super::config::ConfigYaml;
+use super::db::TestDb;
+use super::spawn::Service;
+use super::wait;
 
 /// The Caddy release and plugin every real build uses: one spec shared by the
 /// tests keeps the Go caches warm after the first build.
@@ -36,10 +38,7 @@ pub fn default_builder_image_name() -> String {
 /// Makes the default Go's builder image on the shared daemon from the module
 /// proxy's toolchain unless it is there (as a worker does at start); its name.
 pub async fn default_builder_image() -> String {
-    use caddy_build_server::toolchain::{GoVersion, ImageMaker};
-    let c = Config::default();
-    let maker = ImageMaker::new(&c).unwrap();
-    maker.ensure(GoVersion::parse(&c.worker.go_version).unwrap()).await.expect("the default builder image").name
+    super::go::default_builder_image().await
 }
 
 pub fn caddy_spec(os: &str, arch: &str) -> Value {
@@ -51,34 +50,26 @@ pub fn caddy_spec(os: &str, arch: &str) -> Value {
     })
 }
 
-/// A scratch directory for one test, under the system temp dir.
+/// A scratch directory `what` in the test's own directory (removed with the `TestDb`).
 pub fn scratch(db: &TestDb, what: &str) -> PathBuf {
-    let p = std::env::temp_dir().join("cbs-worker-tests").join(&db.name).join(what);
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    db.dir.subdir(what)
 }
 
-/// Removes a test's scratch directories (artifacts are tens of MB each).
-pub fn remove_scratch(db: &TestDb) {
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join("cbs-worker-tests").join(&db.name));
+/// A worker's config for a test: its database and directories, the warm Go
+/// caches, two build slots, a 20 s lease renewed every 3 s, a 10 s stop timeout.
+pub fn worker_yaml(db: &TestDb, worker_id: &str) -> ConfigYaml {
+    db.yaml()
+        .set("worker.id", worker_id)
+        .set("worker.max_jobs", 2)
+        .set("worker.lease", "20s")
+        .set("worker.heartbeat_interval", "3s")
+        .set("worker.poll_interval", "30s")
+        .set("worker.stop_timeout", "10s")
 }
 
+/// [`worker_yaml`] as the worker loads it, for a worker in this process.
 pub fn worker_config(db: &TestDb, worker_id: &str) -> Config {
-    let mut c = Config { database: db.config.clone(), ..Config::default() };
-    c.database.pool_size = 4;
-    c.worker.id = worker_id.into();
-    c.worker.max_jobs = 2;
-    c.worker.work_dir = scratch(db, "work").display().to_string();
-    c.worker.gomod_cache_volume = GOMOD_VOLUME.into();
-    c.worker.gobuild_cache_volume = GOBUILD_VOLUME.into();
-    c.worker.lease = Duration::from_secs(20);
-    c.worker.heartbeat_interval = Duration::from_secs(3);
-    c.worker.poll_interval = Duration::from_secs(30);
-    c.worker.stop_timeout = Duration::from_secs(10);
-    c.storage.path = scratch(db, "artifacts").display().to_string();
-    c.signing.secret_key_path = scratch(db, "keys").join("minisign.key").display().to_string();
-    c.signing.public_key_path = scratch(db, "keys").join("minisign.pub").display().to_string();
-    c
+    worker_yaml(db, worker_id).config()
 }
 
 /// A worker running in this process.
@@ -107,41 +98,21 @@ impl InProcessWorker {
 }
 
 /// A worker as a real process of the service's binary (`caddy-build-server worker`).
-pub fn spawn_worker_process(db: &TestDb, config: &Config) -> Child {
-    let dir = scratch(db, "config");
-    let path = dir.join(format!("{}.yml", config.worker.id));
-    let yaml = format!(
-        "database:\n  url: {url:?}\n  pool_size: 4\nworker:\n  id: {id:?}\n  max_jobs: {jobs}\n  work_dir: {work:?}\n  gomod_cache_volume: {gomod:?}\n  gobuild_cache_volume: {gobuild:?}\n  lease: {lease}s\n  heartbeat_interval: {hb}s\n  stop_timeout: 10s\nstorage:\n  path: {store:?}\nlog:\n  level: info\n",
-        url = config.database.url,
-        id = config.worker.id,
-        jobs = config.worker.max_jobs,
-        work = config.worker.work_dir,
-        gomod = config.worker.gomod_cache_volume,
-        gobuild = config.worker.gobuild_cache_volume,
-        lease = config.worker.lease.as_secs(),
-        hb = config.worker.heartbeat_interval.as_secs(),
-        store = config.storage.path,
-    );
-    std::fs::write(&path, yaml).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
-        .arg("--config")
-        .arg(&path)
-        .arg("worker")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start worker process")
+pub fn spawn_worker_process(config: &ConfigYaml) -> Service {
+    let id = config.config().worker.id;
+    Service::spawn("worker", &id, config)
 }
 
-/// Polls the build (every 200 ms) until `done` holds or `limit` passes.
+/// Polls the build until `done` holds; fails the test after `limit` with the build's state.
 pub async fn wait_for(queue: &Queue, key: &str, limit: Duration, done: impl Fn(&Build) -> bool) -> Build {
-    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         let b = queue.get(key).await.unwrap().expect("build exists");
         if done(&b) {
             return b;
         }
-        assert!(start.elapsed() < limit, "build {key} still {:?} (attempt {}, error {:?}) after {limit:?}", b.status, b.attempt, b.error);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(tokio::time::Instant::now() < deadline, "build {key} still {:?} (attempt {}, error {:?}) after {limit:?}", b.status, b.attempt, b.error);
+        tokio::time::sleep(wait::POLL_MAX).await;
     }
 }
 
@@ -181,25 +152,16 @@ async fn list_containers(queue: &Queue, key: &str, flags: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
 }
 
-/// Polls `done` until it holds; fails the test with "`what` after `limit`" otherwise.
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, limit: Duration, mut done: impl FnMut() -> F) {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < limit, "{what} after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until no container of the build runs any more.
 pub async fn wait_not_running(queue: &Queue, key: &str, limit: Duration) {
     let what = format!("a container of {key} still runs");
-    wait_until(&what, limit, || async { running_build_containers(queue, key).await.is_empty() }).await;
+    wait::until(&what, limit, || async { running_build_containers(queue, key).await.is_empty() }).await;
 }
 
 /// Waits until the build has no container at all (removal may trail the kill).
 pub async fn wait_no_containers(queue: &Queue, key: &str, limit: Duration) {
     let what = format!("containers of {key} still there");
-    wait_until(&what, limit, || async { build_containers(queue, key).await.is_empty() }).await;
+    wait::until(&what, limit, || async { build_containers(queue, key).await.is_empty() }).await;
 }
 
 /// Waits until the build's containers are gone and the worker's spare sandbox
@@ -207,16 +169,49 @@ pub async fn wait_no_containers(queue: &Queue, key: &str, limit: Duration) {
 pub async fn wait_idle_with_spare(queue: &Queue, key: &str, limit: Duration) {
     wait_no_containers(queue, key, limit).await;
     let steps = caddy_build_server::worker::recipe::STEPS.len();
-    wait_until("no running spare sandbox", limit, || async { running_spare_containers(queue).await.len() >= steps }).await;
+    wait::until("no running spare sandbox", limit, || async { running_spare_containers(queue).await.len() >= steps }).await;
 }
 
 /// Waits until a container of the build runs (a step is under way).
 pub async fn wait_for_container(queue: &Queue, key: &str, limit: Duration) {
     let what = format!("no container for build {key}");
-    wait_until(&what, limit, || async { !build_containers(queue, key).await.is_empty() }).await;
+    wait::until(&what, limit, || async { !build_containers(queue, key).await.is_empty() }).await;
 }
 
 /// Stored log lines of a build, as `step: line`.
 pub async fn log_lines(queue: &Queue, key: &str) -> Vec<String> {
     queue.logs_after(key, 0, 100_000).await.unwrap().into_iter().map(|l| format!("{}: {}", l.step, l.line)).collect()
+}
+
+/// Waits until worker `id` has sent `n` more heartbeats (`cbs.workers.last_seen_at`
+/// moved `n` times). Its main loop handles notifications before heartbeats, so
+/// heartbeats after an event show the loop went past it: proof that the worker
+/// had its chance to act, where a fixed sleep would only hope so.
+pub async fn wait_for_heartbeats(db: &TestDb, id: &str, n: usize, limit: Duration) {
+    let client = db.client().await;
+    let read = || async {
+        client
+            .query_opt("SELECT last_seen_at FROM cbs.workers WHERE worker_id = $1", &[&id])
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, chrono::DateTime<chrono::Utc>>(0))
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = read().await;
+    let mut seen = 0;
+    while seen < n {
+        assert!(tokio::time::Instant::now() < deadline, "worker {id} sent {seen} of {n} heartbeats within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = read().await;
+        if now.is_some() && now != last {
+            seen += 1;
+            last = now;
+        }
+    }
+}
+
+/// Waits until the build's log has a line starting with `prefix` (as [`log_lines`] writes them).
+pub async fn wait_for_log(queue: &Queue, key: &str, prefix: &str, limit: Duration) {
+    let what = format!("build {key} never logged {prefix:?}");
+    wait::until(&what, limit, || async { log_lines(queue, key).await.iter().any(|l| l.starts_with(prefix)) }).await;
 }
