@@ -118,16 +118,5 @@ pub async fn wait_for_tries(client: &tokio_postgres::Client, id: &str, n: usize,
             .unwrap()
             .get::<_, Option<chrono::DateTime<chrono::Utc>>>(0)
     };
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut last = read().await;
-    let mut seen = 0;
-    while seen < n {
-        assert!(tokio::time::Instant::now() < deadline, "janitor {id} did not try {n} times within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = read().await;
-        if now.is_some() && now != last {
-            seen += 1;
-            last = now;
-        }
-    }
+    super::wait::changes(&format!("janitor {id} trying for the lock"), n, Duration::from_millis(20), limit, read).await;
 }

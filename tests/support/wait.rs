@@ -41,3 +41,27 @@ pub async fn until_some<T, Fut: Future<Output = Option<T>>>(what: &str, limit: D
 pub async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| panic!("{what} (after {limit:?})"))
 }
+
+/// Waits until the value `read` returns has changed `n` times (a timestamp a
+/// loop stamps on each round), polling every `every`; fails the test with
+/// "`what` (after `limit`)" otherwise.
+pub async fn changes<T: PartialEq, Fut: Future<Output = Option<T>>>(
+    what: &str,
+    n: usize,
+    every: Duration,
+    limit: Duration,
+    mut read: impl FnMut() -> Fut,
+) {
+    let deadline = Instant::now() + limit;
+    let mut last = read().await;
+    let mut seen = 0;
+    while seen < n {
+        assert!(Instant::now() < deadline, "{what}: {seen} of {n} (after {limit:?})");
+        tokio::time::sleep(every).await;
+        let now = read().await;
+        if now.is_some() && now != last {
+            seen += 1;
+            last = now;
+        }
+    }
+}

@@ -196,18 +196,7 @@ pub async fn wait_for_heartbeats(db: &TestDb, id: &str, n: usize, limit: Duratio
             .unwrap()
             .map(|r| r.get::<_, chrono::DateTime<chrono::Utc>>(0))
     };
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut last = read().await;
-    let mut seen = 0;
-    while seen < n {
-        assert!(tokio::time::Instant::now() < deadline, "worker {id} sent {seen} of {n} heartbeats within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = read().await;
-        if now.is_some() && now != last {
-            seen += 1;
-            last = now;
-        }
-    }
+    super::wait::changes(&format!("worker {id} heartbeats"), n, Duration::from_millis(100), limit, read).await;
 }
 
 /// Waits until the build's log has a line starting with `prefix` (as [`log_lines`] writes them).
