@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::api::{default_answers, FakeProxy};
-use caddy_build_server::config::{AdmissionConfig, Config};
+use caddy_build_server::config::AdmissionConfig;
 use caddy_build_server::db::{Priority, Queue, Submitter};
 use support::db::TestDb;
 use serde_json::{json, Value};
@@ -54,24 +54,22 @@ fn client_address(n: usize) -> String {
 }
 
 async fn start_api(db: &TestDb, proxy: &FakeProxy, enabled: bool, shutdown: &CancellationToken) -> String {
-    let mut config = Config::default();
-    config.database = db.config.clone();
-    config.storage.path = std::env::temp_dir().join(format!("cbs-bench-admission-{}", rand::random::<u64>())).display().to_string();
+    // Each api its own artifact directory (both on the test's database), and the
+    // default pool: many clients at once, as in production.
+    let dir = db.dir.subdir(if enabled { "on" } else { "off" });
+    let mut config = db.yaml().set("storage.path", dir).set("database.pool_size", 16).set("log.level", "warn").config();
     config.go_proxy = proxy.url.clone();
-    config.log.level = "warn".into();
     config.api.trusted_proxies = vec!["127.0.0.0/8".into()];
     config.api.admission = admission(enabled);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(caddy_build_server::web::serve(Arc::new(config), listener, shutdown.clone()));
     let http = reqwest::Client::new();
-    for _ in 0..400 {
-        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            return base;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("api did not become ready");
+    support::wait::until("the api never became ready", Duration::from_secs(10), || async {
+        http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    base
 }
 
 /// POSTs requests `first..first+count` with `CONCURRENCY` in flight; submits per second.

@@ -288,15 +288,14 @@ const SHARED_PAIRS: usize = 6;
 struct Nginx {
     child: std::process::Child,
     base: String,
-    dir: std::path::PathBuf,
+    dir: support::tempdir::TempDir,
 }
 
 impl Nginx {
     /// `None` when nginx is not installed (`scripts/ensure-deps.sh --test` installs it).
     async fn start(root: &std::path::Path) -> Option<Nginx> {
         let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists())?;
-        let dir = std::env::temp_dir().join(format!("cbs-nginx-bench-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = support::tempdir::TempDir::new("nginx-bench");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let d = dir.display();
         let conf = format!(
@@ -311,7 +310,7 @@ impl Nginx {
         );
         std::fs::write(dir.join("nginx.conf"), conf).unwrap();
         let child = std::process::Command::new(bin)
-            .args(["-p"]).arg(&dir).args(["-e"]).arg(dir.join("error.log")).args(["-c"]).arg(dir.join("nginx.conf"))
+            .args(["-p"]).arg(dir.path()).args(["-e"]).arg(dir.join("error.log")).args(["-c"]).arg(dir.join("nginx.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -332,7 +331,6 @@ impl Drop for Nginx {
         // TERM, not KILL: the master stops its workers.
         let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -74,8 +74,7 @@ async fn main() {
     let rounds = if full { ROUNDS } else { 1 };
     let size = if full { SIZE } else { QUICK_SIZE };
     let (s, cfg) = support::s3::storage().await;
-    let dir = std::env::temp_dir().join(format!("cbs-bench-s3-{}", rand::random::<u64>()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::tempdir::TempDir::new("bench-s3");
     let file = dir.join("caddy");
     std::fs::write(&file, support::s3::payload(size, 42)).unwrap();
     let bucket = &cfg.bucket;
@@ -123,7 +122,7 @@ async fn main() {
         );
     }
     s.delete_prefix("bench").await.unwrap();
-    std::fs::remove_dir_all(dir).unwrap();
+    drop(dir);
     if full && !ok {
         std::process::exit(1);
     }

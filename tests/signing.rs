@@ -11,10 +11,6 @@ use caddy_build_server::config::SigningConfig;
 use caddy_build_server::signing::Signer;
 use support::tempdir::TempDir;
 
-fn temp_dir() -> TempDir {
-    TempDir::new("signing")
-}
-
 fn config(dir: &Path) -> SigningConfig {
     SigningConfig {
         secret_key_path: dir.join("keys/minisign.key").display().to_string(),
@@ -36,7 +32,7 @@ fn minisign_verifies(file: &Path, key_args: &[&str]) -> bool {
 
 #[test]
 fn first_start_generates_a_key_pair_that_later_starts_reuse() {
-    let dir = temp_dir();
+    let dir = TempDir::new("signing");
     let cfg = config(&dir);
     let signer = Signer::load_or_generate(&cfg).unwrap();
     let mode = std::fs::metadata(&cfg.secret_key_path).unwrap().permissions().mode() & 0o777;
@@ -59,7 +55,7 @@ fn first_start_generates_a_key_pair_that_later_starts_reuse() {
 
 #[test]
 fn processes_starting_together_agree_on_one_key() {
-    let dir = temp_dir();
+    let dir = TempDir::new("signing");
     let cfg = config(&dir);
     let keys: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8).map(|_| s.spawn(|| Signer::load_or_generate(&cfg).unwrap().public_key())).collect();
@@ -71,7 +67,7 @@ fn processes_starting_together_agree_on_one_key() {
 
 #[test]
 fn minisign_accepts_the_signature_and_rejects_a_flipped_byte() {
-    let dir = temp_dir();
+    let dir = TempDir::new("signing");
     let cfg = config(&dir);
     let signer = Signer::load_or_generate(&cfg).unwrap();
     let binary = dir.join("caddy");
@@ -98,7 +94,7 @@ fn minisign_accepts_the_signature_and_rejects_a_flipped_byte() {
 
 #[test]
 fn a_damaged_secret_key_is_an_error_not_a_new_key() {
-    let dir = temp_dir();
+    let dir = TempDir::new("signing");
     let cfg = config(&dir);
     std::fs::create_dir_all(dir.join("keys")).unwrap();
     std::fs::write(&cfg.secret_key_path, "untrusted comment: x\nnot base64\n").unwrap();
@@ -109,7 +105,7 @@ fn a_damaged_secret_key_is_an_error_not_a_new_key() {
 
 #[tokio::test]
 async fn async_callers_get_the_same_kind_of_signature() {
-    let dir = temp_dir();
+    let dir = TempDir::new("signing");
     let signer = Signer::load_or_generate(&config(&dir)).unwrap();
     let binary = dir.join("caddy.exe");
     std::fs::write(&binary, b"MZ not really a windows binary").unwrap();
