@@ -159,6 +159,7 @@ mod tests {
             caddy_version: caddy.into(),
             plugins: vec![Plugin { module: "github.com/a/b".into(), version: plugin.into() }],
             replacements: vec![Replacement { old: "github.com/x/y".into(), new: "github.com/z/y".into(), version: replacement.into() }],
+            go_version: "1.26.8".into(),
             ..SpecRequest::default()
         }
     }
@@ -168,7 +169,10 @@ mod tests {
         let pseudo = "v0.0.0-20240101000000-abcdefabcdef";
         assert!(request("v2.10.2", "v0.2.1", pseudo).is_pinned());
         assert!(request("v2.11.0-beta.1", "v2.0.0+incompatible", "v1.0.0").is_pinned());
-        assert!(SpecRequest { caddy_version: "v2.10.2".into(), ..SpecRequest::default() }.is_pinned());
+        let plain = SpecRequest { caddy_version: "v2.10.2".into(), go_version: "go1.26.8".into(), ..SpecRequest::default() };
+        assert!(plain.is_pinned());
+        // The operator's worker.go_version can change what an unnamed Go means.
+        assert!(!SpecRequest { go_version: String::new(), ..plain }.is_pinned());
         for (caddy, plugin, replacement) in [
             ("", "v0.2.1", "v1.0.0"),
             ("latest", "v0.2.1", "v1.0.0"),
