@@ -6,6 +6,7 @@ pub mod api;
 pub mod blocking;
 pub mod config;
 pub mod db;
+pub mod gocache;
 pub mod gomod;
 pub mod janitor;
 pub mod outbound;

@@ -3,10 +3,12 @@
 //! to a default), defaults applied, then validated. Every error names the key.
 
 mod admission;
+mod gocache;
 mod janitor;
 mod template;
 
 pub use admission::AdmissionConfig;
+pub use gocache::GoCacheConfig;
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 
 use std::path::Path;
@@ -48,6 +50,8 @@ pub struct Config {
     /// Plugins offered on the download page (any other module can still be typed in).
     pub catalog: Vec<crate::ui::CatalogEntry>,
     pub janitor: JanitorConfig,
+    /// The build cache and module downloads shared between worker hosts.
+    pub gocache: GoCacheConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -70,6 +74,7 @@ impl Default for Config {
             signing: SigningConfig::default(),
             catalog: crate::ui::default_catalog(),
             janitor: JanitorConfig::default(),
+            gocache: GoCacheConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -528,6 +533,7 @@ impl Config {
             return Err(invalid("storage.path", "must not be empty for the local backend"));
         }
         self.janitor.validate()?;
+        self.gocache.validate()?;
         self.storage.validate()?;
         self.signing.validate()?;
         self.worker.preemption.validate()?;
@@ -728,5 +734,8 @@ mod shipped_config {
         assert_eq!(c.storage.backend, d.storage.backend);
         assert_eq!(c.janitor.retention.max_age, d.janitor.retention.max_age);
         assert_eq!(c.catalog.len(), d.catalog.len());
+        assert_eq!((c.gocache.enabled, c.gocache.share_modules), (d.gocache.enabled, d.gocache.share_modules));
+        assert_eq!((c.gocache.max_bytes, c.gocache.max_age), (d.gocache.max_bytes, d.gocache.max_age));
+        assert_eq!(c.gocache.program_volume, d.gocache.program_volume);
     }
 }

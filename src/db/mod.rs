@@ -5,6 +5,7 @@
 mod admission;
 mod builds;
 mod error;
+mod gocache;
 mod janitor;
 mod listener;
 mod migrate;
@@ -20,6 +21,7 @@ pub use error::{DbError, Refusal};
 pub use listener::{BuildWatch, Channel, Listener, ListenerEvent, WatchOn};
 pub use migrate::{migrate, schema_fingerprint, MigrateError, SchemaReport};
 pub use packages::PackageRow;
+pub use gocache::{GoCacheCandidate, GoCacheKind};
 pub use janitor::{RetentionCandidate, StatusCount};
 pub use pool::{connect_pool, DbPool};
 pub use schema_wait::{schema_state, wait_for_schema, SchemaState, SchemaWaitError};

@@ -38,6 +38,8 @@ pub struct JobContext {
     /// finds Docker ready, so a worker started while Docker was down, or an image
     /// rebuilt meanwhile, is recorded right.
     pub image_id: std::sync::Mutex<String>,
+    /// The build cache shared with other worker hosts (`gocache.enabled`).
+    pub gocache: Option<Arc<crate::gocache::GoCache>>,
 }
 
 /// Runs one build in `session` (opened, or taken from the spare, by the
@@ -104,13 +106,18 @@ async fn execute(
         .map_err(|e| JobError::Deterministic(format!("unreadable build spec: {e}")))?;
     let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
     let timeouts = &ctx.config.worker.timeouts;
-    let resolve = recipe::resolve_step(&ctx.config, &spec, timeouts.resolve).map_err(bad)?;
-    let compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
+    let mut resolve = recipe::resolve_step(&ctx.config, &spec, timeouts.resolve).map_err(bad)?;
+    let mut compile = recipe::build_step(&ctx.config, &spec, timeouts.build).map_err(bad)?;
     let work = session.work_dir();
     let main_go = work.join("main.go");
     tokio::fs::write(&main_go, recipe::main_go(&spec).map_err(bad)?)
         .await
         .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
+    let shared_cache = shared_cache(ctx, build, work, tx).await;
+    if let Some(shared) = &shared_cache {
+        shared.resolve_step(&mut resolve);
+        shared.build_step(&mut compile);
+    }
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{}", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch)).await;
 
     step(ctx, session, &resolve, tx, cancel, &spec).await?;
@@ -127,6 +134,9 @@ async fn execute(
     });
     phase(tx, "compile").await;
     step(ctx, session, &compile, tx, cancel, &spec).await?;
+    if let Some(shared) = shared_cache {
+        shared.server.finish();
+    }
     phase(tx, "cleanup").await;
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
     // Every binary's Go build information must list each plugin; binaries this
@@ -183,6 +193,23 @@ async fn execute(
     let mut value = serde_json::to_value(&artifact).map_err(|e| JobError::Transient(e.to_string()))?;
     value["provenance"] = provenance;
     Ok(value)
+}
+
+/// The shared Go cache for this build, when enabled and available; a build
+/// without it only runs at its host's own cache speed, so trouble here is
+/// logged and the build goes on.
+async fn shared_cache(ctx: &JobContext, build: &Build, work: &std::path::Path, tx: &mpsc::Sender<OutputLine>) -> Option<crate::gocache::ForBuild> {
+    let cache = ctx.gocache.as_ref()?;
+    let image_id = ctx.image_id.lock().unwrap().clone();
+    let image_id = if image_id.is_empty() { ctx.sandbox.image().to_string() } else { image_id };
+    match cache.start(&ctx.sandbox, &image_id, &build.build_key, work).await {
+        Ok(shared) => Some(shared),
+        Err(e) => {
+            warn!(error = %e, "shared Go cache unavailable; building with the host's own cache");
+            say(tx, &format!("shared Go cache unavailable, building with this host's own cache: {e}")).await;
+            None
+        }
+    }
 }
 
 async fn step(

@@ -119,10 +119,14 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
     info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %config.worker.image, "worker started");
 
     let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
-    let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
+    let Some(mut sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
         queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
         return Ok(());
     };
+    let gocache = config.gocache.enabled.then(|| {
+        sandbox = sandbox.clone().with_program_volume(&config.gocache.program_volume);
+        crate::gocache::GoCache::new(storage.clone(), queue.clone(), config.gocache.clone(), &config.go_proxy)
+    });
     let listener_stop = CancellationToken::new();
     let listener = Listener::start(&config.database, listener_stop.clone());
     let ctx = Arc::new(job::JobContext {
@@ -133,6 +137,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         worker_id,
         incarnation,
         image_id: Default::default(),
+        gocache,
     });
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
     listener_stop.cancel();
