@@ -70,7 +70,7 @@ impl BuildCache {
         let socket = work_dir.join(super::SOCKET_NAME);
         let io = |e: std::io::Error| GoCacheError::Socket(format!("{}: {e}", socket.display()));
         let _ = tokio::fs::remove_file(&socket).await;
-        let listener = tokio::net::UnixListener::bind(&socket).map_err(io)?;
+        let listener = bind(work_dir, &socket).map_err(io)?;
         // The build runs as another user than the worker: it must be able to connect.
         {
             use std::os::unix::fs::PermissionsExt;
@@ -131,6 +131,22 @@ impl Drop for BuildCache {
         self.stop.cancel();
         let _ = std::fs::remove_file(&self.socket);
     }
+}
+
+/// Longest socket path `bind` takes (`sun_path` holds 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Binds `socket` in `dir`. Work dirs can be deep, deeper than a socket path may
+/// be; then the socket is bound through the directory's open descriptor
+/// (`/proc/self/fd/N/name`, which Linux resolves like the directory itself).
+fn bind(dir: &Path, socket: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    if socket.as_os_str().len() <= MAX_SOCKET_PATH {
+        return tokio::net::UnixListener::bind(socket);
+    }
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir)?;
+    let short = format!("/proc/self/fd/{}/{}", handle.as_raw_fd(), super::SOCKET_NAME);
+    tokio::net::UnixListener::bind(short)
 }
 
 fn is_hex_id(s: &str) -> bool {
@@ -288,5 +304,21 @@ mod tests {
             assert!(!shareable_module(bad), "{bad}");
         }
         assert!(is_hex_id(&a) && !is_hex_id(&a.to_uppercase()) && !is_hex_id("ab"));
+    }
+
+    #[tokio::test]
+    async fn binds_in_directories_deeper_than_a_socket_path_may_be() {
+        let dir = std::env::temp_dir().join(format!("cbs-sock-{:x}", rand::random::<u64>())).join("d".repeat(120));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join(crate::gocache::SOCKET_NAME);
+        let listener = bind(&dir, &socket).unwrap();
+        let accepted = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        // A client reaches it by the same short route the container's short path takes.
+        let handle = std::fs::File::open(&dir).unwrap();
+        let short = format!("/proc/self/fd/{}/{}", std::os::fd::AsRawFd::as_raw_fd(&handle), crate::gocache::SOCKET_NAME);
+        tokio::net::UnixStream::connect(&short).await.unwrap();
+        accepted.await.unwrap().unwrap();
+        assert!(socket.exists(), "the socket is in the directory itself");
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
     }
 }
