@@ -67,7 +67,8 @@ impl GoCacheConfig {
         if self.batch_size < 1 {
             return Err(invalid("gocache.batch_size", "must be at least 1"));
         }
-        if !self.ping_url.is_empty() && !(self.ping_url.starts_with("http://") || self.ping_url.starts_with("https://")) {
+        let url = &self.ping_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid("gocache.ping_url", format!("{:?} is not an http(s) URL", self.ping_url)));
         }
         Ok(())
