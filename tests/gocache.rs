@@ -259,3 +259,82 @@ async fn trimming_removes_the_least_recently_used_beyond_the_limits() {
     assert_eq!(usage, 1);
     remove_scratch(&db);
 }
+
+/// One HTTP/1.1 request over the build's socket, as the cache program sends it:
+/// (status, x-output-id header, body).
+async fn over_socket(socket: &Path, method: &str, target: &str, body: &[u8]) -> (u16, Option<String>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let head = format!("{method} {target} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head[9..12].parse().unwrap();
+    let output = head.lines().find_map(|l| l.strip_prefix("x-output-id: ")).map(String::from);
+    (status, output, raw[split + 4..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_worker_checks_every_entry_against_its_output_id() {
+    use caddy_build_server::gocache::{sha256_hex, BuildCache, GoCache};
+    let db = TestDb::new().await;
+    let store = scratch(&db, "store");
+    let storage = std::sync::Arc::new(LocalStorage::new(&store).unwrap());
+    let cache = GoCache::new(storage.clone(), db.queue.clone(), Config::default().gocache, "https://proxy.golang.org");
+    let work = scratch(&db, "work");
+    let server = BuildCache::start(cache, "go1.26.8", &work).await.unwrap();
+    let socket = work.join(caddy_build_server::gocache::SOCKET_NAME);
+    let action = "ab".repeat(32);
+    let content = b"package archive".to_vec();
+    let output = sha256_hex(&content);
+
+    // A put whose content does not hash to the output ID it names is refused.
+    let (status, _, _) = over_socket(&socket, "PUT", &format!("/gocache/{action}?output={}", "00".repeat(32)), &content).await;
+    assert_eq!(status, 422);
+    assert_eq!(over_socket(&socket, "GET", &format!("/gocache/{action}"), b"").await.0, 404);
+    // A good one is recorded and stored (in the background), then served with its output ID.
+    assert_eq!(over_socket(&socket, "PUT", &format!("/gocache/{action}?output={output}"), &content).await.0, 202);
+    let path = format!("gocache/go1.26.8/ab/{action}");
+    for _ in 0..100 {
+        if storage.size(&path).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, id, body) = over_socket(&socket, "GET", &format!("/gocache/{action}"), b"").await;
+    assert_eq!((status, id.as_deref(), body), (200, Some(output.as_str()), content.clone()));
+    // Reported use: entries the store has are renewed, the others are named back.
+    let other = "cd".repeat(32);
+    let (status, _, missing) = over_socket(&socket, "POST", "/gocache-used", format!("{action}\n{other}").as_bytes()).await;
+    assert_eq!((status, String::from_utf8(missing).unwrap()), (200, other));
+
+    // A stored object whose content changed is a miss, and is deleted with its row.
+    let file = store.join(&path);
+    let mut bytes = std::fs::read(&file).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&file, bytes).unwrap();
+    assert_eq!(over_socket(&socket, "GET", &format!("/gocache/{action}"), b"").await.0, 404);
+    assert!(!file.exists(), "the corrupt object is deleted");
+    let rows: i64 = db.client().await.query_one("SELECT count(*) FROM cbs.gocache_entries", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 0, "and so is its row");
+
+    // Module files: exact versions only, checked like entries.
+    let module = "/gomod/github.com/!example/plugin/@v/v1.2.3.zip";
+    assert_eq!(over_socket(&socket, "PUT", "/gomod/github.com/x/@v/list", b"v1.0.0").await.0, 400);
+    assert_eq!(over_socket(&socket, "GET", module, b"").await.0, 404);
+    assert_eq!(over_socket(&socket, "PUT", module, b"zip bytes").await.0, 202);
+    let mut got = (0, None, Vec::new());
+    for _ in 0..100 {
+        got = over_socket(&socket, "GET", module, b"").await;
+        if got.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((got.0, got.2), (200, b"zip bytes".to_vec()));
+    server.finish();
+    remove_scratch(&db);
+}
