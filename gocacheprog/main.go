@@ -13,6 +13,10 @@
 //	    locally and handed to the worker for the shared store. At close, the
 //	    action IDs served from the local disk are reported, and those the shared
 //	    store lacks are uploaded (a warm host fills the store for cold ones).
+//	    At start it fetches, in the background and several at once, the entries
+//	    the last build of the same target used (the worker's manifest): Go asks
+//	    for entries one action at a time, and a host with an empty cache would
+//	    otherwise wait a round trip for each of thousands.
 //
 //	cbs-gocacheprog modproxy ADDR UPSTREAM
 //	    A module proxy on ADDR (loopback) for the resolve step: module files are
@@ -127,6 +131,74 @@ type cache struct {
 	out        *bufio.Writer
 	inFlight   sync.WaitGroup
 	inFlightCh chan struct{}
+
+	// Entries being fetched ahead: closed when done (fetched or not).
+	prefetchMu sync.Mutex
+	prefetch   map[string]chan struct{}
+	prefetched atomic.Int64
+}
+
+// Entries fetched ahead at once.
+const prefetchers = 8
+
+// startPrefetch fetches the manifest's entries missing locally, in its order.
+func (c *cache) startPrefetch() {
+	if c.worker == nil {
+		return
+	}
+	resp, err := c.worker.Get("http://worker/gocache-manifest")
+	if err != nil {
+		return
+	}
+	list, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return
+	}
+	var todo []string
+	c.prefetchMu.Lock()
+	for _, aid := range strings.Fields(string(list)) {
+		if len(aid) != 64 || c.prefetch[aid] != nil {
+			continue
+		}
+		if _, _, _, ok := c.readAction(aid); ok {
+			continue
+		}
+		c.prefetch[aid] = make(chan struct{})
+		todo = append(todo, aid)
+	}
+	c.prefetchMu.Unlock()
+	next := make(chan string)
+	for i := 0; i < prefetchers; i++ {
+		go func() {
+			for aid := range next {
+				if c.fetch(aid) != nil {
+					c.prefetched.Add(1)
+				}
+				c.prefetchMu.Lock()
+				close(c.prefetch[aid])
+				c.prefetchMu.Unlock()
+			}
+		}()
+	}
+	go func() {
+		for _, aid := range todo {
+			next <- aid
+		}
+		close(next)
+	}()
+}
+
+// awaitPrefetch waits for the entry if it is (or was) being fetched ahead,
+// and says whether it was.
+func (c *cache) awaitPrefetch(aid string) bool {
+	c.prefetchMu.Lock()
+	done := c.prefetch[aid]
+	c.prefetchMu.Unlock()
+	if done != nil {
+		<-done
+	}
+	return done != nil
 }
 
 func (c *cache) reply(r *Response) {
@@ -141,6 +213,8 @@ func (c *cache) serve(in io.Reader, out io.Writer) error {
 	c.enc = json.NewEncoder(c.out)
 	c.localHits = map[string]bool{}
 	c.inFlightCh = make(chan struct{}, maxInFlight)
+	c.prefetch = map[string]chan struct{}{}
+	c.startPrefetch()
 	c.reply(&Response{ID: 0, KnownCommands: []string{"get", "put", "close"}})
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<20))
 	for {
@@ -217,6 +291,7 @@ func (c *cache) get(actionID []byte) *Response {
 		return &Response{Err: "bad action ID"}
 	}
 	aid := hex.EncodeToString(actionID)
+	ahead := c.awaitPrefetch(aid)
 	if oid, size, at, ok := c.readAction(aid); ok {
 		path := c.outputPath(oid)
 		if st, err := os.Stat(path); err == nil && st.Size() == size {
@@ -225,15 +300,19 @@ func (c *cache) get(actionID []byte) *Response {
 				os.Chtimes(path, now, now)
 				os.Chtimes(c.actionPath(aid), now, now)
 			}
-			c.stats.local.Add(1)
-			c.mu.Lock()
-			c.localHits[aid] = true
-			c.mu.Unlock()
+			if ahead {
+				c.stats.remote.Add(1) // from the shared store, fetched ahead
+			} else {
+				c.stats.local.Add(1)
+				c.mu.Lock()
+				c.localHits[aid] = true
+				c.mu.Unlock()
+			}
 			return hit(oid, size, at, path)
 		}
 	}
 	if c.worker != nil {
-		if res := c.remoteGet(aid); res != nil {
+		if res := c.fetch(aid); res != nil {
 			c.stats.remote.Add(1)
 			return res
 		}
@@ -247,8 +326,9 @@ func hit(oid string, size int64, at time.Time, path string) *Response {
 	return &Response{OutputID: raw, Size: size, Time: &at, DiskPath: path}
 }
 
-// remoteGet asks the worker for the entry; nil on a miss or any failure.
-func (c *cache) remoteGet(aid string) *Response {
+// fetch asks the worker for the entry and keeps it on the local disk; nil on a
+// miss or any failure.
+func (c *cache) fetch(aid string) *Response {
 	resp, err := c.worker.Get("http://worker/gocache/" + aid)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cbs-gocacheprog: shared cache unreachable:", err)
@@ -355,8 +435,8 @@ func (c *cache) close() {
 		c.uploadMissing()
 	}
 	c.trimLocal()
-	fmt.Fprintf(os.Stderr, "cbs-gocacheprog: %d local hits, %d shared hits, %d misses, %d puts, %d uploaded, %d corrupt shared entries ignored\n",
-		c.stats.local.Load(), c.stats.remote.Load(), c.stats.miss.Load(), c.stats.put.Load(), c.stats.uploaded.Load(), c.stats.corrupt.Load())
+	fmt.Fprintf(os.Stderr, "cbs-gocacheprog: %d local hits, %d shared hits, %d misses, %d puts, %d uploaded, %d corrupt shared entries ignored, %d fetched ahead\n",
+		c.stats.local.Load(), c.stats.remote.Load(), c.stats.miss.Load(), c.stats.put.Load(), c.stats.uploaded.Load(), c.stats.corrupt.Load(), c.prefetched.Load())
 }
 
 func (c *cache) uploadMissing() {

@@ -96,10 +96,11 @@ impl GoCache {
     }
 
     /// Sets up one build: the program for its image, its socket in `work_dir`.
-    pub async fn start(self: &Arc<Self>, sandbox: &Sandbox, image_id: &str, build_key: &str, work_dir: &Path) -> Result<ForBuild, GoCacheError> {
+    /// `target` names the build's GOOS/GOARCH(/GOARM), e.g. `linux-amd64`.
+    pub async fn start(self: &Arc<Self>, sandbox: &Sandbox, image_id: &str, build_key: &str, target: &str, work_dir: &Path) -> Result<ForBuild, GoCacheError> {
         let scratch = work_dir.parent().unwrap_or(work_dir);
         let program = self.program(sandbox, image_id, build_key, scratch).await?;
-        let server = BuildCache::start(self.clone(), &program.go_version, work_dir).await?;
+        let server = BuildCache::start(self.clone(), &program.go_version, target, work_dir).await?;
         Ok(ForBuild { program, server, share_modules: self.config.share_modules, upstream: self.upstream.clone() })
     }
 }

@@ -9,7 +9,11 @@
 //! - `POST /gocache-used`: action IDs the build found in the host's own cache,
 //!   renewed in the store's bookkeeping; answers those the store lacks;
 //! - `GET`/`PUT /gomod/{escaped module path}/@v/{file}`: module files, stored by
-//!   the hash of their path and checked against their content hash on read.
+//!   the hash of their path and checked against their content hash on read;
+//! - `GET /gocache-manifest`: the action IDs the last build of this target
+//!   used (a list kept per Go version and target), which the program fetches
+//!   ahead of Go's requests: Go asks for entries one action at a time, and a
+//!   fresh host would otherwise wait a round trip for each of thousands.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +37,8 @@ use crate::storage::StorageError;
 
 /// Largest entry accepted (Go's biggest package archives are tens of MB).
 const MAX_ENTRY: usize = 512 << 20;
+/// Fewer action IDs than this make no manifest (a real Caddy build uses thousands).
+const MIN_MANIFEST: usize = 100;
 /// Uploads to the store under way at once per build.
 const UPLOADS: usize = 16;
 /// How long a finished build's uploads may still run before they are given up.
@@ -52,6 +58,10 @@ pub struct Stats {
 struct Shared {
     cache: Arc<GoCache>,
     go_version: String,
+    /// The build's target (`linux-amd64`, `linux-arm-7`): names its manifest.
+    target: String,
+    /// Action IDs this build used (hits, puts, reported local hits), for the manifest.
+    used: std::sync::Mutex<std::collections::BTreeSet<String>>,
     stats: Stats,
     uploads: TaskTracker,
     upload_slots: Semaphore,
@@ -66,7 +76,7 @@ pub struct BuildCache {
 
 impl BuildCache {
     /// Serves the build whose work dir is `work_dir`, at `work_dir/<SOCKET_NAME>`.
-    pub async fn start(cache: Arc<GoCache>, go_version: &str, work_dir: &Path) -> Result<BuildCache, GoCacheError> {
+    pub async fn start(cache: Arc<GoCache>, go_version: &str, target: &str, work_dir: &Path) -> Result<BuildCache, GoCacheError> {
         let socket = work_dir.join(super::SOCKET_NAME);
         let io = |e: std::io::Error| GoCacheError::Socket(format!("{}: {e}", socket.display()));
         let _ = tokio::fs::remove_file(&socket).await;
@@ -79,6 +89,8 @@ impl BuildCache {
         let shared = Arc::new(Shared {
             cache,
             go_version: go_version.to_string(),
+            target: target.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect(),
+            used: Default::default(),
             stats: Stats::default(),
             uploads: TaskTracker::new(),
             upload_slots: Semaphore::new(UPLOADS),
@@ -86,6 +98,7 @@ impl BuildCache {
         let router = Router::new()
             .route("/gocache/{action}", get(get_entry).put(put_entry))
             .route("/gocache-used", post(used))
+            .route("/gocache-manifest", get(manifest))
             .route("/gomod/{*path}", get(get_module).put(put_module))
             .layer(DefaultBodyLimit::max(MAX_ENTRY))
             .with_state(shared.clone());
@@ -109,6 +122,7 @@ impl BuildCache {
         drop(self);
         shared.uploads.close();
         tokio::spawn(async move {
+            write_manifest(&shared).await;
             if tokio::time::timeout(UPLOAD_GRACE, shared.uploads.wait()).await.is_err() {
                 warn!("shared cache uploads still running after {UPLOAD_GRACE:?}; no longer waiting for them");
             }
@@ -157,6 +171,31 @@ fn is_hex_id(s: &str) -> bool {
 pub(super) fn entry_path(go_version: &str, action: &str) -> String {
     let version: String = go_version.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
     format!("gocache/{version}/{}/{action}", &action[..2])
+}
+
+/// Store path of a target's manifest: `gocache/<go version>/manifest/<target>`.
+fn manifest_path(shared: &Shared) -> String {
+    let dir = entry_path(&shared.go_version, &"0".repeat(64));
+    let version_dir = dir.rsplitn(3, '/').nth(2).unwrap_or("gocache");
+    format!("{version_dir}/manifest/{}", shared.target)
+}
+
+/// Replaces the target's manifest with what this build used (a build that used
+/// almost nothing, e.g. one that failed early, leaves the old one).
+async fn write_manifest(shared: &Shared) {
+    let list: Vec<String> = shared.used.lock().unwrap().iter().cloned().collect();
+    if list.len() < MIN_MANIFEST {
+        return;
+    }
+    let path = manifest_path(shared);
+    if let Err(e) = shared.cache.storage.put_bytes(&path, blob::seal(list.join("\n").as_bytes())).await {
+        warn!(path, error = %e, "cannot store the shared cache manifest");
+    }
+}
+
+fn note_used<'a>(shared: &Shared, actions: impl IntoIterator<Item = &'a str>) {
+    let mut used = shared.used.lock().unwrap();
+    used.extend(actions.into_iter().map(String::from));
 }
 
 /// Store path of a module file: `gomod/<aa>/<sha256 of its proxy path>`.
@@ -226,6 +265,7 @@ async fn get_entry(State(shared): State<Arc<Shared>>, UrlPath(action): UrlPath<S
     match read_checked(&shared, &entry_path(&shared.go_version, &action)).await {
         Some((output, content)) => {
             shared.stats.hits.fetch_add(1, Ordering::Relaxed);
+            note_used(&shared, [action.as_str()]);
             ([("x-output-id", output)], content).into_response()
         }
         None => {
@@ -248,12 +288,14 @@ async fn put_entry(State(shared): State<Arc<Shared>>, UrlPath(action): UrlPath<S
         debug!(action, "refused a shared cache entry that does not hash to its output ID");
         return StatusCode::UNPROCESSABLE_ENTITY;
     }
+    note_used(&shared, [action.as_str()]);
     upload(&shared, entry_path(&shared.go_version, &action), GoCacheKind::Build, body);
     StatusCode::ACCEPTED
 }
 
 async fn used(State(shared): State<Arc<Shared>>, body: String) -> Response {
     let actions: Vec<&str> = body.split_whitespace().filter(|a| is_hex_id(a)).collect();
+    note_used(&shared, actions.iter().copied());
     let paths: Vec<String> = actions.iter().map(|a| entry_path(&shared.go_version, a)).collect();
     match shared.cache.queue.gocache_touch(&paths).await {
         Ok(missing) => {
@@ -264,6 +306,14 @@ async fn used(State(shared): State<Arc<Shared>>, body: String) -> Response {
             warn!(error = %e, "cannot renew shared cache entries");
             StatusCode::SERVICE_UNAVAILABLE.into_response()
         }
+    }
+}
+
+/// The target's manifest, checked like any object; empty when there is none.
+async fn manifest(State(shared): State<Arc<Shared>>) -> Response {
+    match read_checked(&shared, &manifest_path(&shared)).await {
+        Some((_, list)) => list.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -113,7 +113,8 @@ async fn execute(
     tokio::fs::write(&main_go, recipe::main_go(&spec).map_err(bad)?)
         .await
         .map_err(|e| JobError::Transient(format!("{}: {e}", main_go.display())))?;
-    let shared_cache = shared_cache(ctx, build, work, tx).await;
+    let target = [spec.os.as_str(), spec.arch.as_str(), spec.arm.as_deref().unwrap_or("")].join("-");
+    let shared_cache = shared_cache(ctx, build, target.trim_end_matches('-'), work, tx).await;
     if let Some(shared) = &shared_cache {
         shared.resolve_step(&mut resolve);
         shared.build_step(&mut compile);
@@ -198,11 +199,11 @@ async fn execute(
 /// The shared Go cache for this build, when enabled and available; a build
 /// without it only runs at its host's own cache speed, so trouble here is
 /// logged and the build goes on.
-async fn shared_cache(ctx: &JobContext, build: &Build, work: &std::path::Path, tx: &mpsc::Sender<OutputLine>) -> Option<crate::gocache::ForBuild> {
+async fn shared_cache(ctx: &JobContext, build: &Build, target: &str, work: &std::path::Path, tx: &mpsc::Sender<OutputLine>) -> Option<crate::gocache::ForBuild> {
     let cache = ctx.gocache.as_ref()?;
     let image_id = ctx.image_id.lock().unwrap().clone();
     let image_id = if image_id.is_empty() { ctx.sandbox.image().to_string() } else { image_id };
-    match cache.start(&ctx.sandbox, &image_id, &build.build_key, work).await {
+    match cache.start(&ctx.sandbox, &image_id, &build.build_key, target, work).await {
         Ok(shared) => Some(shared),
         Err(e) => {
             warn!(error = %e, "shared Go cache unavailable; building with the host's own cache");
