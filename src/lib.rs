@@ -7,6 +7,7 @@ pub mod attest;
 pub mod blocking;
 pub mod config;
 pub mod db;
+pub mod gocache;
 pub mod gomod;
 pub mod janitor;
 pub mod outbound;

@@ -123,7 +123,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
     info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %ImageMaker::image_name_for(&config, default_go), "worker started");
 
     let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
-    let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
+    let Some(mut sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
         queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
         return Ok(());
     };
@@ -135,6 +135,10 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
             return Err(e).context("builder images");
         }
     };
+    let gocache = config.gocache.enabled.then(|| {
+        sandbox = sandbox.clone().with_program_volume(&config.gocache.program_volume);
+        crate::gocache::GoCache::new(storage.clone(), queue.clone(), config.gocache.clone(), &config.go_proxy)
+    });
     let listener_stop = CancellationToken::new();
     let listener = Listener::start(&config.database, listener_stop.clone());
     let ctx = Arc::new(job::JobContext {
@@ -148,6 +152,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         images,
         default_go,
         host,
+        gocache,
     });
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
     listener_stop.cancel();
