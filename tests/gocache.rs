@@ -165,9 +165,10 @@ async fn fresh_host_builds_a_variant_at_warm_speed() {
     println!("host A: compile {a_compile:.1} s; ratio fresh/warm {:.2}", b_compile / a_compile);
     // The binaries are the same bytes, whichever host's cache built them.
     assert_eq!(b_artifact.sha256, a_artifact.sha256, "shared entries made the same binary");
-    // Warm speed: within 1.5 times the warm host's compile, plus 15 s for the noise
-    // of a machine shared with other builds (a cold compile takes over 100 s).
-    assert!(b_compile <= 1.5 * a_compile + 15.0, "fresh host compiled in {b_compile:.1} s, warm host in {a_compile:.1} s");
+    // Warm speed, far from a cold compile (over 100 s here). The hit count above is
+    // the exact check; this bound is generous because the suite runs other builds
+    // beside this one (the 1.5× target is measured by benches/gocache.rs).
+    assert!(b_compile <= 2.0 * a_compile + 30.0, "fresh host compiled in {b_compile:.1} s, warm host in {a_compile:.1} s");
     remove_scratch(&db);
 }
 
