@@ -61,6 +61,24 @@ impl BuildSpec {
     }
 }
 
+#[cfg(test)]
+impl BuildSpec {
+    /// Caddy v2.11.9 for linux/amd64 with these `(module, version)` plugins: the
+    /// spec unit tests start from.
+    pub fn for_test(plugins: &[(&str, &str)]) -> BuildSpec {
+        BuildSpec {
+            caddy_version: "v2.11.9".into(),
+            plugins: plugins.iter().map(|(m, v)| Plugin { module: m.to_string(), version: v.to_string() }).collect(),
+            replacements: vec![],
+            os: "linux".into(),
+            arch: "amd64".into(),
+            arm: None,
+            tags: None,
+            go_version: None,
+        }
+    }
+}
+
 /// A build key as `cbs.build_key` makes them: 64 lowercase hex digits. Checked
 /// before a key from outside reaches SQL or becomes a storage path.
 pub fn is_build_key(key: &str) -> bool {

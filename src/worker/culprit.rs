@@ -183,19 +183,9 @@ fn climb_to_plugin(node: &str, plugins: &HashSet<&str>, not: &str, graph: &Graph
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Plugin;
 
     fn spec(plugins: &[(&str, &str)]) -> BuildSpec {
-        BuildSpec {
-            caddy_version: "v2.11.9".into(),
-            plugins: plugins.iter().map(|(m, v)| Plugin { module: m.to_string(), version: v.to_string() }).collect(),
-            replacements: vec![],
-            os: "linux".into(),
-            arch: "amd64".into(),
-            arm: None,
-            tags: None,
-            go_version: None,
-        }
+        BuildSpec::for_test(plugins)
     }
 
     fn lines(s: &str) -> Vec<String> {

@@ -41,10 +41,6 @@ pub struct JobContext {
     pub worker_id: String,
     /// This process's incarnation: its claims and heartbeats carry it.
     pub incarnation: String,
-    /// The default Go's builder image id, as the runner last found it when Docker
-    /// became ready. A build's provenance takes the id of the image it ran in
-    /// from [`ImageMaker::ensure`] instead (builds may run other Go versions).
-    pub image_id: std::sync::Mutex<String>,
     /// Makes and finds the builder image of each Go version on this daemon.
     pub images: ImageMaker,
     /// `worker.go_version`: builds at it may take the spare sandbox (of its image).

@@ -148,7 +148,6 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         publisher: Publisher { storage, signer },
         worker_id,
         incarnation,
-        image_id: Default::default(),
         images,
         default_go,
         host,

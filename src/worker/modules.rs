@@ -36,19 +36,9 @@ pub fn by_plugin(spec: &BuildSpec, listing: &str) -> Option<BTreeMap<String, Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Plugin;
 
     fn spec(plugins: &[&str]) -> BuildSpec {
-        BuildSpec {
-            caddy_version: "v2.11.9".into(),
-            plugins: plugins.iter().map(|m| Plugin { module: m.to_string(), version: "v1.0.0".into() }).collect(),
-            replacements: vec![],
-            os: "linux".into(),
-            arch: "amd64".into(),
-            arm: None,
-            tags: None,
-            go_version: None,
-        }
+        BuildSpec::for_test(&plugins.iter().map(|m| (*m, "v1.0.0")).collect::<Vec<_>>())
     }
 
     const LISTING: &str = "admin.api.load v2.11.9 github.com/caddyserver/caddy/v2

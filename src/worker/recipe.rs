@@ -294,19 +294,9 @@ pub fn missing_plugins<'a>(spec: &'a BuildSpec, deps: &[String]) -> Vec<&'a str>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Plugin;
 
     fn spec(plugins: &[&str]) -> BuildSpec {
-        BuildSpec {
-            caddy_version: "v2.11.9".into(),
-            plugins: plugins.iter().map(|m| Plugin { module: m.to_string(), version: "v0.2.2".into() }).collect(),
-            replacements: vec![],
-            os: "linux".into(),
-            arch: "amd64".into(),
-            arm: None,
-            tags: None,
-            go_version: None,
-        }
+        BuildSpec::for_test(&plugins.iter().map(|m| (*m, "v0.2.2")).collect::<Vec<_>>())
     }
 
     /// What xcaddy v0.4.5 writes for these two plugins (its mainModuleTemplate

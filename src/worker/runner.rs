@@ -262,12 +262,9 @@ impl Runner {
     /// Whether Docker answers; after an outage (and at start) also that the
     /// default Go's builder image is there, made from the module proxy if not.
     async fn docker_ready(&mut self) -> bool {
-        let result = if self.docker_ok { self.ctx.sandbox.ping().await.map(|_| None) } else { self.default_image_ready().await.map(Some) };
+        let result = if self.docker_ok { self.ctx.sandbox.ping().await } else { self.default_image_ready().await };
         match result {
-            Ok(image_id) => {
-                if let Some(id) = image_id {
-                    *self.ctx.image_id.lock().unwrap() = id;
-                }
+            Ok(()) => {
                 if !self.docker_ok {
                     info!("Docker daemon reachable and builder image present: claiming builds");
                     self.reap().await;
@@ -285,15 +282,15 @@ impl Runner {
         }
     }
 
-    async fn default_image_ready(&self) -> Result<String, SandboxError> {
+    async fn default_image_ready(&self) -> Result<(), SandboxError> {
         let image = self.default_image();
         match self.ctx.sandbox.check(&image).await {
             Err(SandboxError::ImageMissing(_)) => {
                 info!(image, go = %self.ctx.default_go, "making the default builder image from the module proxy's Go toolchain");
                 let made = self.ctx.images.ensure(self.ctx.default_go).await;
-                made.map(|i| i.id).map_err(|e| SandboxError::Docker(format!("cannot make builder image {image}: {e}")))
+                made.map(|_| ()).map_err(|e| SandboxError::Docker(format!("cannot make builder image {image}: {e}")))
             }
-            other => other,
+            other => other.map(|_| ()),
         }
     }
 
