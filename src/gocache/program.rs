@@ -71,6 +71,8 @@ cat "$d/goversion""#
     let job = OneShot {
         what: "gocacheprog",
         build_key: build_key.to_string(),
+        // The image itself (by id): its Go compiles the program the build will run.
+        image: image_id.to_string(),
         cmd: vec!["/bin/sh".into(), "-c".into(), script],
         env,
         // Root in the container (without capabilities) owns the fresh volume's root.

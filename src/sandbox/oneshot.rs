@@ -22,6 +22,8 @@ pub struct OneShot {
     /// Names the container (`cbs-<build key>-<tag>-<what>`) and its step label.
     pub what: &'static str,
     pub build_key: String,
+    /// The image (name or id) to run: the builder image of the build that needs it.
+    pub image: String,
     pub cmd: Vec<String>,
     pub env: Vec<(String, String)>,
     /// `user` or `uid:gid`.
@@ -89,7 +91,7 @@ impl Sandbox {
         let mut mounts: Vec<Mount> = job.bind_read_only.iter().map(|(s, t)| mount(MountType::BIND, s, t, true)).collect();
         mounts.extend(job.volumes.iter().map(|(s, t)| mount(MountType::VOLUME, s, t, false)));
         ContainerCreateBody {
-            image: Some(self.cfg.image.clone()),
+            image: Some(job.image.clone()),
             cmd: Some(job.cmd.clone()),
             entrypoint: Some(vec![]),
             env: Some(job.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
