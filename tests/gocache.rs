@@ -85,7 +85,12 @@ async fn program_summary(queue: &Queue, key: &str, attempt: i32) -> (u64, u64, u
 
 async fn succeeded(db: &TestDb, key: &str) -> (caddy_build_server::db::Build, Artifact) {
     let done = wait_terminal(&db.queue, key, BUILD_LIMIT).await;
-    assert_eq!(done.status, BuildStatus::Succeeded, "{:?}\n{}", done.error, log_lines(&db.queue, key).await.join("\n"));
+    let log = log_lines(&db.queue, key).await;
+    assert_eq!(done.status, BuildStatus::Succeeded, "{:?}\n{}", done.error, log.join("\n"));
+    // Without the shared cache the build is right but proves nothing here.
+    if let Some(line) = log.iter().find(|l| l.contains("shared Go cache unavailable")) {
+        panic!("build {key} ran without the shared cache: {line}");
+    }
     let artifact = serde_json::from_value(done.artifact.clone().unwrap()).unwrap();
     (done, artifact)
 }
@@ -101,22 +106,17 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Waits until every recorded shared entry is in the store and the count holds
-/// still for a second: a finished build's uploads run on in the background.
-async fn wait_uploads(db: &TestDb, store: &Path) -> usize {
-    let mut last = usize::MAX;
-    for _ in 0..600 {
-        let rows: i64 = db.client().await.query_one("SELECT count(*) FROM cbs.gocache_entries", &[]).await.unwrap().get(0);
-        // Manifests (what a target's last build used) have no row: they are replaced, not trimmed.
-        let entries = files_under(&store.join("gocache")).into_iter().filter(|p| !p.to_string_lossy().contains("/manifest/")).count();
-        let files = entries + files_under(&store.join("gomod")).len();
-        if rows as usize == files && files == last && files > 0 {
-            return files;
-        }
-        last = files;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    panic!("shared cache uploads did not settle");
+/// The shared objects in the store, checked against their rows: every recorded
+/// object is there and every object is recorded. No waiting: a worker's stop
+/// waits for its finished builds' uploads (`GoCache::settle`).
+async fn stored_objects(db: &TestDb, store: &Path) -> usize {
+    let rows: i64 = db.client().await.query_one("SELECT count(*) FROM cbs.gocache_entries", &[]).await.unwrap().get(0);
+    // Manifests (what a target's last build used) have no row: they are replaced, not trimmed.
+    let entries = files_under(&store.join("gocache")).into_iter().filter(|p| !p.to_string_lossy().contains("/manifest/")).count();
+    let files = entries + files_under(&store.join("gomod")).len();
+    assert_eq!(rows as usize, files, "rows of shared objects against files in the store after the worker stopped");
+    assert!(files > 0, "the build shared nothing");
+    files
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -133,7 +133,7 @@ async fn fresh_host_builds_a_variant_at_warm_speed() {
     let first = db.queue.submit(&caddy_spec("linux", "amd64"), false).await.unwrap();
     succeeded(&db, &first.build_key).await;
     a.stop().await;
-    let shared = wait_uploads(&db, &store).await;
+    let shared = stored_objects(&db, &store).await;
     println!("host A built {}; {shared} shared objects", first.build_key);
 
     // Host B: empty volumes; builds a variant (plain Caddy) of A's target.
@@ -154,7 +154,7 @@ async fn fresh_host_builds_a_variant_at_warm_speed() {
     assert!(modules.contains("module files from the shared store") && !modules.contains(": 0 module files"), "the shared store served modules: {modules}");
 
     // The same variant again on warm host A.
-    wait_uploads(&db, &store).await;
+    stored_objects(&db, &store).await;
     let mut a_config = host_config(&db, "w-host-a");
     a_config.worker.gomod_cache_volume = a_modules.0[0].clone();
     let a = start_worker(a_config);
@@ -182,7 +182,7 @@ async fn corrupt_shared_entries_are_misses_and_the_binary_stays_right() {
     let b = db.queue.submit(&plain_caddy(), false).await.unwrap();
     let (_, first) = succeeded(&db, &b.build_key).await;
     a.stop().await;
-    wait_uploads(&db, &store).await;
+    stored_objects(&db, &store).await;
 
     // Every fourth build cache entry: one byte of its content flipped.
     let entries: Vec<PathBuf> = files_under(&store.join("gocache")).into_iter().filter(|p| !p.to_string_lossy().contains("/manifest/")).collect();
@@ -206,7 +206,7 @@ async fn corrupt_shared_entries_are_misses_and_the_binary_stays_right() {
     assert!(misses > 0 && puts > 0, "corrupt entries were misses, recompiled and put again");
     assert_eq!(again.sha256, first.sha256, "the same binary as before the corruption");
     // The corrupt objects were replaced by good ones (or removed, when nothing needed them).
-    wait_uploads(&db, &store).await;
+    stored_objects(&db, &store).await;
     for p in &corrupted {
         if let Ok(bytes) = std::fs::read(p) {
             caddy_build_server::gocache::open_blob(&bytes.into()).expect("a corrupt entry was replaced");
@@ -267,12 +267,17 @@ async fn trimming_removes_the_least_recently_used_beyond_the_limits() {
 /// (status, x-output-id header, body).
 async fn over_socket(socket: &Path, method: &str, target: &str, body: &[u8]) -> (u16, Option<String>, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
-    let head = format!("{method} {target} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
+    let exchange = async {
+        let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+        let head = format!("{method} {target} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    // A local exchange: milliseconds; the bound turns a stuck server into a failure.
+    let raw = tokio::time::timeout(Duration::from_secs(60), exchange).await.unwrap_or_else(|_| panic!("{method} {target}: no answer within a minute"));
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let status = head[9..12].parse().unwrap();
@@ -301,10 +306,10 @@ async fn the_worker_checks_every_entry_against_its_output_id() {
     // A good one is recorded and stored (in the background), then served with its output ID.
     assert_eq!(over_socket(&socket, "PUT", &format!("/gocache/{action}?output={output}"), &content).await.0, 202);
     let path = format!("gocache/go1.26.8/ab/{action}");
-    for _ in 0..100 {
-        if storage.size(&path).await.unwrap().is_some() {
-            break;
-        }
+    // A local file and a row: milliseconds; the bound is for a machine busy with builds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while storage.size(&path).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the accepted entry was not stored within a minute");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (status, id, body) = over_socket(&socket, "GET", &format!("/gocache/{action}"), b"").await;
@@ -329,14 +334,15 @@ async fn the_worker_checks_every_entry_against_its_output_id() {
     assert_eq!(over_socket(&socket, "PUT", "/gomod/github.com/x/@v/list", b"v1.0.0").await.0, 400);
     assert_eq!(over_socket(&socket, "GET", module, b"").await.0, 404);
     assert_eq!(over_socket(&socket, "PUT", module, b"zip bytes").await.0, 202);
-    let mut got = (0, None, Vec::new());
-    for _ in 0..100 {
-        got = over_socket(&socket, "GET", module, b"").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let got = over_socket(&socket, "GET", module, b"").await;
         if got.0 == 200 {
-            break;
+            break got;
         }
+        assert!(std::time::Instant::now() < deadline, "the accepted module file was not served within a minute");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
     assert_eq!((got.0, got.2), (200, b"zip bytes".to_vec()));
     server.finish();
     remove_scratch(&db);

@@ -72,6 +72,8 @@ pub struct GoCache {
     /// The module proxy the resolve step's program fetches missing files from.
     upstream: Option<String>,
     programs: Mutex<HashMap<String, Program>>,
+    /// Finished builds' manifests and uploads still under way (see [`GoCache::settle`]).
+    pub(crate) finishing: tokio_util::task::TaskTracker,
 }
 
 impl GoCache {
@@ -79,7 +81,20 @@ impl GoCache {
     /// upstream of the resolve step's module proxy.
     pub fn new(storage: DynStorage, queue: Queue, config: GoCacheConfig, go_proxy: &str) -> Arc<GoCache> {
         let upstream = go_proxy.split([',', '|']).map(str::trim).find(|p| p.starts_with("http://") || p.starts_with("https://"));
-        Arc::new(GoCache { storage, queue, upstream: upstream.map(String::from), config, programs: Mutex::default() })
+        Arc::new(GoCache { storage, queue, upstream: upstream.map(String::from), config, programs: Mutex::default(), finishing: Default::default() })
+    }
+
+    /// Waits, at most `limit`, for the manifests and uploads of the builds this
+    /// worker finished: a stopping worker hands its entries to the store before
+    /// it exits (a host that builds next, or a test, finds them there). Says
+    /// whether everything landed. No build may start after this.
+    pub async fn settle(&self, limit: std::time::Duration) -> bool {
+        self.finishing.close();
+        let landed = tokio::time::timeout(limit, self.finishing.wait()).await.is_ok();
+        if !landed {
+            tracing::warn!(?limit, "shared cache uploads still running as the worker stops; giving them up");
+        }
+        landed
     }
 
     /// The program for the image `image_id`, compiled now if it has not been.

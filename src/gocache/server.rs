@@ -121,7 +121,8 @@ impl BuildCache {
         let shared = self.shared.clone();
         drop(self);
         shared.uploads.close();
-        tokio::spawn(async move {
+        let finishing = shared.cache.finishing.clone();
+        finishing.spawn(async move {
             write_manifest(&shared).await;
             if tokio::time::timeout(UPLOAD_GRACE, shared.uploads.wait()).await.is_err() {
                 warn!("shared cache uploads still running after {UPLOAD_GRACE:?}; no longer waiting for them");

@@ -37,6 +37,10 @@ pub use publish::{sha256_file, PublishError, Publisher};
 
 /// Waits between attempts to reach the database at start-up.
 const STARTUP_RETRY: Duration = Duration::from_secs(2);
+/// How long a stopping worker waits for its finished builds' shared cache
+/// uploads (the last entries of a build, seconds to S3): bounded, since a
+/// preempted host has little time, and a lost upload only costs sharing.
+const GOCACHE_SETTLE: Duration = Duration::from_secs(30);
 
 /// Runs the worker until `shutdown` is cancelled; SIGUSR1 means "about to be preempted".
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -153,7 +157,11 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         host,
         gocache,
     });
+    let gocache = ctx.gocache.clone();
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
+    if let Some(gocache) = gocache {
+        gocache.settle(GOCACHE_SETTLE).await;
+    }
     listener_stop.cancel();
     result
 }
