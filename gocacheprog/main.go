@@ -125,6 +125,7 @@ type cache struct {
 
 	mu         sync.Mutex
 	localHits  map[string]bool // action IDs (hex) served from the local disk
+	localOrder []string        // the same, in the order Go asked for them
 	stats      struct{ local, remote, miss, put, corrupt, uploaded atomic.Int64 }
 	writeMu    sync.Mutex
 	enc        *json.Encoder
@@ -132,16 +133,26 @@ type cache struct {
 	inFlight   sync.WaitGroup
 	inFlightCh chan struct{}
 
-	// Entries being fetched ahead: closed when done (fetched or not).
+	// Entries of the manifest to fetch ahead, by action ID (hex).
 	prefetchMu sync.Mutex
-	prefetch   map[string]chan struct{}
+	prefetch   map[string]*ahead
 	prefetched atomic.Int64
+}
+
+// An entry to fetch ahead: taken by whoever fetches it first (a prefetcher, or
+// Go's own get for it, which then need not wait for the prefetchers to reach
+// it); done is closed when the fetch is over, whatever its result.
+type ahead struct {
+	taken bool
+	done  chan struct{}
 }
 
 // Entries fetched ahead at once.
 const prefetchers = 8
 
-// startPrefetch fetches the manifest's entries missing locally, in its order.
+// startPrefetch fetches the manifest's entries missing locally, in its order
+// (the order the target's last build used them in, which is close to the
+// order Go asks for them again).
 func (c *cache) startPrefetch() {
 	if c.worker == nil {
 		return
@@ -164,7 +175,7 @@ func (c *cache) startPrefetch() {
 		if _, _, _, ok := c.readAction(aid); ok {
 			continue
 		}
-		c.prefetch[aid] = make(chan struct{})
+		c.prefetch[aid] = &ahead{done: make(chan struct{})}
 		todo = append(todo, aid)
 	}
 	c.prefetchMu.Unlock()
@@ -172,12 +183,9 @@ func (c *cache) startPrefetch() {
 	for i := 0; i < prefetchers; i++ {
 		go func() {
 			for aid := range next {
-				if c.fetch(aid) != nil {
-					c.prefetched.Add(1)
+				if c.take(aid) {
+					c.fetchAhead(aid)
 				}
-				c.prefetchMu.Lock()
-				close(c.prefetch[aid])
-				c.prefetchMu.Unlock()
 			}
 		}()
 	}
@@ -189,16 +197,44 @@ func (c *cache) startPrefetch() {
 	}()
 }
 
-// awaitPrefetch waits for the entry if it is (or was) being fetched ahead,
-// and says whether it was.
-func (c *cache) awaitPrefetch(aid string) bool {
+// take claims an entry of the manifest for fetching; false when it is not in
+// the manifest or someone else took it.
+func (c *cache) take(aid string) bool {
 	c.prefetchMu.Lock()
-	done := c.prefetch[aid]
-	c.prefetchMu.Unlock()
-	if done != nil {
-		<-done
+	defer c.prefetchMu.Unlock()
+	a := c.prefetch[aid]
+	if a == nil || a.taken {
+		return false
 	}
-	return done != nil
+	a.taken = true
+	return true
+}
+
+func (c *cache) fetchAhead(aid string) {
+	if c.fetch(aid) != nil {
+		c.prefetched.Add(1)
+	}
+	c.prefetchMu.Lock()
+	close(c.prefetch[aid].done)
+	c.prefetchMu.Unlock()
+}
+
+// awaitPrefetch makes sure the shared store was asked for the entry if it is
+// in the manifest: fetching it now when no prefetcher has taken it yet, else
+// waiting for the prefetcher. Says whether the store was asked.
+func (c *cache) awaitPrefetch(aid string) bool {
+	if c.take(aid) {
+		c.fetchAhead(aid)
+		return true
+	}
+	c.prefetchMu.Lock()
+	a := c.prefetch[aid]
+	c.prefetchMu.Unlock()
+	if a == nil {
+		return false
+	}
+	<-a.done
+	return true
 }
 
 func (c *cache) reply(r *Response) {
@@ -213,7 +249,7 @@ func (c *cache) serve(in io.Reader, out io.Writer) error {
 	c.enc = json.NewEncoder(c.out)
 	c.localHits = map[string]bool{}
 	c.inFlightCh = make(chan struct{}, maxInFlight)
-	c.prefetch = map[string]chan struct{}{}
+	c.prefetch = map[string]*ahead{}
 	c.startPrefetch()
 	c.reply(&Response{ID: 0, KnownCommands: []string{"get", "put", "close"}})
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<20))
@@ -305,13 +341,17 @@ func (c *cache) get(actionID []byte) *Response {
 			} else {
 				c.stats.local.Add(1)
 				c.mu.Lock()
-				c.localHits[aid] = true
+				if !c.localHits[aid] {
+					c.localHits[aid] = true
+					c.localOrder = append(c.localOrder, aid)
+				}
 				c.mu.Unlock()
 			}
 			return hit(oid, size, at, path)
 		}
 	}
-	if c.worker != nil {
+	// An entry of the manifest was asked for already: its absence here is a miss.
+	if c.worker != nil && !ahead {
 		if res := c.fetch(aid); res != nil {
 			c.stats.remote.Add(1)
 			return res
@@ -440,11 +480,7 @@ func (c *cache) close() {
 }
 
 func (c *cache) uploadMissing() {
-	ids := make([]string, 0, len(c.localHits))
-	for aid := range c.localHits {
-		ids = append(ids, aid)
-	}
-	resp, err := c.worker.Post("http://worker/gocache-used", "text/plain", strings.NewReader(strings.Join(ids, "\n")))
+	resp, err := c.worker.Post("http://worker/gocache-used", "text/plain", strings.NewReader(strings.Join(c.localOrder, "\n")))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cbs-gocacheprog: reporting use:", err)
 		return

@@ -60,8 +60,10 @@ struct Shared {
     go_version: String,
     /// The build's target (`linux-amd64`, `linux-arm-7`): names its manifest.
     target: String,
-    /// Action IDs this build used (hits, puts, reported local hits), for the manifest.
-    used: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Action IDs this build used (hits, puts, reported local hits), for the
+    /// manifest, in the order of first use: the program fetches ahead in that
+    /// order, which is close to the order Go asks for them again.
+    used: std::sync::Mutex<Used>,
     stats: Stats,
     uploads: TaskTracker,
     upload_slots: Semaphore,
@@ -184,7 +186,7 @@ fn manifest_path(shared: &Shared) -> String {
 /// Replaces the target's manifest with what this build used (a build that used
 /// almost nothing, e.g. one that failed early, leaves the old one).
 async fn write_manifest(shared: &Shared) {
-    let list: Vec<String> = shared.used.lock().unwrap().iter().cloned().collect();
+    let list: Vec<String> = shared.used.lock().unwrap().order.clone();
     if list.len() < MIN_MANIFEST {
         return;
     }
@@ -194,9 +196,20 @@ async fn write_manifest(shared: &Shared) {
     }
 }
 
+/// Action IDs in the order of their first use.
+#[derive(Default)]
+struct Used {
+    order: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
+
 fn note_used<'a>(shared: &Shared, actions: impl IntoIterator<Item = &'a str>) {
     let mut used = shared.used.lock().unwrap();
-    used.extend(actions.into_iter().map(String::from));
+    for a in actions {
+        if used.seen.insert(a.to_string()) {
+            used.order.push(a.to_string());
+        }
+    }
 }
 
 /// Store path of a module file: `gomod/<aa>/<sha256 of its proxy path>`.
