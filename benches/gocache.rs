@@ -103,8 +103,7 @@ async fn main() {
 
     let a = Host::new(&db, "a", true);
     report("host A, empty caches: Caddy + plugin (fills the store)", a.build(&db, &target).await);
-    // Let host A's uploads land (they go on after its build has finished).
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Host A's uploads have landed: a worker's stop waits for them.
     let b = Host::new(&db, "b", true);
     let fresh = b.build(&db, &variant).await;
     report("host B, empty caches, shared cache: variant (plain Caddy)", fresh);
