@@ -150,7 +150,10 @@ async fn fresh_host_builds_a_variant_at_warm_speed() {
     let modules = log.iter().find(|l| l.contains("cbs-gocacheprog modproxy:")).cloned().unwrap_or_default();
     println!("host B: compile {b_compile:.1} s; {local} local hits, {from_store} shared hits, {misses} misses; {modules}");
     assert_eq!(local, 0, "host B's build cache started empty");
-    assert!(from_store > 10 * misses.max(1), "the shared cache served host B's build: {from_store} hits, {misses} misses");
+    // Only what the variant does not share with host A's build is compiled: its
+    // main package and the link (2 with Go 1.26; a little room for Go's own
+    // bookkeeping actions). Everything else, thousands of entries, came from the store.
+    assert!(misses <= 5 && from_store > 1000, "the shared cache served host B's build: {from_store} hits, {misses} misses");
     assert!(modules.contains("module files from the shared store") && !modules.contains(": 0 module files"), "the shared store served modules: {modules}");
 
     // The same variant again on warm host A.
