@@ -71,10 +71,11 @@ impl Host {
 
     /// Bytes in this host's cache volumes (what a snapshot of them would hold).
     fn volume_bytes(&self) -> u64 {
-        let image = &self.config.worker.image;
+        // The default Go's builder image (`worker.image` is empty unless an admin names one).
+        let image = default_builder_image_name();
         let out = Command::new("docker")
             .args(["run", "--rm", "--network", "none", "-v", &format!("{}:/m:ro", self.volumes[0]), "-v", &format!("{}:/b:ro", self.volumes[1])])
-            .args([image, "du", "-sk", "/m", "/b"])
+            .args([image.as_str(), "du", "-sk", "/m", "/b"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok()).sum::<u64>() * 1024
