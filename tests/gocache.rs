@@ -47,10 +47,11 @@ impl Drop for FreshVolumes {
     }
 }
 
-/// A worker of this test: its own id, the test's storage, database and program volume.
+/// A worker of this test, with the shared cache: its own id, the test's storage, database and program volume.
 fn host_config(db: &TestDb, id: &str) -> Config {
     let mut c = worker_config(db, id);
     c.worker.max_jobs = 1;
+    c.gocache.enabled = true;
     c
 }
 
