@@ -52,6 +52,7 @@ fn host_config(db: &TestDb, id: &str) -> Config {
     let mut c = worker_config(db, id);
     c.worker.max_jobs = 1;
     c.gocache.enabled = true;
+    c.gocache.share_modules = true;
     c
 }
 

@@ -79,6 +79,7 @@ pub fn worker_config(db: &TestDb, worker_id: &str) -> Config {
     // its own, into which a warm host's first build would upload its whole build
     // cache (hundreds of MB) while the test goes on.
     c.gocache.enabled = false;
+    c.gocache.share_modules = false;
     c.storage.path = scratch(db, "artifacts").display().to_string();
     c.signing.secret_key_path = scratch(db, "keys").join("minisign.key").display().to_string();
     c.signing.public_key_path = scratch(db, "keys").join("minisign.pub").display().to_string();
@@ -115,7 +116,7 @@ pub fn spawn_worker_process(db: &TestDb, config: &Config) -> Child {
     let dir = scratch(db, "config");
     let path = dir.join(format!("{}.yml", config.worker.id));
     let yaml = format!(
-        "database:\n  url: {url:?}\n  pool_size: 4\nworker:\n  id: {id:?}\n  max_jobs: {jobs}\n  work_dir: {work:?}\n  gomod_cache_volume: {gomod:?}\n  gobuild_cache_volume: {gobuild:?}\n  lease: {lease}s\n  heartbeat_interval: {hb}s\n  stop_timeout: 10s\nstorage:\n  path: {store:?}\ngocache:\n  enabled: {gocache}\nlog:\n  level: info\n",
+        "database:\n  url: {url:?}\n  pool_size: 4\nworker:\n  id: {id:?}\n  max_jobs: {jobs}\n  work_dir: {work:?}\n  gomod_cache_volume: {gomod:?}\n  gobuild_cache_volume: {gobuild:?}\n  lease: {lease}s\n  heartbeat_interval: {hb}s\n  stop_timeout: 10s\nstorage:\n  path: {store:?}\ngocache:\n  enabled: {gocache}\n  share_modules: {share_modules}\nlog:\n  level: info\n",
         url = config.database.url,
         id = config.worker.id,
         jobs = config.worker.max_jobs,
@@ -126,6 +127,7 @@ pub fn spawn_worker_process(db: &TestDb, config: &Config) -> Child {
         hb = config.worker.heartbeat_interval.as_secs(),
         store = config.storage.path,
         gocache = config.gocache.enabled,
+        share_modules = config.gocache.share_modules,
     );
     std::fs::write(&path, yaml).unwrap();
     Command::new(env!("CARGO_BIN_EXE_caddy-build-server"))
