@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod build_view;
 pub mod config;
 pub mod db;
+pub mod gocache;
 pub mod gomod;
 pub mod janitor;
 pub mod outbound;

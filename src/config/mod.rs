@@ -6,6 +6,7 @@ mod admission;
 mod api;
 mod catalog;
 mod database;
+mod gocache;
 mod images;
 mod janitor;
 mod log;
@@ -20,6 +21,7 @@ pub use admission::AdmissionConfig;
 pub use api::{ApiConfig, MAX_HEADER_BYTES, MAX_URI_BYTES};
 pub use catalog::{default_catalog, CatalogEntry};
 pub use database::DatabaseConfig;
+pub use gocache::GoCacheConfig;
 pub use images::{BuilderImagesConfig, DEFAULT_GO_VERSION};
 pub use janitor::{CronSchedule, JanitorConfig, JobConfig, ReaperConfig, RetentionConfig, WebhookConfig};
 pub use log::{LogConfig, LogFormat};
@@ -67,6 +69,8 @@ pub struct Config {
     pub prebuild: PrebuildConfig,
     /// Reproductions of new builds by a second worker (the janitor's sampling policy).
     pub reproduction: ReproductionConfig,
+    /// The build cache and module downloads shared between worker hosts.
+    pub gocache: GoCacheConfig,
     /// Module proxies, comma-separated like GOPROXY, tried in order (version
     /// resolution in the api, module downloads in the worker's resolve step).
     pub go_proxy: String,
@@ -91,6 +95,7 @@ impl Default for Config {
             janitor: JanitorConfig::default(),
             prebuild: PrebuildConfig::default(),
             reproduction: ReproductionConfig::default(),
+            gocache: GoCacheConfig::default(),
             go_proxy: "https://proxy.golang.org".into(),
             go_sumdb: "sum.golang.org".into(),
             go_private: String::new(),
@@ -143,6 +148,7 @@ impl Config {
         self.worker.validate()?;
         self.reproduction.validate()?;
         self.prebuild.validate()?;
+        self.gocache.validate()?;
         self.storage.validate()?;
         self.signing.validate()?;
         self.janitor.validate()?;
@@ -293,5 +299,8 @@ mod shipped_config {
         assert_eq!(c.catalog.len(), d.catalog.len());
         assert_eq!(c.prebuild.specs, d.prebuild.specs);
         assert_eq!((c.prebuild.watch_interval, c.prebuild.top_n, c.prebuild.window), (d.prebuild.watch_interval, d.prebuild.top_n, d.prebuild.window));
+        assert_eq!((c.gocache.enabled, c.gocache.share_modules), (d.gocache.enabled, d.gocache.share_modules));
+        assert_eq!((c.gocache.max_bytes, c.gocache.max_age), (d.gocache.max_bytes, d.gocache.max_age));
+        assert_eq!(c.gocache.program_volume, d.gocache.program_volume);
     }
 }

@@ -2,11 +2,12 @@
 //! workers wait for that, see `db::wait_for_schema`); then any number of
 //! janitors elect one leader through a Postgres advisory lock, and the leader
 //! runs the policy jobs on their cron schedules (rescue expired leases,
-//! retention, forget vanished workers, queue statistics, sample builds for
-//! reproduction), prebuilds (configured specs, popular specs with new releases)
-//! and delivers webhooks.
+//! retention, shared Go cache trimming, forget vanished workers, queue statistics,
+//! sample builds for reproduction), prebuilds (configured specs, popular specs with
+//! new releases) and delivers webhooks.
 //! Followers stand by and take over within seconds when the leader dies.
 
+pub mod gocache_trim;
 pub mod job;
 pub mod leader;
 pub mod ping;
@@ -84,7 +85,7 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
     let jobs: Vec<(Arc<dyn Job>, JobSchedule)> = vec![
         (Arc::new(rescuer::Rescuer::new(queue.clone())), JobSchedule { schedule: j.rescue.schedule.clone(), ping_url: j.rescue.ping_url.clone() }),
         (
-            Arc::new(retention::Retention::new(queue.clone(), storage, j.retention.max_age, j.retention.batch_size)),
+            Arc::new(retention::Retention::new(queue.clone(), storage.clone(), j.retention.max_age, j.retention.batch_size)),
             JobSchedule { schedule: j.retention.schedule.clone(), ping_url: j.retention.ping_url.clone() },
         ),
         (
@@ -95,6 +96,10 @@ pub async fn run_migrated(config: Arc<Config>, shutdown: CancellationToken) -> a
         (
             Arc::new(reproductions::Sampler::new(queue.clone(), config.reproduction.clone())),
             JobSchedule { schedule: config.reproduction.schedule.clone(), ping_url: config.reproduction.ping_url.clone() },
+        ),
+        (
+            Arc::new(gocache_trim::GoCacheTrim::new(queue.clone(), storage, &config.gocache)),
+            JobSchedule { schedule: config.gocache.schedule.clone(), ping_url: config.gocache.ping_url.clone() },
         ),
     ];
     let tracker = TaskTracker::new();

@@ -19,6 +19,8 @@ pub const BUILD_UID: u32 = 1000;
 pub const WORK_MOUNT: &str = "/work";
 pub const GOMODCACHE: &str = "/cache/gomod";
 pub const GOCACHE: &str = "/cache/gobuild";
+/// Where the program volume (see [`Sandbox::with_program_volume`]) appears, read-only.
+pub const PROGRAM_MOUNT: &str = "/opt/cbs";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepNetwork {
@@ -40,7 +42,7 @@ impl Sandbox {
             (LABEL_WORKER.to_string(), self.owner.worker_id.clone()),
             (LABEL_STEP.to_string(), step.to_string()),
         ]);
-        let mounts = vec![
+        let mut mounts = vec![
             Mount {
                 target: Some(WORK_MOUNT.into()),
                 source: Some(work_dir.display().to_string()),
@@ -51,6 +53,9 @@ impl Sandbox {
             volume(&self.cfg.gomod_cache_volume, GOMODCACHE),
             volume(&self.cfg.gobuild_cache_volume, GOCACHE),
         ];
+        if let Some(program) = &self.program_volume {
+            mounts.push(Mount { read_only: Some(true), ..volume(program, PROGRAM_MOUNT) });
+        }
         let host_config = HostConfig {
             mounts: Some(mounts),
             network_mode: Some(match network {

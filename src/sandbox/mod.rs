@@ -13,6 +13,7 @@
 //! build would otherwise wait for that before each step.
 
 mod container;
+mod oneshot;
 mod reap;
 mod session;
 mod step;
@@ -21,7 +22,8 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-pub use container::{StepNetwork, BUILD_UID};
+pub use container::{StepNetwork, BUILD_UID, PROGRAM_MOUNT, WORK_MOUNT};
+pub use oneshot::OneShot;
 pub use reap::Found;
 pub use session::{Session, SPARE_MAX_AGE};
 pub use step::{shell_quote, OutputLine, StepOutcome, StepSpec};
@@ -85,6 +87,9 @@ pub struct Sandbox {
     stream: Docker,
     cfg: WorkerConfig,
     owner: Owner,
+    /// A volume mounted read-only at [`PROGRAM_MOUNT`] into every step's
+    /// container (the shared Go cache's program), if any.
+    program_volume: Option<String>,
 }
 
 impl Sandbox {
@@ -101,7 +106,15 @@ impl Sandbox {
             stream: docker.with_timeout(STREAM_TIMEOUT),
             cfg: cfg.clone(),
             owner,
+            program_volume: None,
         })
+    }
+
+    /// Mounts `volume` read-only at [`PROGRAM_MOUNT`] into the containers of
+    /// every session opened from now on.
+    pub fn with_program_volume(mut self, volume: &str) -> Sandbox {
+        self.program_volume = Some(volume.to_string());
+        self
     }
 
     /// Checks that the daemon answers and has the builder image `image`; agrees on

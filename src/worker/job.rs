@@ -46,6 +46,8 @@ pub struct JobContext {
     pub default_go: GoVersion,
     /// This worker's host, as builder image uses are recorded under.
     pub host: String,
+    /// The build cache shared with other worker hosts (`gocache.enabled`).
+    pub gocache: Option<Arc<crate::gocache::GoCache>>,
 }
 
 impl JobContext {
@@ -158,8 +160,8 @@ async fn execute(
     let spec = &build.spec;
     let bad = |e: recipe::RecipeError| JobError::Deterministic(e.to_string());
     let timeouts = &ctx.config.worker.timeouts;
-    let resolve = recipe::resolve_step(&ctx.config, spec, timeouts.resolve).map_err(bad)?;
-    let compile = recipe::build_step(&ctx.config, spec, timeouts.build).map_err(bad)?;
+    let mut resolve = recipe::resolve_step(&ctx.config, spec, timeouts.resolve).map_err(bad)?;
+    let mut compile = recipe::build_step(&ctx.config, spec, timeouts.build).map_err(bad)?;
     let work = session.work_dir();
     let main_go = work.join("main.go");
     tokio::fs::write(&main_go, recipe::main_go(spec).map_err(bad)?)
@@ -169,6 +171,12 @@ async fn execute(
         recipe::write_windows_resource_generator(work)
             .await
             .map_err(|e| JobError::Transient(format!("{}: {e}", work.join(recipe::WINRES_DIR).display())))?;
+    }
+    let target = [spec.os.as_str(), spec.arch.as_str(), spec.arm.as_deref().unwrap_or("")].join("-");
+    let shared_cache = shared_cache(ctx, build, image, target.trim_end_matches('-'), work, tx).await;
+    if let Some(shared) = &shared_cache {
+        shared.resolve_step(&mut resolve);
+        shared.build_step(&mut compile);
     }
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{} with {} ({})", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch, image.go_version.go_name(), image.name)).await;
 
@@ -188,6 +196,9 @@ async fn execute(
     };
     phase(tx, "compile").await;
     step(ctx, session, &compile, tx, cancel, spec).await?;
+    if let Some(shared) = shared_cache {
+        shared.server.finish();
+    }
     phase(tx, "cleanup").await;
     let binary = work.join(recipe::OUT_DIR).join(spec.binary_name());
     // Every binary's Go build information must list each plugin; binaries this
@@ -291,6 +302,21 @@ fn attest_inputs(compile: &StepSpec, provenance: &Provenance) -> AttestInputs {
         image: text(&provenance.image),
         image_id: text(&provenance.image_id),
         env: compile.env.iter().filter(|(k, _)| SHAPING_ENV.contains(&k.as_str())).cloned().collect(),
+    }
+}
+
+/// The shared Go cache for this build, when enabled and available; a build
+/// without it only runs at its host's own cache speed, so trouble here is
+/// logged and the build goes on.
+async fn shared_cache(ctx: &JobContext, build: &Build, image: &BuilderImage, target: &str, work: &std::path::Path, tx: &mpsc::Sender<OutputLine>) -> Option<crate::gocache::ForBuild> {
+    let cache = ctx.gocache.as_ref()?;
+    match cache.start(&ctx.sandbox, &image.id, &build.build_key, target, work).await {
+        Ok(shared) => Some(shared),
+        Err(e) => {
+            warn!(error = %e, "shared Go cache unavailable; building with the host's own cache");
+            say(tx, &format!("shared Go cache unavailable, building with this host's own cache: {e}")).await;
+            None
+        }
     }
 }
 

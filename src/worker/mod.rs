@@ -37,6 +37,10 @@ pub use publish::{sha256_file, PublishError, Publisher};
 
 /// Waits between attempts to reach the database at start-up.
 const STARTUP_RETRY: Duration = Duration::from_secs(2);
+/// How long a stopping worker waits for its finished builds' shared cache
+/// uploads (the last entries of a build, seconds to S3): bounded, since a
+/// preempted host has little time, and a lost upload only costs sharing.
+const GOCACHE_SETTLE: Duration = Duration::from_secs(30);
 
 /// Runs the worker until `shutdown` is cancelled; SIGUSR1 means "about to be preempted".
 pub async fn run(config: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -123,7 +127,7 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
     info!(worker_id, incarnation, namespace, max_jobs = config.worker.max_jobs, image = %ImageMaker::image_name_for(&config, default_go), "worker started");
 
     let owner = Owner { namespace: namespace.clone(), worker_id: worker_id.clone() };
-    let Some(sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
+    let Some(mut sandbox) = connect_docker(&config, owner, &shutdown, &preempt).await else {
         queue.release_worker(&worker_id, "stopped before Docker was reachable").await.ok();
         return Ok(());
     };
@@ -135,6 +139,10 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
             return Err(e).context("builder images");
         }
     };
+    let gocache = config.gocache.enabled.then(|| {
+        sandbox = sandbox.clone().with_program_volume(&config.gocache.program_volume);
+        crate::gocache::GoCache::new(storage.clone(), queue.clone(), config.gocache.clone(), &config.go_proxy)
+    });
     let listener_stop = CancellationToken::new();
     let listener = Listener::start(&config.database, listener_stop.clone());
     let ctx = Arc::new(job::JobContext {
@@ -147,8 +155,13 @@ pub async fn run_with(config: Arc<Config>, shutdown: CancellationToken, preempt:
         images,
         default_go,
         host,
+        gocache,
     });
+    let gocache = ctx.gocache.clone();
     let result = runner::Runner::new(ctx, listener).run(shutdown, preempt).await;
+    if let Some(gocache) = gocache {
+        gocache.settle(GOCACHE_SETTLE).await;
+    }
     listener_stop.cancel();
     result
 }

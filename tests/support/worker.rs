@@ -57,6 +57,9 @@ pub fn scratch(db: &TestDb, what: &str) -> PathBuf {
 
 /// A worker's config for a test: its database and directories, the warm Go
 /// caches, two build slots, a 20 s lease renewed every 3 s, a 10 s stop timeout.
+/// The shared Go cache is off unless a test turns it on (tests/gocache.rs): each
+/// test has a store of its own, into which a warm host's first build would
+/// upload its whole build cache (hundreds of MB) while the test goes on.
 pub fn worker_yaml(db: &TestDb, worker_id: &str) -> ConfigYaml {
     db.yaml()
         .set("worker.id", worker_id)
@@ -65,6 +68,8 @@ pub fn worker_yaml(db: &TestDb, worker_id: &str) -> ConfigYaml {
         .set("worker.heartbeat_interval", "3s")
         .set("worker.poll_interval", "30s")
         .set("worker.stop_timeout", "10s")
+        .set("gocache.enabled", false)
+        .set("gocache.share_modules", false)
 }
 
 /// [`worker_yaml`] as the worker loads it, for a worker in this process.
