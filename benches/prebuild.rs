@@ -1,5 +1,5 @@
 //! Prebuilding, measured with `make bench` against a real Docker engine, Go and
-//! module proxy (Caddy and the plugin of `tests/worker_support`):
+//! module proxy (Caddy and the plugin of `tests/support/worker.rs`):
 //! - the first plugin build after a fresh start (empty cache volumes), with the
 //!   janitor's prebuild of plain Caddy done first (on) and without it (off);
 //! - a Caddy release appearing at a module proxy the bench controls (a
