@@ -14,7 +14,7 @@ use support::api::TestApi;
 use caddy_build_server::phase::phases_for;
 use serde_json::Value;
 use support::sse::{read_events, read_events_within, Until};
-use support::worker::{start_worker, worker_config, CADDY, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
+use support::worker::{CADDY, PLUGIN, PLUGIN_MODULE_ID, PLUGIN_VERSION};
 
 /// A cold build on two shared cores takes minutes.
 const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
@@ -26,10 +26,8 @@ async fn packages(api: &TestApi) -> HashMap<String, Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn official_pages_against_real_builds() {
-    let api = TestApi::start_with(|c| c.go_proxy = "https://proxy.golang.org".into()).await;
-    let mut config = worker_config(&api.db, "w-official");
-    config.storage.path = api.config.storage.path.clone();
-    let worker = start_worker(config);
+    let api = TestApi::with_real_proxy().await;
+    let worker = api.start_worker("w-official");
 
     // The live page: packages first (the plugin is in the catalog, its modules unknown yet).
     let listed = packages(&api).await;

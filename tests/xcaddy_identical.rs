@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use support::api::TestApi;
 use serde_json::{json, Value};
-use support::worker::{log_lines, scratch, start_worker, worker_config, CADDY, PLUGIN, PLUGIN_VERSION};
+use support::worker::{log_lines, scratch, CADDY, PLUGIN, PLUGIN_VERSION};
 
 /// A cold build on two shared cores takes minutes; this bounds a stuck test only.
 const BUILD_LIMIT: Duration = Duration::from_secs(40 * 60);
@@ -113,13 +113,8 @@ async fn build_step_time(api: &TestApi, key: &str) -> String {
 async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
     let goroot = support::go::goroot().await;
     let go_version = go_version(&goroot);
-    let api = TestApi::start_with(|c| {
-        c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
-    })
-    .await;
-    let mut config = worker_config(&api.db, "w-xcaddy");
-    config.storage.path = api.config.storage.path.clone();
-    let worker = start_worker(config);
+    let api = TestApi::with_real_proxy().await;
+    let worker = api.start_worker("w-xcaddy");
     let targets = [("linux", "caddy"), ("windows", "caddy.exe")];
     let mut keys = Vec::new();
     for (os, _) in targets {
@@ -170,13 +165,8 @@ async fn binaries_are_byte_identical_to_xcaddys_for_linux_and_windows() {
 async fn other_tags_are_another_build_whose_binary_records_them() {
     let goroot = support::go::goroot().await;
     let go_version = go_version(&goroot);
-    let api = TestApi::start_with(|c| {
-        c.go_proxy = caddy_build_server::config::Config::default().go_proxy;
-    })
-    .await;
-    let mut config = worker_config(&api.db, "w-tags");
-    config.storage.path = api.config.storage.path.clone();
-    let worker = start_worker(config);
+    let api = TestApi::with_real_proxy().await;
+    let worker = api.start_worker("w-tags");
     let default = json!({"caddy_version": CADDY, "os": "linux", "arch": "amd64", "plugins": [{"module": PLUGIN, "version": PLUGIN_VERSION}]});
     let mut tagged = default.clone();
     tagged["tags"] = json!(["nomysql", "nobadger"]);

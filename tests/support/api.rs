@@ -156,6 +156,18 @@ impl TestApi {
         Self::start_with(|_| {}).await
     }
 
+    /// An api on the configured module proxy, for tests that run real builds.
+    pub async fn with_real_proxy() -> TestApi {
+        Self::start_with(|c| c.go_proxy = Config::default().go_proxy).await
+    }
+
+    /// A worker in this process on this api's database and artifact store.
+    pub fn start_worker(&self, id: &str) -> super::worker::InProcessWorker {
+        let mut config = super::worker::worker_config(&self.db, id);
+        config.storage.path = self.config.storage.path.clone();
+        super::worker::start_worker(config)
+    }
+
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestApi {
         // Warnings of the api show up in a failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("caddy_build_server=warn").try_init();
