@@ -13,6 +13,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -57,17 +58,11 @@ fn volume_dir(name: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The Go of the default builder image, copied out of it once (into `target/`):
-/// the host runs the very toolchain the service builds with, and needs no Go of its own.
-fn host_goroot() -> std::path::PathBuf {
-    let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("cbs-bench-go");
-    support::go::copy_goroot(&default_builder_image_name(), &cache)
-}
-
 /// The worker's resolve and build commands, run on the host by the builder image's
-/// `go` with the same caches; the total and a line with each step's time.
-fn direct_build(spec: &BuildSpec, gomod: &str, gobuild: &str) -> (Duration, String) {
-    let goroot = host_goroot();
+/// `go` (copied out of it: the host runs the very toolchain the service builds
+/// with, and needs no Go of its own) with the given caches; the total and a line
+/// with each step's time.
+fn direct_build(goroot: &Path, spec: &BuildSpec, gomod: &str, gobuild: &str) -> (Duration, String) {
     let go_bin = goroot.join("bin");
     let config = caddy_build_server::config::Config::default();
     let dir = support::tempdir::TempDir::new("bench-direct");
@@ -136,11 +131,12 @@ async fn main() {
     let first = build_once(&db, &spec_json, false).await;
     if full {
         println!("cold build (empty caches), submit → artifact ready: {}", secs(first));
+        let goroot = support::go::goroot().await;
         // The same commands on the host, on caches as empty: Go's module and build caches
         // in a scratch directory (made writable again for its removal: Go keeps modules read-only).
         let scratch = support::tempdir::TempDir::new("bench-cold-direct");
         let (cold_mod, cold_build) = (scratch.subdir("gomod"), scratch.subdir("gobuild"));
-        let (cold_direct, split) = direct_build(&spec, &cold_mod.display().to_string(), &cold_build.display().to_string());
+        let (cold_direct, split) = direct_build(&goroot, &spec, &cold_mod.display().to_string(), &cold_build.display().to_string());
         let _ = Command::new("chmod").args(["-R", "u+w"]).arg(scratch.path()).status();
         println!("direct go on the host, empty caches:              {}  ({split})", secs(cold_direct));
         println!("overhead ratio cold service / direct:              {:.2}", first.as_secs_f64() / cold_direct.as_secs_f64());
@@ -153,7 +149,7 @@ async fn main() {
             wait_idle_with_spare(&db.queue, &key, Duration::from_secs(60)).await;
             service.push(build_once(&db, &spec_json, true).await);
             wait_idle_with_spare(&db.queue, &key, Duration::from_secs(60)).await;
-            let (total, split) = direct_build(&spec, &gomod, &gobuild);
+            let (total, split) = direct_build(&goroot, &spec, &gomod, &gobuild);
             println!("  direct run: {split}");
             direct.push(total);
         }

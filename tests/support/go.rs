@@ -36,7 +36,7 @@ pub async fn goroot() -> PathBuf {
 /// The image's `/usr/local/go`, copied under `cache/<image id>/go` unless an
 /// earlier copy is there; that directory. Copies into a private directory and
 /// renames it into place, so processes doing this at once never see half a copy.
-pub fn copy_goroot(image: &str, cache: &Path) -> PathBuf {
+fn copy_goroot(image: &str, cache: &Path) -> PathBuf {
     let id = docker(&["image", "inspect", "--format", "{{.Id}}", image]);
     let id = id.trim().trim_start_matches("sha256:");
     let dest = cache.join(&id[..16.min(id.len())]);
