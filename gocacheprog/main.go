@@ -4,7 +4,7 @@
 // image, never by a host Go) and talks to its worker over a unix socket that
 // the worker mounts into the container, so the build step keeps no network.
 //
-// Two modes:
+// Three modes:
 //
 //	cbs-gocacheprog
 //	    Go's GOCACHEPROG protocol (JSON over stdin/stdout, Go >= 1.24). Entries
@@ -17,6 +17,11 @@
 //	    the last build of the same target used (the worker's manifest): Go asks
 //	    for entries one action at a time, and a host with an empty cache would
 //	    otherwise wait a round trip for each of thousands.
+//
+//	cbs-gocacheprog modseed UPSTREAM
+//	    Before the resolve step's go commands: fills the module cache with what
+//	    the last resolve of the same Caddy version needed, each file checked
+//	    against the checksum database (see modseed.go).
 //
 //	cbs-gocacheprog modproxy ADDR UPSTREAM
 //	    A module proxy on ADDR (loopback) for the resolve step: module files are
@@ -83,6 +88,10 @@ const touchAfter = time.Hour
 const localMaxAge = 5 * 24 * time.Hour
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "modseed" {
+		modSeed(os.Args[2])
+		return
+	}
 	if len(os.Args) == 4 && os.Args[1] == "modproxy" {
 		if err := modProxy(os.Args[2], os.Args[3]); err != nil {
 			fmt.Fprintln(os.Stderr, "cbs-gocacheprog modproxy:", err)

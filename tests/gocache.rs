@@ -85,6 +85,19 @@ async fn program_summary(queue: &Queue, key: &str, attempt: i32) -> (u64, u64, u
     (n[0], n[1], n[2], n[3])
 }
 
+/// The module seed's summary in a build's log: (zips written, files rejected).
+fn seed_summary(log: &[String]) -> (u64, u64) {
+    let line = log
+        .iter()
+        .find_map(|l| l.split_once("cbs-gocacheprog modseed: ").map(|(_, rest)| rest).filter(|rest| rest.contains(" zips, ")))
+        .unwrap_or_else(|| panic!("no module seed summary in the log:\n{}", log.join("\n")));
+    let number_before = |what: &str| -> u64 {
+        let end = line.find(what).unwrap_or_else(|| panic!("{what:?} in {line:?}"));
+        line[..end].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    (number_before(" zips"), number_before(" rejected"))
+}
+
 async fn succeeded(db: &TestDb, key: &str) -> (caddy_build_server::db::Build, Artifact) {
     let done = wait_terminal(&db.queue, key, BUILD_LIMIT).await;
     let log = log_lines(&db.queue, key).await;
@@ -113,9 +126,10 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// waits for its finished builds' uploads (`GoCache::settle`).
 async fn stored_objects(db: &TestDb, store: &Path) -> usize {
     let rows: i64 = db.client().await.query_one("SELECT count(*) FROM cbs.gocache_entries", &[]).await.unwrap().get(0);
-    // Manifests (what a target's last build used) have no row: they are replaced, not trimmed.
-    let entries = files_under(&store.join("gocache")).into_iter().filter(|p| !p.to_string_lossy().contains("/manifest/")).count();
-    let files = entries + files_under(&store.join("gomod")).len();
+    // Manifests (what a target's last build used, the modules of a Caddy
+    // version's last resolve) have no row: they are replaced, not trimmed.
+    let not_manifest = |p: &PathBuf| !p.to_string_lossy().contains("/manifest/");
+    let files = files_under(&store.join("gocache")).into_iter().chain(files_under(&store.join("gomod"))).filter(not_manifest).count();
     assert_eq!(rows as usize, files, "rows of shared objects against files in the store after the worker stopped");
     assert!(files > 0, "the build shared nothing");
     files
@@ -156,7 +170,13 @@ async fn fresh_host_builds_a_variant_at_warm_speed() {
     // main package and the link (2 with Go 1.26; a little room for Go's own
     // bookkeeping actions). Everything else, thousands of entries, came from the store.
     assert!(misses <= 5 && from_store > 1000, "the shared cache served host B's build: {from_store} hits, {misses} misses");
-    assert!(modules.contains("module files from the shared store") && !modules.contains(": 0 module files"), "the shared store served modules: {modules}");
+    // The module cache was seeded from host A's resolve: host B resolved from
+    // its cache alone, like a warm host.
+    let (seeded, rejected) = seed_summary(&log);
+    println!("host B: {seeded} module zips seeded, {rejected} rejected");
+    assert!(seeded > 100 && rejected == 0, "host B's module cache was seeded from the store");
+    let online = "resolve: not every module is in the cache: resolving through the module proxy";
+    assert!(!log.iter().any(|l| l == online), "host B resolved from its seeded cache alone");
 
     // The same variant again on warm host A.
     stored_objects(&db, &store).await;
@@ -180,7 +200,10 @@ async fn fresh_host_builds_a_variant_at_warm_speed() {
 async fn corrupt_shared_entries_are_misses_and_the_binary_stays_right() {
     let _serial = SERIAL.lock().await;
     let db = TestDb::new().await;
-    let a_config = host_config(&db, "w-corrupt-a");
+    // Host A resolves with an empty module cache: the store gets the modules.
+    let a_modules = FreshVolumes::new(&db, "a");
+    let mut a_config = host_config(&db, "w-corrupt-a");
+    a_config.worker.gomod_cache_volume = a_modules.0[0].clone();
     let store = PathBuf::from(&a_config.storage.path);
     let a = start_worker(a_config);
     let b = db.queue.submit(&plain_caddy(), false).await.unwrap();
@@ -197,6 +220,12 @@ async fn corrupt_shared_entries_are_misses_and_the_binary_stays_right() {
         std::fs::write(p, bytes).unwrap();
     }
     println!("{} of {} shared entries corrupted", corrupted.len(), entries.len());
+    // Caddy's module zip: other bytes, sealed as if they were right.
+    let zip_path = format!("github.com/caddyserver/caddy/v2/@v/{CADDY}.zip");
+    let digest = caddy_build_server::gocache::sha256_hex(zip_path.as_bytes());
+    let stored_zip = store.join("gomod").join(&digest[..2]).join(&digest);
+    assert!(stored_zip.exists(), "host A shared Caddy's module zip");
+    std::fs::write(&stored_zip, caddy_build_server::gocache::seal_blob(b"not the module")).unwrap();
 
     let fresh = FreshVolumes::new(&db, "c");
     let mut c_config = host_config(&db, "w-corrupt-c");
@@ -209,6 +238,14 @@ async fn corrupt_shared_entries_are_misses_and_the_binary_stays_right() {
     println!("rebuild: {from_store} shared hits, {misses} misses, {puts} puts");
     assert!(misses > 0 && puts > 0, "corrupt entries were misses, recompiled and put again");
     assert_eq!(again.sha256, first.sha256, "the same binary as before the corruption");
+    // The wrong zip was not seeded: it was deleted from the store, and the
+    // resolve fetched (and shared) the right one.
+    let log = log_lines(&db.queue, &b.build_key).await;
+    let (seeded, rejected) = seed_summary(&log);
+    println!("rebuild: {seeded} module zips seeded, {rejected} rejected");
+    assert_eq!(rejected, 1, "Caddy's wrong zip was rejected");
+    let (_, zip) = caddy_build_server::gocache::open_blob(&std::fs::read(&stored_zip).unwrap().into()).expect("a good zip in its place");
+    assert_ne!(&zip[..], b"not the module");
     // The corrupt objects were replaced by good ones (or removed, when nothing needed them).
     stored_objects(&db, &store).await;
     for p in &corrupted {
@@ -295,7 +332,7 @@ async fn the_worker_checks_every_entry_against_its_output_id() {
     let storage = std::sync::Arc::new(LocalStorage::new(&store).unwrap());
     let cache = GoCache::new(storage.clone(), db.queue.clone(), Config::default().gocache, "https://proxy.golang.org");
     let work = scratch(&db, "work");
-    let server = BuildCache::start(cache, "go1.26.8", "linux-amd64", &work).await.unwrap();
+    let server = BuildCache::start(cache, "go1.26.8", "linux-amd64", CADDY, &work).await.unwrap();
     let socket = work.join(caddy_build_server::gocache::SOCKET_NAME);
     let action = "ab".repeat(32);
     let content = b"package archive".to_vec();

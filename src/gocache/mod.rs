@@ -112,10 +112,10 @@ impl GoCache {
 
     /// Sets up one build: the program for its image, its socket in `work_dir`.
     /// `target` names the build's GOOS/GOARCH(/GOARM), e.g. `linux-amd64`.
-    pub async fn start(self: &Arc<Self>, sandbox: &Sandbox, image_id: &str, build_key: &str, target: &str, work_dir: &Path) -> Result<ForBuild, GoCacheError> {
+    pub async fn start(self: &Arc<Self>, sandbox: &Sandbox, image_id: &str, build_key: &str, target: &str, caddy_version: &str, work_dir: &Path) -> Result<ForBuild, GoCacheError> {
         let scratch = work_dir.parent().unwrap_or(work_dir);
         let program = self.program(sandbox, image_id, build_key, scratch).await?;
-        let server = BuildCache::start(self.clone(), &program.go_version, target, work_dir).await?;
+        let server = BuildCache::start(self.clone(), &program.go_version, target, caddy_version, work_dir).await?;
         Ok(ForBuild { program, server, share_modules: self.config.share_modules, upstream: self.upstream.clone() })
     }
 }
@@ -145,8 +145,11 @@ impl ForBuild {
         set_env(step, "CBS_GOCACHE_DIR", LOCAL_DIR.to_string());
     }
 
-    /// The resolve step: the program runs as a module proxy in front of the
-    /// configured ones (`|`: on any failure of it, the go command goes on to them).
+    /// The resolve step: the program first seeds the module cache with what the
+    /// last resolve of the same Caddy version needed (so that the attempt from
+    /// the cache alone succeeds on a host whose cache was empty), then runs as a
+    /// module proxy in front of the configured ones (`|`: on any failure of it,
+    /// the go command goes on to them).
     pub fn resolve_step(&self, step: &mut StepSpec) {
         let Some(upstream) = self.upstream.as_ref().filter(|_| self.share_modules) else { return };
         if step.cmd.len() != 3 || step.cmd[..2] != ["/bin/sh", "-c"] {
@@ -164,6 +167,7 @@ impl ForBuild {
             ),
             "trap 'kill $modproxy 2>/dev/null; wait $modproxy 2>/dev/null; cat /tmp/modproxy.log' EXIT".into(),
             "for _ in $(seq 100); do [ -e /tmp/modproxy.ready ] && break; sleep 0.05; done".into(),
+            format!("{} modseed {} || true", shell_quote(&self.program.path), shell_quote(upstream)),
         ];
         step.cmd[2] = format!("{}\n{}", start.join("\n"), step.cmd[2]);
     }

@@ -1,4 +1,5 @@
-//! The cache program (`gocacheprog/main.go`, embedded here): compiled once per
+//! The cache program (`gocacheprog/`, embedded here with the parts of
+//! `golang.org/x/mod` it vendors): compiled once per
 //! builder image, by a container of that image with the image's own Go (no Go
 //! on the host is needed), into the program volume, in a directory named after
 //! the source and the image. Build containers mount the volume read-only. A
@@ -12,7 +13,19 @@ use crate::sandbox::{OneShot, Sandbox, PROGRAM_MOUNT};
 
 use super::GoCacheError;
 
-const SOURCE: &str = include_str!("../../gocacheprog/main.go");
+/// The program's module, file by file (path in the module, content).
+const SOURCE: [(&str, &str); 10] = [
+    ("go.mod", include_str!("../../gocacheprog/go.mod")),
+    ("main.go", include_str!("../../gocacheprog/main.go")),
+    ("modseed.go", include_str!("../../gocacheprog/modseed.go")),
+    ("vendor/modules.txt", include_str!("../../gocacheprog/vendor/modules.txt")),
+    ("vendor/golang.org/x/mod/LICENSE", include_str!("../../gocacheprog/vendor/golang.org/x/mod/LICENSE")),
+    ("vendor/golang.org/x/mod/PATENTS", include_str!("../../gocacheprog/vendor/golang.org/x/mod/PATENTS")),
+    ("vendor/golang.org/x/mod/sumdb/dirhash/hash.go", include_str!("../../gocacheprog/vendor/golang.org/x/mod/sumdb/dirhash/hash.go")),
+    ("vendor/golang.org/x/mod/sumdb/tlog/note.go", include_str!("../../gocacheprog/vendor/golang.org/x/mod/sumdb/tlog/note.go")),
+    ("vendor/golang.org/x/mod/sumdb/tlog/tile.go", include_str!("../../gocacheprog/vendor/golang.org/x/mod/sumdb/tlog/tile.go")),
+    ("vendor/golang.org/x/mod/sumdb/tlog/tlog.go", include_str!("../../gocacheprog/vendor/golang.org/x/mod/sumdb/tlog/tlog.go")),
+];
 /// The program's file name in its directory.
 const BINARY: &str = "cbs-gocacheprog";
 /// Compiling needs the standard library's net/http from an empty cache: about a
@@ -30,7 +43,11 @@ pub struct Program {
 
 /// The program's directory in the volume: a hash of the source and the image id.
 fn tag(image_id: &str) -> String {
-    super::blob::sha256_hex(format!("{SOURCE}\n{image_id}").as_bytes())[..16].to_string()
+    let mut all = String::new();
+    for (path, text) in SOURCE {
+        all.push_str(&format!("{path}\n{text}\n"));
+    }
+    super::blob::sha256_hex(format!("{all}{image_id}").as_bytes())[..16].to_string()
 }
 
 /// Compiles the program for `image_id` unless the volume has it already. The
@@ -39,8 +56,11 @@ pub async fn ensure(sandbox: &Sandbox, volume: &str, image_id: &str, build_key: 
     let tag = tag(image_id);
     let src = scratch.join(format!("gocacheprog-{tag}-{:08x}", rand::random::<u32>()));
     let io = |e: std::io::Error| GoCacheError::Program(format!("{}: {e}", src.display()));
-    tokio::fs::create_dir_all(&src).await.map_err(io)?;
-    tokio::fs::write(src.join("main.go"), SOURCE).await.map_err(io)?;
+    for (path, text) in SOURCE {
+        let file = src.join(path);
+        tokio::fs::create_dir_all(file.parent().unwrap_or(&src)).await.map_err(io)?;
+        tokio::fs::write(&file, text).await.map_err(io)?;
+    }
     let dir = format!("{PROGRAM_MOUNT}/{tag}");
     // Several workers of a host may compile at once: each in a directory of its
     // own, moved into place unless another was first.
@@ -50,7 +70,7 @@ d={dir}
 if [ ! -x "$d/{BINARY}" ] || [ ! -s "$d/goversion" ]; then
   t="$d.tmp-$SUFFIX"
   rm -rf "$t" && mkdir -p "$t"
-  cd /src && go build -trimpath -o "$t/{BINARY}" ./main.go
+  cd /src && go build -mod=vendor -trimpath -o "$t/{BINARY}" .
   go env GOVERSION > "$t/goversion"
   if [ -d "$d" ]; then rm -rf "$t"; else mv "$t" "$d"; fi
 fi

@@ -10,6 +10,10 @@
 //!   renewed in the store's bookkeeping; answers those the store lacks;
 //! - `GET`/`PUT /gomod/{escaped module path}/@v/{file}`: module files, stored by
 //!   the hash of their path and checked against their content hash on read;
+//! - `DELETE /gomod/...`: a module file the program found not to hash to its
+//!   checksum database record, removed (file, then row) so that it is a miss;
+//! - `GET /gomod-manifest`: the go.sum of the last resolve of this build's
+//!   Caddy version, which the program seeds the module cache from;
 //! - `GET /gocache-manifest`: the action IDs the last build of this target
 //!   used (a list kept per Go version and target), which the program fetches
 //!   ahead of Go's requests: Go asks for entries one action at a time, and a
@@ -60,6 +64,8 @@ struct Shared {
     go_version: String,
     /// The build's target (`linux-amd64`, `linux-arm-7`): names its manifest.
     target: String,
+    /// The build's Caddy version: names its module manifest.
+    caddy_version: String,
     /// Action IDs this build used (hits, puts, reported local hits), for the
     /// manifest, in the order of first use: the program fetches ahead in that
     /// order, which is close to the order Go asks for them again.
@@ -78,7 +84,7 @@ pub struct BuildCache {
 
 impl BuildCache {
     /// Serves the build whose work dir is `work_dir`, at `work_dir/<SOCKET_NAME>`.
-    pub async fn start(cache: Arc<GoCache>, go_version: &str, target: &str, work_dir: &Path) -> Result<BuildCache, GoCacheError> {
+    pub async fn start(cache: Arc<GoCache>, go_version: &str, target: &str, caddy_version: &str, work_dir: &Path) -> Result<BuildCache, GoCacheError> {
         let socket = work_dir.join(super::SOCKET_NAME);
         let io = |e: std::io::Error| GoCacheError::Socket(format!("{}: {e}", socket.display()));
         let _ = tokio::fs::remove_file(&socket).await;
@@ -92,6 +98,7 @@ impl BuildCache {
             cache,
             go_version: go_version.to_string(),
             target: target.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect(),
+            caddy_version: caddy_version.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect(),
             used: Default::default(),
             stats: Stats::default(),
             uploads: TaskTracker::new(),
@@ -101,7 +108,8 @@ impl BuildCache {
             .route("/gocache/{action}", get(get_entry).put(put_entry))
             .route("/gocache-used", post(used))
             .route("/gocache-manifest", get(manifest))
-            .route("/gomod/{*path}", get(get_module).put(put_module))
+            .route("/gomod-manifest", get(module_manifest))
+            .route("/gomod/{*path}", get(get_module).put(put_module).delete(delete_module))
             .layer(DefaultBodyLimit::max(MAX_ENTRY))
             .with_state(shared.clone());
         let stop = CancellationToken::new();
@@ -112,6 +120,22 @@ impl BuildCache {
             }
         });
         Ok(BuildCache { socket, stop, shared })
+    }
+
+    /// Keeps the go.sum of this build's resolve as its Caddy version's module
+    /// manifest: the modules a host with an empty module cache seeds next time.
+    pub fn remember_modules(&self, go_sum: &str) {
+        if go_sum.lines().count() < MIN_MANIFEST {
+            return;
+        }
+        let shared = self.shared.clone();
+        let sealed = blob::seal(go_sum.as_bytes());
+        self.shared.uploads.spawn(async move {
+            let path = module_manifest_path(&shared);
+            if let Err(e) = shared.cache.storage.put_bytes(&path, sealed).await {
+                warn!(path, error = %e, "cannot store the module manifest");
+            }
+        });
     }
 
     pub fn stats(&self) -> &Stats {
@@ -181,6 +205,11 @@ fn manifest_path(shared: &Shared) -> String {
     let dir = entry_path(&shared.go_version, &"0".repeat(64));
     let version_dir = dir.rsplitn(3, '/').nth(2).unwrap_or("gocache");
     format!("{version_dir}/manifest/{}", shared.target)
+}
+
+/// Store path of a Caddy version's module manifest: `gomod/manifest/<version>`.
+fn module_manifest_path(shared: &Shared) -> String {
+    format!("gomod/manifest/{}", shared.caddy_version)
 }
 
 /// Replaces the target's manifest with what this build used (a build that used
@@ -341,6 +370,34 @@ async fn get_module(State(shared): State<Arc<Shared>>, UrlPath(path): UrlPath<St
             content.into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn module_manifest(State(shared): State<Arc<Shared>>) -> Response {
+    match read_checked(&shared, &module_manifest_path(&shared)).await {
+        Some((_, list)) => list.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The program checks module files against the checksum database; one that
+/// does not match goes, so that the next reader fetches a good one.
+async fn delete_module(State(shared): State<Arc<Shared>>, UrlPath(path): UrlPath<String>) -> StatusCode {
+    if !shareable_module(&path) {
+        return StatusCode::BAD_REQUEST;
+    }
+    let stored = module_path(&path);
+    warn!(module_file = path, "a shared module file does not match the checksum database; deleting it");
+    shared.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+    match shared.cache.storage.delete_prefix(&stored).await {
+        Ok(_) => {
+            let _ = shared.cache.queue.gocache_forget(&[stored], None).await;
+            StatusCode::NO_CONTENT
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot delete a shared module file");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     }
 }
 

@@ -194,6 +194,9 @@ async fn execute(
         worker_id: Some(ctx.worker_id.clone()),
         ..Provenance::default()
     };
+    if let (Some(shared), Some(go_sum)) = (&shared_cache, &provenance.go_sum) {
+        shared.server.remember_modules(go_sum);
+    }
     phase(tx, "compile").await;
     step(ctx, session, &compile, tx, cancel, spec).await?;
     if let Some(shared) = shared_cache {
@@ -310,7 +313,7 @@ fn attest_inputs(compile: &StepSpec, provenance: &Provenance) -> AttestInputs {
 /// logged and the build goes on.
 async fn shared_cache(ctx: &JobContext, build: &Build, image: &BuilderImage, target: &str, work: &std::path::Path, tx: &mpsc::Sender<OutputLine>) -> Option<crate::gocache::ForBuild> {
     let cache = ctx.gocache.as_ref()?;
-    match cache.start(&ctx.sandbox, &image.id, &build.build_key, target, work).await {
+    match cache.start(&ctx.sandbox, &image.id, &build.build_key, target, &build.spec.caddy_version, work).await {
         Ok(shared) => Some(shared),
         Err(e) => {
             warn!(error = %e, "shared Go cache unavailable; building with the host's own cache");
