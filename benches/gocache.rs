@@ -2,8 +2,8 @@
 //! Docker engine and module proxy, all hosts on empty cache volumes:
 //! - host A builds Caddy with a plugin (cold: it fills the shared store);
 //! - the variant, one more plugin: host D (empty volumes) builds it,
-//!   then warm host A: ratio D / A, target ≤ 1.5. D goes first, so A finds the
-//!   new plugin's entries in the store: the comparison favours the warm host;
+//!   then warm host A: ratio D / A, target ≤ 1.5. Both start from the store as
+//!   host A's first build left it (host A's build reads a copy made before D's);
 //! - the hardest variant, plain Caddy, which warm host A has wholly cached:
 //!   host B (empty volumes) builds it, then host A: ratio B / A;
 //! - host C, empty volumes and no shared cache, builds plain Caddy: what a new
@@ -52,7 +52,16 @@ impl Host {
     /// Builds `spec` (requeued when it exists) on this host alone; returns
     /// (claim → ready seconds, resolve seconds, compile seconds).
     async fn build(&self, db: &TestDb, spec: &serde_json::Value) -> (f64, f64, f64) {
-        let worker = start_worker(self.config.clone());
+        self.build_from(db, spec, None).await
+    }
+
+    /// [`Host::build`], with the shared store at `store` instead of the configured one.
+    async fn build_from(&self, db: &TestDb, spec: &serde_json::Value, store: Option<&std::path::Path>) -> (f64, f64, f64) {
+        let mut config = self.config.clone();
+        if let Some(store) = store {
+            config.storage.path = store.display().to_string();
+        }
+        let worker = start_worker(config);
         let key = db.queue.build_key(spec).await.unwrap();
         let requeue = db.queue.get(&key).await.unwrap().is_some();
         if requeue {
@@ -113,11 +122,16 @@ async fn main() {
     // Host A's uploads have landed: a worker's stop waits for them.
     let mut one_more = target.clone();
     one_more["plugins"].as_array_mut().unwrap().push(json!({"module": EXTRA_PLUGIN, "version": EXTRA_PLUGIN_VERSION}));
+    // Both builds of it start from the store as host A left it: a copy for host A's.
+    let snapshot = std::path::PathBuf::from(format!("{}-before-d", a.config.storage.path));
+    let copied = Command::new("cp").arg("-a").arg(&a.config.storage.path).arg(&snapshot).status().unwrap();
+    assert!(copied.success());
     let d = Host::new(&db, "d", true);
     let fresh_more = d.build(&db, &one_more).await;
     report("host D, empty caches, shared cache: one more plugin", fresh_more);
-    let warm_more = a.build(&db, &one_more).await;
-    report("host A, warm: the same", warm_more);
+    let warm_more = a.build_from(&db, &one_more, Some(&snapshot)).await;
+    report("host A, warm: the same (the store as before host D)", warm_more);
+    let _ = std::fs::remove_dir_all(&snapshot);
 
     let b = Host::new(&db, "b", true);
     let fresh = b.build(&db, &variant).await;

@@ -18,10 +18,11 @@
 //	    for entries one action at a time, and a host with an empty cache would
 //	    otherwise wait a round trip for each of thousands.
 //
-//	cbs-gocacheprog modseed UPSTREAM
+//	cbs-gocacheprog modseed UPSTREAM [PATH@VERSION...]
 //	    Before the resolve step's go commands: fills the module cache with what
 //	    the last resolve of the same Caddy version needed, each file checked
-//	    against the checksum database (see modseed.go).
+//	    against the checksum database (see modseed.go); exits 3 when a module
+//	    named on the command line is not in the cache even so.
 //
 //	cbs-gocacheprog modproxy ADDR UPSTREAM
 //	    A module proxy on ADDR (loopback) for the resolve step: module files are
@@ -88,8 +89,10 @@ const touchAfter = time.Hour
 const localMaxAge = 5 * 24 * time.Hour
 
 func main() {
-	if len(os.Args) == 3 && os.Args[1] == "modseed" {
-		modSeed(os.Args[2])
+	if len(os.Args) >= 3 && os.Args[1] == "modseed" {
+		if !modSeed(os.Args[2], os.Args[3:]) {
+			os.Exit(3)
+		}
 		return
 	}
 	if len(os.Args) == 4 && os.Args[1] == "modproxy" {

@@ -86,17 +86,41 @@ type tileFetch struct {
 	err  error
 }
 
-// modSeed fills the module cache for the resolve step; it never fails the
-// build: whatever it cannot seed, the go command fetches as before.
-func modSeed(upstream string) {
-	started := time.Now()
-	say := func(format string, args ...any) {
-		fmt.Printf("cbs-gocacheprog modseed: "+format+"\n", args...)
-	}
-	worker := workerClient(os.Getenv("CBS_GOCACHE_SOCKET"))
+func say(format string, args ...any) {
+	fmt.Printf("cbs-gocacheprog modseed: "+format+"\n", args...)
+}
+
+// modSeed fills the module cache for the resolve step, then says whether
+// every module in `named` (path@version: Caddy and the plugins the spec names)
+// is in it. Seeding never fails the build: whatever it cannot seed, the go
+// command fetches as before.
+func modSeed(upstream string, named []string) bool {
 	modcache := os.Getenv("GOMODCACHE")
-	if worker == nil || modcache == "" {
-		say("not seeding: CBS_GOCACHE_SOCKET or GOMODCACHE is not set")
+	if modcache == "" {
+		say("not seeding: GOMODCACHE is not set")
+		return true
+	}
+	seedCache(upstream, filepath.Join(modcache, "cache", "download"))
+	for _, m := range named {
+		p, v, _ := strings.Cut(m, "@")
+		ePath, err1 := escapeString(p)
+		eVersion, err2 := escapeString(v)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(modcache, "cache", "download", filepath.FromSlash(ePath), "@v", eVersion+".ziphash")); err != nil {
+			say("%s is not in the module cache: no use trying to resolve from the cache alone", m)
+			return false
+		}
+	}
+	return true
+}
+
+func seedCache(upstream, download string) {
+	started := time.Now()
+	worker := workerClient(os.Getenv("CBS_GOCACHE_SOCKET"))
+	if worker == nil {
+		say("not seeding: CBS_GOCACHE_SOCKET is not set")
 		return
 	}
 	name, base, err := sumdbEndpoint(os.Getenv("GOSUMDB"), strings.TrimRight(upstream, "/"))
@@ -118,7 +142,7 @@ func modSeed(upstream string) {
 		remote:   &http.Client{Timeout: time.Minute},
 		sumdb:    base,
 		name:     name,
-		download: filepath.Join(modcache, "cache", "download"),
+		download: download,
 		tiles:    map[tlog.Tile]*tileFetch{},
 		trees:    map[int64]tlog.Tree{},
 	}

@@ -374,5 +374,22 @@ async fn the_worker_checks_every_entry_against_its_output_id() {
     })
     .await;
     assert_eq!((got.0, got.2), (200, b"zip bytes".to_vec()));
+    // One the cache program found not to match the checksum database goes, row and file.
+    assert_eq!(over_socket(&socket, "DELETE", "/gomod/github.com/x/@v/list", b"").await.0, 400);
+    assert_eq!(over_socket(&socket, "DELETE", module, b"").await.0, 204);
+    assert_eq!(over_socket(&socket, "GET", module, b"").await.0, 404);
+    let rows: i64 = db.client().await.query_one("SELECT count(*) FROM cbs.gocache_entries", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 0, "the deleted module file's row went with it");
+
+    // The module manifest: the go.sum of this Caddy version's last resolve, once there is one.
+    assert_eq!(over_socket(&socket, "GET", "/gomod-manifest", b"").await.0, 404);
+    let go_sum: String = (0..150).map(|i| format!("example.com/m{i} v1.0.0 h1:x=\nexample.com/m{i} v1.0.0/go.mod h1:y=\n")).collect();
+    server.remember_modules(&go_sum);
+    let manifest = support::wait::until_some("the module manifest stored", Duration::from_secs(60), || async {
+        Some(over_socket(&socket, "GET", "/gomod-manifest", b"").await).filter(|got| got.0 == 200)
+    })
+    .await;
+    assert_eq!(String::from_utf8(manifest.2).unwrap(), go_sum);
+    assert!(storage.size(&format!("gomod/manifest/{CADDY}")).await.unwrap().is_some(), "kept per Caddy version");
     server.finish();
 }

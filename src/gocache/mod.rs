@@ -40,7 +40,9 @@ pub use server::{BuildCache, Stats};
 use crate::config::GoCacheConfig;
 use crate::db::{DbError, Queue};
 use crate::sandbox::{shell_quote, Sandbox, SandboxError, StepSpec};
+use crate::spec::{BuildSpec, CADDY_MODULE};
 use crate::storage::{DynStorage, StorageError};
+use crate::worker::recipe::SKIP_OFFLINE_FLAG;
 
 /// The worker's socket, in the build's work dir (`/work` in the containers).
 pub const SOCKET_NAME: &str = ".cbs-cache.sock";
@@ -128,6 +130,12 @@ pub struct ForBuild {
     upstream: Option<String>,
 }
 
+/// `path@version` of Caddy and of each plugin the resolve step fetches.
+fn named_modules(spec: &BuildSpec) -> Vec<String> {
+    let fetched = spec.plugins.iter().filter(|p| !spec.replacements.iter().any(|r| p.module.starts_with(&format!("{}/", r.old))));
+    std::iter::once(format!("{CADDY_MODULE}@{}", spec.caddy_version)).chain(fetched.map(|p| format!("{}@{}", p.module, p.version))).collect()
+}
+
 fn set_env(step: &mut StepSpec, key: &str, value: String) {
     step.env.retain(|(k, _)| k != key);
     step.env.push((key.to_string(), value));
@@ -150,7 +158,11 @@ impl ForBuild {
     /// the cache alone succeeds on a host whose cache was empty), then runs as a
     /// module proxy in front of the configured ones (`|`: on any failure of it,
     /// the go command goes on to them).
-    pub fn resolve_step(&self, step: &mut StepSpec) {
+    ///
+    /// The seed also says whether every module the spec names (Caddy, the
+    /// plugins) is now in the cache; when one is not, the attempt from the cache
+    /// alone would fail after doing part of the work, and is skipped.
+    pub fn resolve_step(&self, step: &mut StepSpec, spec: &BuildSpec) {
         let Some(upstream) = self.upstream.as_ref().filter(|_| self.share_modules) else { return };
         if step.cmd.len() != 3 || step.cmd[..2] != ["/bin/sh", "-c"] {
             return;
@@ -167,7 +179,12 @@ impl ForBuild {
             ),
             "trap 'kill $modproxy 2>/dev/null; wait $modproxy 2>/dev/null; cat /tmp/modproxy.log' EXIT".into(),
             "for _ in $(seq 100); do [ -e /tmp/modproxy.ready ] && break; sleep 0.05; done".into(),
-            format!("{} modseed {} || true", shell_quote(&self.program.path), shell_quote(upstream)),
+            format!(
+                "{} modseed {} {} || touch {SKIP_OFFLINE_FLAG}",
+                shell_quote(&self.program.path),
+                shell_quote(upstream),
+                named_modules(spec).iter().map(|m| shell_quote(m)).collect::<Vec<_>>().join(" ")
+            ),
         ];
         step.cmd[2] = format!("{}\n{}", start.join("\n"), step.cmd[2]);
     }

@@ -175,7 +175,7 @@ async fn execute(
     let target = [spec.os.as_str(), spec.arch.as_str(), spec.arm.as_deref().unwrap_or("")].join("-");
     let shared_cache = shared_cache(ctx, build, image, target.trim_end_matches('-'), work, tx).await;
     if let Some(shared) = &shared_cache {
-        shared.resolve_step(&mut resolve);
+        shared.resolve_step(&mut resolve, spec);
         shared.build_step(&mut compile);
     }
     say(tx, &format!("worker {} attempt {}: building caddy {} for {}/{} with {} ({})", ctx.worker_id, build.attempt, spec.caddy_version, spec.os, spec.arch, image.go_version.go_name(), image.name)).await;

@@ -34,6 +34,10 @@ pub const WINRES_FILES: [(&str, &str); 3] = [
 ];
 /// Output of the resolve step's attempt from the module cache alone, shown only if it succeeds.
 const OFFLINE_LOG: &str = ".resolve-offline.log";
+/// When this file exists (in the resolve container's own /tmp), the attempt
+/// from the cache alone is skipped: something before it found that a module
+/// the spec names is not in the cache (see `gocache::ForBuild::resolve_step`).
+pub const SKIP_OFFLINE_FLAG: &str = "/tmp/.resolve-online";
 /// The binary's directory inside the work dir.
 pub const OUT_DIR: &str = "out";
 /// `go mod graph` after resolve, in the work dir: read when the build fails, to
@@ -147,8 +151,9 @@ pub async fn write_windows_resource_generator(work: &std::path::Path) -> std::io
 /// first with `GOPROXY=off`, from the cache alone (the checksum database still
 /// vouches for every go.sum line, from its cached answers): with a warm cache
 /// that takes a few hundred milliseconds where the proxy's round trips take
-/// seconds. When a module is missing, the output of that attempt is dropped and
-/// the same commands run again through the configured proxy.
+/// seconds. When a module is missing, the output of that attempt is dropped (but
+/// its last lines, which say what was missing) and the same commands run again
+/// through the configured proxy.
 pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Result<StepSpec, RecipeError> {
     check_version(&spec.caddy_version)?;
     let caddy = format!("{CADDY_MODULE}@{}", spec.caddy_version);
@@ -198,10 +203,11 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         "exec 3>&1".into(),
         format!("phase() {{ echo \"{}$1\" >&3; }}", crate::phase::MARKER),
         format!("resolve() {{\n  {}\n}}", commands.join(" &&\n  ")),
-        format!("if (export GOPROXY=off; resolve) > {OFFLINE_LOG} 2>&1; then"),
+        format!("if [ ! -e {SKIP_OFFLINE_FLAG} ] && (export GOPROXY=off; resolve) > {OFFLINE_LOG} 2>&1; then"),
         format!("  cat {OFFLINE_LOG}"),
         "else".into(),
         "  echo 'not every module is in the cache: resolving through the module proxy'".into(),
+        format!("  if [ -s {OFFLINE_LOG} ]; then tail -n 3 {OFFLINE_LOG} | sed 's/^/  from the cache alone: /'; fi"),
         "  rm -f go.mod go.sum resource_windows_*.syso".into(),
         "  resolve".into(),
         "fi".into(),
