@@ -143,6 +143,14 @@ pub async fn write_windows_resource_generator(work: &std::path::Path) -> std::io
     Ok(())
 }
 
+/// The resolve step's GOMAXPROCS. The go command asks the module proxy as many
+/// questions at once as it has procs (it checks every module of the build list
+/// for retractions, one `@v/list` each, even when the cache has every file), so
+/// on a two-core host it waits on two round trips at a time. Its results do not
+/// depend on it; measured with a warm module cache and the proxy: `go get ''`
+/// 3.0-4.7 s with 2, 1.0-1.5 s with 16 or 32.
+const RESOLVE_PARALLELISM: u32 = 16;
+
 /// Resolve: writes go.mod/go.sum next to main.go (and, for Windows, the
 /// version resource `resource_windows_<arch>.syso`).
 ///
@@ -214,12 +222,9 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
         format!("rm -f {OFFLINE_LOG}"),
         format!("go mod graph > {GRAPH_FILE} 2>/dev/null || true"),
     ];
-    Ok(StepSpec {
-        name: "resolve".into(),
-        cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")],
-        env: base_env(config, true),
-        timeout,
-    })
+    let mut env = base_env(config, true);
+    env.push(("GOMAXPROCS".into(), RESOLVE_PARALLELISM.to_string()));
+    Ok(StepSpec { name: "resolve".into(), cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")], env, timeout })
 }
 
 /// Which targets and ARM variants exist is SQL's business (cbs.canonical_arm
