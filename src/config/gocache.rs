@@ -18,8 +18,10 @@ pub struct GoCacheConfig {
     /// Build steps use the shared build cache (`GOCACHEPROG`); off: each host's
     /// own cache volume only.
     pub enabled: bool,
-    /// The resolve step also takes module files from the shared store (and puts
-    /// there what it downloads); needs `enabled`.
+    /// The resolve step also seeds the module cache from the shared store (what
+    /// the last resolve of the same Caddy version needed, checked against the
+    /// checksum database), takes module files from it, and puts there what it
+    /// downloads; needs `enabled`.
     pub share_modules: bool,
     /// Docker volume holding the cache program, compiled once per builder image
     /// by a container of that image; mounted read-only into the build containers.
