@@ -146,24 +146,13 @@ func seedCache(upstream, download string) {
 		tiles:    map[tlog.Tile]*tileFetch{},
 		trees:    map[int64]tlog.Tree{},
 	}
-	work := make(chan seedModule)
-	var wg sync.WaitGroup
-	for range seeders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range work {
-				s.seed(m)
-			}
-		}()
-	}
+	var covered []seedModule
 	for _, m := range modules {
 		if !matchPrefixPatterns(noSum, m.path) {
-			work <- m
+			covered = append(covered, m)
 		}
 	}
-	close(work)
-	wg.Wait()
+	inParallel(covered, s.seed)
 	s.proveAll()
 	st := &s.stats
 	say("%d modules: %d zips, %d go.mod files, %d .info files, %d checksum records, %d tiles written; %d rejected, %d not in the store; %.1f s",
@@ -314,7 +303,7 @@ func (s *seeder) fromStore(proxyPath, want string, hash func([]byte) string) ([]
 	}
 	if got := hash(data); got != want {
 		s.stats.rejected.Add(1)
-		fmt.Printf("cbs-gocacheprog modseed: %s in the shared store hashes to %s, not %s as the checksum database says: deleting it\n", proxyPath, got, want)
+		say("%s in the shared store hashes to %s, not %s as the checksum database says: deleting it", proxyPath, got, want)
 		if req, err := http.NewRequest(http.MethodDelete, url, nil); err == nil {
 			if resp, err := s.worker.Do(req); err == nil {
 				resp.Body.Close()
@@ -354,30 +343,37 @@ func (s *seeder) proveAll() {
 	largest := s.trees[sizes[len(sizes)-1]]
 	for _, n := range sizes[:len(sizes)-1] {
 		if _, err := tlog.ProveTree(largest.N, n, tlog.TileHashReader(largest, s)); err != nil {
-			fmt.Printf("cbs-gocacheprog modseed: tree %d against %d: %v\n", n, largest.N, err)
+			say("tree %d against %d: %v", n, largest.N, err)
 		}
 	}
-	work := make(chan record)
+	inParallel(s.records, func(r record) {
+		for _, n := range sizes {
+			if r.id >= n {
+				continue
+			}
+			hashes, err := tlog.TileHashReader(s.trees[n], s).ReadHashes([]int64{tlog.StoredHashIndex(0, r.id)})
+			if err == nil && hashes[0] != tlog.RecordHash(r.text) {
+				say("record %d is not in tree %d", r.id, n)
+			}
+		}
+	})
+}
+
+// inParallel calls f on every item, [seeders] at a time.
+func inParallel[T any](items []T, f func(T)) {
+	work := make(chan T)
 	var wg sync.WaitGroup
 	for range seeders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for r := range work {
-				for _, n := range sizes {
-					if r.id >= n {
-						continue
-					}
-					hashes, err := tlog.TileHashReader(s.trees[n], s).ReadHashes([]int64{tlog.StoredHashIndex(0, r.id)})
-					if err == nil && hashes[0] != tlog.RecordHash(r.text) {
-						fmt.Printf("cbs-gocacheprog modseed: record %d is not in tree %d\n", r.id, n)
-					}
-				}
+			for item := range work {
+				f(item)
 			}
 		}()
 	}
-	for _, r := range s.records {
-		work <- r
+	for _, item := range items {
+		work <- item
 	}
 	close(work)
 	wg.Wait()
@@ -513,27 +509,7 @@ func writeFile(name string, data []byte) error {
 	if _, err := os.Stat(name); err == nil {
 		return os.ErrExist
 	}
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(name), ".cbs-seed-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return writeAtomic(name, data)
 }
 
 // escapeString is the module proxy protocol's case encoding: an upper-case
