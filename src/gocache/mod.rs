@@ -132,8 +132,8 @@ pub struct ForBuild {
 
 /// `path@version` of Caddy and of each plugin the resolve step fetches.
 fn named_modules(spec: &BuildSpec) -> Vec<String> {
-    let fetched = spec.plugins.iter().filter(|p| !spec.replacements.iter().any(|r| p.module.starts_with(&format!("{}/", r.old))));
-    std::iter::once(format!("{CADDY_MODULE}@{}", spec.caddy_version)).chain(fetched.map(|p| format!("{}@{}", p.module, p.version))).collect()
+    let plugins = crate::worker::recipe::fetched_plugins(spec).map(|p| format!("{}@{}", p.module, p.version));
+    std::iter::once(format!("{CADDY_MODULE}@{}", spec.caddy_version)).chain(plugins).collect()
 }
 
 fn set_env(step: &mut StepSpec, key: &str, value: String) {

@@ -185,13 +185,9 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
     }
     commands.push(phase("pin_versions"));
     commands.push(format!("go get -v {}", shell_quote(&caddy)));
-    for p in &spec.plugins {
+    for p in fetched_plugins(spec) {
         check_module(&p.module)?;
         check_version(&p.version)?;
-        // A plugin inside a replaced module is not fetched (xcaddy's issue 221).
-        if spec.replacements.iter().any(|r| p.module.starts_with(&format!("{}/", r.old))) {
-            continue;
-        }
         commands.push(format!("go get -v {} {}", shell_quote(&format!("{}@{}", p.module, p.version)), shell_quote(&caddy)));
     }
     // xcaddy's closing `go get`, meant to settle ambiguities a plugin brings in;
@@ -225,6 +221,12 @@ pub fn resolve_step(config: &Config, spec: &BuildSpec, timeout: Duration) -> Res
     let mut env = base_env(config, true);
     env.push(("GOMAXPROCS".into(), RESOLVE_PARALLELISM.to_string()));
     Ok(StepSpec { name: "resolve".into(), cmd: vec!["/bin/sh".into(), "-c".into(), script.join("\n")], env, timeout })
+}
+
+/// The plugins the resolve step fetches: all but those inside a replaced module
+/// (xcaddy's issue 221: the replacement brings them).
+pub fn fetched_plugins(spec: &BuildSpec) -> impl Iterator<Item = &crate::spec::Plugin> {
+    spec.plugins.iter().filter(|p| !spec.replacements.iter().any(|r| p.module.starts_with(&format!("{}/", r.old))))
 }
 
 /// Which targets and ARM variants exist is SQL's business (cbs.canonical_arm
