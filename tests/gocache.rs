@@ -91,6 +91,7 @@ fn seed_summary(log: &[String]) -> (u64, u64) {
         .iter()
         .find_map(|l| l.split_once("cbs-gocacheprog modseed: ").map(|(_, rest)| rest).filter(|rest| rest.contains(" zips, ")))
         .unwrap_or_else(|| panic!("no module seed summary in the log:\n{}", log.join("\n")));
+    println!("module seed: {line}");
     let number_before = |what: &str| -> u64 {
         let end = line.find(what).unwrap_or_else(|| panic!("{what:?} in {line:?}"));
         line[..end].rsplit(' ').next().unwrap().parse().unwrap()
