@@ -352,12 +352,17 @@ async fn used(State(shared): State<Arc<Shared>>, body: String) -> Response {
     }
 }
 
-/// The target's manifest, checked like any object; empty when there is none.
-async fn manifest(State(shared): State<Arc<Shared>>) -> Response {
-    match read_checked(&shared, &manifest_path(&shared)).await {
+/// A manifest, checked like any object; 404 when there is none.
+async fn serve_manifest(shared: &Shared, path: &str) -> Response {
+    match read_checked(shared, path).await {
         Some((_, list)) => list.into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// The target's build cache manifest.
+async fn manifest(State(shared): State<Arc<Shared>>) -> Response {
+    serve_manifest(&shared, &manifest_path(&shared)).await
 }
 
 async fn get_module(State(shared): State<Arc<Shared>>, UrlPath(path): UrlPath<String>) -> Response {
@@ -373,11 +378,9 @@ async fn get_module(State(shared): State<Arc<Shared>>, UrlPath(path): UrlPath<St
     }
 }
 
+/// The Caddy version's module manifest.
 async fn module_manifest(State(shared): State<Arc<Shared>>) -> Response {
-    match read_checked(&shared, &module_manifest_path(&shared)).await {
-        Some((_, list)) => list.into_response(),
-        None => StatusCode::NOT_FOUND.into_response(),
-    }
+    serve_manifest(&shared, &module_manifest_path(&shared)).await
 }
 
 /// The program checks module files against the checksum database; one that

@@ -353,6 +353,9 @@ mod tests {
             .collect();
         assert!(phases[0] < script.find("go mod init").unwrap() && phases[1] < caddy_first && caddy_first < phases[2] && phases[2] < tidy, "{script}");
         assert_eq!(STEPS[0], (s.name.as_str(), StepNetwork::Online), "only the resolve step has network");
+        // The attempt from the cache alone can be skipped, and the proxy's questions run 16 at once.
+        assert!(script.contains(&format!("if [ ! -e {SKIP_OFFLINE_FLAG} ] && (export GOPROXY=off; resolve)")), "{script}");
+        assert!(s.env.contains(&("GOMAXPROCS".into(), "16".into())), "{:?}", s.env);
     }
 
     #[test]
